@@ -1,0 +1,420 @@
+//! `vaultctl`: the command line over the vault engine. Parses arguments, reads secrets from
+//! the environment or a prompt (never from argv), prints reports, maps errors to exit codes:
+//! 0 ok, 1 error, 2 usage, 3 wrong passphrase or key, 4 damage found, 5 vault locked.
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use vault::commands::{browse, check, keys, put, rebuild_index, restore, stats};
+use vault::crypto::Secret;
+use vault::format::config::PeriodKind;
+use vault::format::tree::{FileState, NodeKind};
+use vault::repo::{InitOptions, OpenOptions, Vault};
+use vault::store::{local::LocalStore, Store};
+use vault::units::{human, parse_size};
+use vault::ErrorKind;
+
+#[derive(Parser)]
+#[command(name = "vaultctl", version, about = "Encrypted, deduplicating vault of dated backup snapshots")]
+struct Cli {
+    /// Vault directory (or file:///path).
+    #[arg(long, global = true, env = "VAULT_REPO")]
+    repo: Option<String>,
+    /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault).
+    #[arg(long, global = true, env = "VAULT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Seconds to wait for another writer to release the vault.
+    #[arg(long, global = true, default_value_t = 30)]
+    lock_wait: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new vault in an empty directory.
+    Init {
+        /// Average chunk size (min = avg/4, max = avg*4).
+        #[arg(long, default_value = "16KiB")]
+        chunk_avg: String,
+        /// Target pack file size.
+        #[arg(long, default_value = "16MiB")]
+        pack_size: String,
+        /// Snapshot period: day or hour.
+        #[arg(long, default_value = "day")]
+        period: String,
+        /// IANA time zone naming the periods (default: TZ, else the system's zone).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// zstd compression level.
+        #[arg(long, default_value_t = 3)]
+        zstd_level: i32,
+        /// Label of the first key slot.
+        #[arg(long, default_value = "initial")]
+        label: String,
+    },
+    /// Store FILE (or standard input) as NAME in the current period.
+    Put { name: String, file: Option<PathBuf> },
+    /// Seal the current period now (it becomes immutable).
+    Seal,
+    /// One line per snapshot: period, state, files, logical and new bytes.
+    Snapshots,
+    /// List a snapshot directory: PERIOD[/PATH] (PERIOD may be `latest`).
+    Ls { spec: Option<String> },
+    /// Write a file's content to standard output: PERIOD/PATH.
+    Cat { spec: String },
+    /// Restore PERIOD[/PATH] to DEST.
+    Restore {
+        spec: String,
+        dest: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Verify the vault's structure; with --read-data, every stored byte.
+    Check {
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Logical and stored sizes, deduplication and compression ratios.
+    Stats,
+    /// Manage key slots.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+    /// Rebuild the index files from the pack headers (after index files were lost).
+    RebuildIndex,
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Add a key slot; the new secret comes from VAULT_NEW_PASSPHRASE[_FILE], VAULT_NEW_KEY[_FILE] or a prompt.
+    Add {
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List key slots.
+    List,
+    /// Remove a key slot by (a unique prefix of) its id.
+    Remove { id: String },
+    /// Replace the secret of the slot you unlock with.
+    Passwd,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vaultctl: error: {e:#}");
+            let kind = e.chain().find_map(|c| c.downcast_ref::<vault::Error>()).map(|v| v.kind());
+            ExitCode::from(match kind {
+                Some(ErrorKind::WrongKey) => 3,
+                Some(ErrorKind::Corrupt) => 4,
+                Some(ErrorKind::Locked) => 5,
+                _ => 1,
+            })
+        }
+    }
+}
+
+fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
+    let repo = cli.repo.as_deref().ok_or_else(|| anyhow!("no vault given: use --repo DIR or set VAULT_REPO"))?;
+    let path = repo.strip_prefix("file://").unwrap_or(repo);
+    if path.contains("://") {
+        bail!("unsupported vault location {repo:?} (use a directory path or file:///path)");
+    }
+    Ok(Arc::new(LocalStore::new(path)))
+}
+
+fn cache_dir(cli: &Cli) -> Option<PathBuf> {
+    if let Some(d) = &cli.cache_dir {
+        return Some(d.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("vault"));
+    }
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("vault"))
+}
+
+/// Reads a secret from `<prefix>PASSPHRASE`, `<prefix>PASSPHRASE_FILE`, `<prefix>KEY`,
+/// `<prefix>KEY_FILE` (exactly one), or prompts on the terminal.
+fn read_secret(prefix: &str, confirm: bool) -> anyhow::Result<Secret> {
+    let var = |n: &str| std::env::var(format!("{prefix}{n}")).ok().filter(|v| !v.is_empty());
+    let set: Vec<&str> =
+        ["PASSPHRASE", "PASSPHRASE_FILE", "KEY", "KEY_FILE"].into_iter().filter(|n| var(n).is_some()).collect();
+    if set.len() > 1 {
+        bail!(
+            "several secrets are set ({}); set only one",
+            set.iter().map(|n| format!("{prefix}{n}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let read_file = |p: String| -> anyhow::Result<String> {
+        let s = std::fs::read_to_string(&p).with_context(|| format!("reading secret file {p}"))?;
+        Ok(s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s).to_string())
+    };
+    let secret = match set.first().copied() {
+        Some("PASSPHRASE") => Secret::passphrase(var("PASSPHRASE").unwrap_or_default())?,
+        Some("PASSPHRASE_FILE") => Secret::passphrase(read_file(var("PASSPHRASE_FILE").unwrap_or_default())?)?,
+        Some("KEY") => Secret::raw_key_from_hex(&var("KEY").unwrap_or_default()).context(format!("{prefix}KEY"))?,
+        Some(_) => Secret::raw_key_from_hex(&read_file(var("KEY_FILE").unwrap_or_default())?)
+            .context(format!("{prefix}KEY_FILE"))?,
+        None => {
+            if !std::io::stderr().is_terminal() {
+                bail!("no secret given: set {prefix}PASSPHRASE, {prefix}PASSPHRASE_FILE, {prefix}KEY or {prefix}KEY_FILE (or run on a terminal to be asked)");
+            }
+            let what = if prefix.contains("NEW") { "new passphrase" } else { "passphrase" };
+            let p = rpassword::prompt_password(format!("{what}: "))?;
+            if confirm && rpassword::prompt_password(format!("repeat {what}: "))? != p {
+                bail!("the passphrases do not match");
+            }
+            Secret::passphrase(p)?
+        }
+    };
+    Ok(secret)
+}
+
+fn open(cli: &Cli) -> anyhow::Result<Vault> {
+    let store = open_store(cli)?;
+    let secret = read_secret("VAULT_", false)?;
+    Ok(Vault::open(store, &secret, &OpenOptions { cache_dir: cache_dir(cli) })?)
+}
+
+fn mode_string(mode: u32, kind: &NodeKind) -> String {
+    let t = match kind {
+        NodeKind::Dir { .. } => 'd',
+        NodeKind::Symlink { .. } => 'l',
+        NodeKind::File { .. } => '-',
+    };
+    let mut s = String::from(t);
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    s
+}
+
+fn fmt_time_ns(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let wait = Duration::from_secs(cli.lock_wait);
+    match &cli.cmd {
+        Cmd::Init { chunk_avg, pack_size, period, time_zone, zstd_level, label } => {
+            let store = open_store(&cli)?;
+            let period = match period.as_str() {
+                "day" => PeriodKind::Day,
+                "hour" => PeriodKind::Hour,
+                p => bail!("unknown period {p:?} (use day or hour)"),
+            };
+            let o = InitOptions {
+                chunk_avg: u32::try_from(parse_size(chunk_avg)?).context("chunk size")?,
+                pack_target: u32::try_from(parse_size(pack_size)?).context("pack size")?,
+                zstd_level: *zstd_level,
+                period,
+                time_zone: time_zone.clone().unwrap_or_else(vault::period::default_time_zone),
+                label: label.clone(),
+            };
+            if let Some(p) = store.local_path() {
+                if p.exists() && !p.is_dir() {
+                    bail!("{} exists and is not a directory", p.display());
+                }
+            }
+            let secret = read_secret("VAULT_", true)?;
+            Vault::init(store.clone(), &secret, &o)?;
+            println!(
+                "created vault in {} (periods: {}, time zone {}, chunks ~{})",
+                store.describe(),
+                if period == PeriodKind::Day { "days" } else { "hours" },
+                o.time_zone,
+                human(o.chunk_avg as u64)
+            );
+        }
+        Cmd::Put { name, file } => {
+            let v = open(&cli)?;
+            let o = put::PutOptions { path: name.clone(), mode: 0o644, mtime_ns: None, lock_wait: wait };
+            let report = match file {
+                Some(f) => {
+                    let mut fh = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+                    put::put(&v, &o, &mut fh)?
+                }
+                None => put::put(&v, &o, &mut std::io::stdin())?,
+            };
+            for p in &report.sealed_periods {
+                eprintln!("sealed period {p}");
+            }
+            println!(
+                "stored {}/{}: {} in {} chunks ({} new, {} stored)",
+                report.period,
+                report.path,
+                human(report.size),
+                report.chunks,
+                report.new_chunks,
+                human(report.new_bytes)
+            );
+        }
+        Cmd::Seal => {
+            let v = open(&cli)?;
+            let sealed = put::seal(&v, wait)?;
+            if sealed.is_empty() {
+                println!("nothing to seal: the current period {} has no open snapshot", v.clock().current());
+            }
+            for s in sealed {
+                println!("sealed {} ({} files, {})", s.snap.period, s.snap.files, human(s.snap.logical_bytes));
+            }
+        }
+        Cmd::Snapshots => {
+            let v = open(&cli)?;
+            for s in v.snapshots()? {
+                println!(
+                    "{}  {:6}  {:>6} files  {:>10} logical  {:>10} new",
+                    s.snap.period,
+                    if s.snap.sealed { "sealed" } else { "open" },
+                    s.snap.files,
+                    human(s.snap.logical_bytes),
+                    human(s.snap.new_bytes)
+                );
+            }
+        }
+        Cmd::Ls { spec } => {
+            let v = open(&cli)?;
+            match spec {
+                None => {
+                    for s in v.snapshots()? {
+                        println!("{}{}", s.snap.period, if s.snap.sealed { "" } else { "  (open)" });
+                    }
+                }
+                Some(spec) => {
+                    for n in browse::list(&v, spec)? {
+                        let mark = match &n.kind {
+                            NodeKind::File { state: FileState::Incomplete, .. } => "  [incomplete]".to_string(),
+                            NodeKind::File { state: FileState::Failed, .. } => "  [failed]".to_string(),
+                            NodeKind::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
+                            _ => String::new(),
+                        };
+                        println!(
+                            "{} {:>12} {} {}{}",
+                            mode_string(n.mode, &n.kind),
+                            n.size,
+                            fmt_time_ns(n.mtime_ns),
+                            String::from_utf8_lossy(&n.name),
+                            mark
+                        );
+                    }
+                }
+            }
+        }
+        Cmd::Cat { spec } => {
+            let v = open(&cli)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            browse::cat(&v, spec, &mut out)?;
+            out.flush().context("writing to standard output")?;
+        }
+        Cmd::Restore { spec, dest, overwrite } => {
+            let v = open(&cli)?;
+            let r = restore::restore(&v, spec, dest, *overwrite)?;
+            println!("restored {} files, {} directories, {} symlinks, {}", r.files, r.dirs, r.symlinks, human(r.bytes));
+            for m in r.marked {
+                eprintln!("warning: {m} is marked incomplete or failed");
+            }
+        }
+        Cmd::Check { read_data } => {
+            let v = open(&cli)?;
+            let r = check::check(&v, *read_data)?;
+            for w in &r.warnings {
+                println!("warning: {w}");
+            }
+            for e in &r.errors {
+                println!("error: {e}");
+            }
+            if !r.affected.is_empty() {
+                println!("damaged or unreadable files:");
+                for a in &r.affected {
+                    println!("  {a}");
+                }
+            }
+            println!(
+                "checked {} snapshots, {} packs, {} blobs{}: {}",
+                r.snapshots,
+                r.packs,
+                r.blobs,
+                if *read_data { format!(", read {}", human(r.bytes_read)) } else { String::new() },
+                if r.ok() { "no errors".to_string() } else { format!("{} errors", r.errors.len()) }
+            );
+            if !r.ok() {
+                return Ok(ExitCode::from(4));
+            }
+        }
+        Cmd::Stats => {
+            let v = open(&cli)?;
+            let s = stats::stats(&v)?;
+            println!("snapshots:          {} ({} sealed)", s.snapshots, s.sealed);
+            println!("files:              {}", s.files);
+            println!("logical bytes:      {} ({})", s.logical_bytes, human(s.logical_bytes));
+            println!("unique bytes:       {} ({})", s.unique_bytes, human(s.unique_bytes));
+            println!("stored bytes:       {} ({})", s.stored_bytes, human(s.stored_bytes));
+            println!("dedup ratio:        {:.2}x", s.dedup_ratio());
+            println!("compression ratio:  {:.2}x", s.compression_ratio());
+            println!("overall ratio:      {:.2}x", s.total_ratio());
+            println!("chunks:             {}", s.chunks);
+            println!("trees:              {}", s.trees);
+            println!("packs:              {}", s.packs);
+        }
+        Cmd::Key { cmd } => {
+            let v = open(&cli)?;
+            match cmd {
+                KeyCmd::Add { label } => {
+                    let new = read_secret("VAULT_NEW_", true)?;
+                    let id = keys::add(&v, &new, label, wait)?;
+                    println!("added key slot {} ({})", &id.to_hex()[..12], new.kind_name());
+                }
+                KeyCmd::List => {
+                    for s in keys::list(&v)? {
+                        println!(
+                            "{}  {:10}  {}  {}{}",
+                            &s.id.to_hex()[..12],
+                            s.kind,
+                            chrono::DateTime::from_timestamp(s.created_unix, 0)
+                                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                                .unwrap_or_default(),
+                            s.label,
+                            if s.current { "  (used now)" } else { "" }
+                        );
+                    }
+                }
+                KeyCmd::Remove { id } => {
+                    let id = keys::remove(&v, id, wait)?;
+                    println!("removed key slot {}", &id.to_hex()[..12]);
+                }
+                KeyCmd::Passwd => {
+                    let new = read_secret("VAULT_NEW_", true)?;
+                    let id = keys::passwd(&v, &new, wait)?;
+                    println!("replaced the key slot; new slot {}", &id.to_hex()[..12]);
+                }
+            }
+        }
+        Cmd::RebuildIndex => {
+            let v = open(&cli)?;
+            let r = rebuild_index::rebuild_index(&v, wait)?;
+            for u in &r.unreadable {
+                println!("error: {u}");
+            }
+            println!(
+                "indexed {} blobs from {} packs; replaced {} index files",
+                r.blobs, r.packs, r.removed_index_files
+            );
+            if !r.unreadable.is_empty() {
+                return Ok(ExitCode::from(4));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,143 @@
+//! Content-defined chunking: FastCDC (2020 variant) with a gear table seeded from the vault's
+//! secret, so chunk boundaries depend on the key and not only on the data.
+//!
+//! [`StreamChunker`] accepts bytes in pieces of any size and yields exactly the chunks a
+//! one-shot run over the whole input would yield: a boundary is only decided once `max` bytes
+//! of look-ahead are buffered (or the input has ended). Sizes come from the vault settings,
+//! never from build configuration.
+
+use fastcdc::v2020::{FastCDC, Normalization};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkerParams {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+    pub seed: u64,
+}
+
+/// Buffer this much before cutting, to amortise the chunker's set-up.
+const BATCH: usize = 1 << 20;
+
+pub struct StreamChunker {
+    p: ChunkerParams,
+    buf: Vec<u8>,
+}
+
+impl StreamChunker {
+    pub fn new(p: ChunkerParams) -> Self {
+        StreamChunker { p, buf: Vec::new() }
+    }
+
+    /// Bytes buffered and not yet emitted.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Adds input and appends every chunk that is now final to `out`.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<Vec<u8>>) {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= BATCH.max(2 * self.p.max as usize) {
+            self.cut(false, out);
+        }
+    }
+
+    /// Ends the input: the remaining bytes become the last chunks.
+    pub fn finish(&mut self, out: &mut Vec<Vec<u8>>) {
+        self.cut(true, out);
+    }
+
+    fn cut(&mut self, eof: bool, out: &mut Vec<Vec<u8>>) {
+        let max = self.p.max as usize;
+        let mut consumed = 0usize;
+        {
+            let cdc = FastCDC::with_level_and_seed(
+                &self.buf,
+                self.p.min,
+                self.p.avg,
+                self.p.max,
+                Normalization::Level1,
+                self.p.seed,
+            );
+            for c in cdc {
+                // A boundary is final only if the chunker could see `max` bytes from the chunk
+                // start (what a one-shot run would have seen), or the input has ended.
+                if !eof && c.offset + max > self.buf.len() {
+                    break;
+                }
+                out.push(self.buf[c.offset..c.offset + c.length].to_vec());
+                consumed = c.offset + c.length;
+            }
+        }
+        self.buf.drain(..consumed);
+    }
+}
+
+/// Chunk boundaries of a whole buffer (used by tests and tools).
+pub fn chunk_lengths(p: ChunkerParams, data: &[u8]) -> Vec<usize> {
+    FastCDC::with_level_and_seed(data, p.min, p.avg, p.max, Normalization::Level1, p.seed).map(|c| c.length).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+
+    fn params(seed: u64) -> ChunkerParams {
+        ChunkerParams { min: 256, avg: 1024, max: 4096, seed }
+    }
+
+    fn data(n: usize, seed: u64) -> Vec<u8> {
+        let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n).map(|_| r.gen()).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn streaming_equals_one_shot(len in 0usize..300_000, pieces in proptest::collection::vec(1usize..70_000, 1..20), seed in any::<u64>()) {
+            let d = data(len, seed);
+            let p = params(seed | 1);
+            let mut c = StreamChunker::new(p);
+            let mut out = Vec::new();
+            let mut pos = 0;
+            for s in pieces.iter().cycle() {
+                if pos >= d.len() { break; }
+                let e = (pos + s).min(d.len());
+                c.push(&d[pos..e], &mut out);
+                pos = e;
+            }
+            c.finish(&mut out);
+            let lens: Vec<usize> = out.iter().map(|c| c.len()).collect();
+            prop_assert_eq!(lens, chunk_lengths(p, &d));
+            prop_assert_eq!(out.concat(), d);
+        }
+    }
+
+    #[test]
+    fn seed_changes_boundaries() {
+        let d = data(200_000, 1);
+        assert_ne!(chunk_lengths(params(3), &d), chunk_lengths(params(5), &d));
+    }
+
+    #[test]
+    fn edit_in_the_middle_keeps_most_chunks() {
+        let d = data(400_000, 2);
+        let mut e = d.clone();
+        e[200_000] ^= 0xff;
+        e.insert(100_000, 7);
+        let p = params(9);
+        let set = |v: &[u8]| {
+            let mut s = std::collections::HashSet::new();
+            let mut off = 0;
+            for l in chunk_lengths(p, v) {
+                s.insert(v[off..off + l].to_vec());
+                off += l;
+            }
+            s
+        };
+        let (a, b) = (set(&d), set(&e));
+        let shared = a.intersection(&b).count();
+        assert!(shared * 10 >= a.len() * 9, "only {shared} of {} chunks shared", a.len());
+    }
+}

@@ -1,0 +1,258 @@
+//! `check`: verify the vault's structure and, with `read_data`, every stored byte.
+//!
+//! Structure: config and key slots decode; every index file opens; every pack an index file
+//! names exists with the recorded size; every snapshot revision opens; every tree of every
+//! current snapshot opens and verifies, and every chunk a file needs is indexed. Read-data:
+//! every pack is read whole, its header must open and agree with the index, and every blob
+//! must open and hash to its id. Damage is reported with the objects and the files it affects.
+
+use crate::error::Result;
+use crate::format::tree::NodeKind;
+use crate::id::{BlobKind, BlobRef, IndexId, PackId, TreeId};
+use crate::index::IndexEntry;
+use crate::repo::packer::{open_blob, parse_pack};
+use crate::repo::trees::show;
+use crate::repo::Vault;
+use crate::store::ObjKind;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// `PERIOD/path` of every file or directory whose data is damaged or missing.
+    pub affected: Vec<String>,
+    pub packs: usize,
+    pub blobs: usize,
+    pub snapshots: usize,
+    pub bytes_read: u64,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+pub fn check(v: &Vault, read_data: bool) -> Result<CheckReport> {
+    let mut r = CheckReport::default();
+    for (id, s) in v.key_slots()? {
+        if let Err(e) = s {
+            r.errors.push(format!("key slot {}: {e}", id.short()));
+        }
+    }
+
+    // Index files, read afresh from the vault (not from the local cache).
+    let mut entries: HashMap<[u8; 33], IndexEntry> = HashMap::new();
+    let mut pack_sizes: HashMap<PackId, u64> = HashMap::new();
+    let mut pack_entries: HashMap<PackId, Vec<BlobRef>> = HashMap::new();
+    let index_ids: Vec<IndexId> =
+        v.store().list(ObjKind::Index)?.into_iter().filter_map(|(n, _)| IndexId::from_hex(&n).ok()).collect();
+    let files: Vec<_> = index_ids.par_iter().map(|id| (*id, v.read_index_file(id))).collect();
+    for (id, f) in files {
+        match f {
+            Err(e) => r.errors.push(format!("index file {}: {e}", id.short())),
+            Ok(packs) => {
+                for p in packs {
+                    pack_sizes.insert(p.pack, p.size);
+                    for e in &p.entries {
+                        entries.insert(
+                            e.blob.key(),
+                            IndexEntry { pack: p.pack, offset: e.offset, length: e.length, raw_length: e.raw_length },
+                        );
+                        pack_entries.entry(p.pack).or_default().push(e.blob);
+                    }
+                }
+            }
+        }
+    }
+    r.blobs = entries.len();
+
+    let listed: HashMap<PackId, u64> =
+        v.store().list(ObjKind::Pack)?.into_iter().filter_map(|(n, s)| Some((PackId::from_hex(&n).ok()?, s))).collect();
+    r.packs = listed.len();
+    let mut damaged: HashSet<[u8; 33]> = HashSet::new();
+    for (pack, size) in &pack_sizes {
+        let problem = match listed.get(pack) {
+            None => Some("is missing".to_string()),
+            Some(s) if s != size => Some(format!("has {s} bytes, the index records {size} (truncated or damaged)")),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            r.errors.push(format!("pack {} {p}", pack.short()));
+            for b in pack_entries.get(pack).into_iter().flatten() {
+                damaged.insert(b.key());
+            }
+        }
+    }
+    for pack in listed.keys() {
+        if !pack_sizes.contains_key(pack) {
+            r.warnings.push(format!(
+                "pack {} is not in any index file (left by an interrupted write; reclaimable)",
+                pack.short()
+            ));
+        }
+    }
+
+    if read_data {
+        let results: Vec<(PackId, u64, Vec<String>, Vec<[u8; 33]>)> = pack_sizes
+            .keys()
+            .filter(|p| listed.get(*p) == pack_sizes.get(*p))
+            .collect::<Vec<_>>()
+            .par_iter()
+            .map(|pack| verify_pack(v, pack, pack_entries.get(pack).map(|v| v.as_slice()).unwrap_or(&[]), &entries))
+            .collect();
+        for (_, bytes, errs, bad) in results {
+            r.bytes_read += bytes;
+            r.errors.extend(errs);
+            damaged.extend(bad);
+        }
+    }
+
+    // Snapshots and their trees.
+    let revisions = v.store().list(ObjKind::Snapshot)?;
+    let snaps = match v.snapshots() {
+        Ok(s) => s,
+        Err(e) => {
+            r.errors.push(format!("snapshots: {e}"));
+            for (n, _) in revisions {
+                if let Ok(id) = crate::id::SnapshotId::from_hex(&n) {
+                    if let Err(e) = v.read_snapshot(&id) {
+                        r.errors.push(format!("snapshot revision {}: {e}", id.short()));
+                    }
+                }
+            }
+            Vec::new()
+        }
+    };
+    r.snapshots = snaps.len();
+    let mut seen_trees: HashSet<TreeId> = HashSet::new();
+    let mut affected: Vec<String> = Vec::new();
+    for s in &snaps {
+        let period = &s.snap.period;
+        walk_check(
+            v,
+            s.snap.root,
+            &mut Vec::new(),
+            period,
+            &entries,
+            &damaged,
+            &mut seen_trees,
+            &mut r.errors,
+            &mut affected,
+        );
+    }
+    affected.sort();
+    affected.dedup();
+    r.affected = affected;
+    Ok(r)
+}
+
+fn verify_pack(
+    v: &Vault,
+    pack: &PackId,
+    expected: &[BlobRef],
+    entries: &HashMap<[u8; 33], IndexEntry>,
+) -> (PackId, u64, Vec<String>, Vec<[u8; 33]>) {
+    let mut errs = Vec::new();
+    let mut bad = Vec::new();
+    let bytes = match v.store().get(ObjKind::Pack, &pack.to_hex()) {
+        Ok(b) => b,
+        Err(e) => {
+            errs.push(format!("pack {}: {e}", pack.short()));
+            return (*pack, 0, errs, expected.iter().map(|b| b.key()).collect());
+        }
+    };
+    let n = bytes.len() as u64;
+    match parse_pack(&v.sealer, pack, &bytes) {
+        Ok((header, _)) => {
+            let in_header: HashSet<[u8; 33]> = header.iter().map(|e| e.blob.key()).collect();
+            for b in expected {
+                if !in_header.contains(&b.key()) {
+                    errs.push(format!(
+                        "pack {}: header does not list {} named by the index",
+                        pack.short(),
+                        b.describe()
+                    ));
+                }
+            }
+        }
+        Err(e) => errs.push(format!("pack {}: {e}", pack.short())),
+    }
+    for b in expected {
+        let Some(e) = entries.get(&b.key()).filter(|e| e.pack == *pack) else { continue };
+        let (s, l) = (e.offset as usize, e.length as usize);
+        let res = bytes
+            .get(s..s + l)
+            .ok_or_else(|| crate::Error::corrupt("entry lies outside the pack"))
+            .and_then(|ct| open_blob(&v.sealer, *b, ct, e.raw_length))
+            .and_then(|plain| v.verify_content(*b, &plain));
+        if let Err(err) = res {
+            errs.push(format!("pack {}: {}: {err}", pack.short(), b.describe()));
+            bad.push(b.key());
+        }
+    }
+    (*pack, n, errs, bad)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_check(
+    v: &Vault,
+    tree: TreeId,
+    path: &mut Vec<Vec<u8>>,
+    period: &str,
+    entries: &HashMap<[u8; 33], IndexEntry>,
+    damaged: &HashSet<[u8; 33]>,
+    seen: &mut HashSet<TreeId>,
+    errors: &mut Vec<String>,
+    affected: &mut Vec<String>,
+) {
+    let where_ =
+        |path: &[Vec<u8>]| if path.is_empty() { format!("{period}/") } else { format!("{period}/{}", show(path)) };
+    let key = BlobRef::tree(tree).key();
+    let first_visit = seen.insert(tree);
+    if damaged.contains(&key) || !entries.contains_key(&key) {
+        if first_visit {
+            errors.push(format!("{}: directory listing (tree {}) is damaged or missing", where_(path), tree.short()));
+        }
+        affected.push(where_(path));
+        return;
+    }
+    let t = match v.load_tree(tree) {
+        Ok(t) => t,
+        Err(e) => {
+            if first_visit {
+                errors.push(format!("{}: {e}", where_(path)));
+            }
+            affected.push(where_(path));
+            return;
+        }
+    };
+    for n in &t.nodes {
+        path.push(n.name.clone());
+        match &n.kind {
+            NodeKind::Dir { tree } => walk_check(v, *tree, path, period, entries, damaged, seen, errors, affected),
+            NodeKind::File { chunks, .. } => {
+                let mut missing = 0;
+                let mut bad = 0;
+                for c in chunks {
+                    let k = BlobRef { kind: BlobKind::Data, id: c.id.0 }.key();
+                    if !entries.contains_key(&k) {
+                        missing += 1;
+                    } else if damaged.contains(&k) {
+                        bad += 1;
+                    }
+                }
+                if missing > 0 {
+                    errors.push(format!("{}: {missing} chunk(s) missing from the index", where_(path)));
+                }
+                if missing + bad > 0 {
+                    affected.push(where_(path));
+                }
+            }
+            NodeKind::Symlink { .. } => {}
+        }
+        path.pop();
+    }
+}

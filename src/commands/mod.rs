@@ -1,0 +1,10 @@
+//! One module per operation. Each takes a `Vault` and options and returns a report; printing
+//! and exit codes belong to the binaries.
+
+pub mod browse;
+pub mod check;
+pub mod keys;
+pub mod put;
+pub mod rebuild_index;
+pub mod restore;
+pub mod stats;

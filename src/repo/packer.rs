@@ -1,0 +1,182 @@
+//! Building pack files from sealed blobs.
+//!
+//! Data blobs are spread at random over several open packs (restic 0.18's mitigation: which
+//! chunks share a pack no longer reveals their order in the file); tree blobs go to their own
+//! pack so that metadata stays small and quick to fetch. A pack is written whole with one
+//! atomic, durable `put`; its entries become visible to readers only through an index file
+//! written after it.
+
+use crate::crypto::{Domain, Sealer};
+use crate::error::{Error, Result};
+use crate::format::codec::Writer;
+use crate::format::index::IndexPack;
+use crate::format::pack::{encode_header, PackEntry, PREAMBLE};
+use crate::id::{BlobKind, BlobRef, PackId};
+use crate::store::{ObjKind, Store};
+use rand::Rng;
+
+/// How many data packs are filled at once.
+pub const OPEN_DATA_PACKS: usize = 4;
+
+/// A blob ready to be packed: `[compression u8 || payload]` sealed.
+pub struct SealedBlob {
+    pub blob: BlobRef,
+    pub bytes: Vec<u8>,
+    pub raw_length: u32,
+}
+
+pub const COMP_NONE: u8 = 0;
+pub const COMP_ZSTD: u8 = 1;
+
+pub fn domain_of(kind: BlobKind) -> Domain {
+    match kind {
+        BlobKind::Data => Domain::DataBlob,
+        BlobKind::Tree => Domain::TreeBlob,
+    }
+}
+
+/// Compresses (when it helps) and seals one blob.
+pub fn seal_blob(sealer: &Sealer, level: i32, blob: BlobRef, plain: &[u8]) -> SealedBlob {
+    let mut framed = Vec::with_capacity(plain.len() + 1);
+    let compressed = zstd::bulk::compress(plain, level).ok().filter(|c| c.len() + c.len() / 32 < plain.len());
+    match compressed {
+        Some(c) => {
+            framed.push(COMP_ZSTD);
+            framed.extend_from_slice(&c);
+        }
+        None => {
+            framed.push(COMP_NONE);
+            framed.extend_from_slice(plain);
+        }
+    }
+    SealedBlob { blob, bytes: sealer.seal(domain_of(blob.kind), &blob.id, &framed), raw_length: plain.len() as u32 }
+}
+
+/// Opens a sealed blob and undoes compression; checks the length against `raw_length`.
+pub fn open_blob(sealer: &Sealer, blob: BlobRef, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
+    let framed = sealer.open(domain_of(blob.kind), &blob.id, sealed)?;
+    let (flag, body) = framed.split_first().ok_or_else(|| Error::corrupt("empty blob"))?;
+    let plain = match *flag {
+        COMP_NONE => body.to_vec(),
+        COMP_ZSTD => zstd::bulk::decompress(body, raw_length as usize)
+            .map_err(|e| Error::corrupt(format!("decompression failed: {e}")))?,
+        f => return Err(Error::corrupt(format!("unknown compression {f}"))),
+    };
+    if plain.len() != raw_length as usize {
+        return Err(Error::corrupt(format!("length {} differs from the recorded {raw_length}", plain.len())));
+    }
+    Ok(plain)
+}
+
+struct Builder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Builder {
+    fn new() -> Self {
+        Builder { buf: PREAMBLE.to_vec(), entries: Vec::new() }
+    }
+    fn add(&mut self, b: SealedBlob) {
+        self.entries.push(PackEntry {
+            blob: b.blob,
+            offset: self.buf.len() as u32,
+            length: b.bytes.len() as u32,
+            raw_length: b.raw_length,
+        });
+        self.buf.extend_from_slice(&b.bytes);
+    }
+}
+
+pub struct Packer {
+    data: Vec<Builder>,
+    tree: Builder,
+    target: usize,
+    /// Packs written (durable) and not yet covered by an index file.
+    written: Vec<IndexPack>,
+    stored_bytes: u64,
+}
+
+impl Packer {
+    pub fn new(target: u32) -> Self {
+        Packer {
+            data: (0..OPEN_DATA_PACKS).map(|_| Builder::new()).collect(),
+            tree: Builder::new(),
+            target: target as usize,
+            written: Vec::new(),
+            stored_bytes: 0,
+        }
+    }
+
+    /// Adds a blob; writes a pack when one reaches the target size.
+    pub fn add(&mut self, store: &dyn Store, sealer: &Sealer, b: SealedBlob) -> Result<()> {
+        self.stored_bytes += b.bytes.len() as u64;
+        let builder = match b.blob.kind {
+            BlobKind::Tree => &mut self.tree,
+            BlobKind::Data => {
+                let i = rand::thread_rng().gen_range(0..self.data.len());
+                &mut self.data[i]
+            }
+        };
+        builder.add(b);
+        if builder.buf.len() >= self.target {
+            let full = std::mem::replace(builder, Builder::new());
+            let p = write_pack(store, sealer, full)?;
+            self.written.push(p);
+        }
+        Ok(())
+    }
+
+    /// Writes every non-empty open pack.
+    pub fn flush(&mut self, store: &dyn Store, sealer: &Sealer) -> Result<()> {
+        let mut all: Vec<Builder> = self.data.iter_mut().map(|b| std::mem::replace(b, Builder::new())).collect();
+        all.push(std::mem::replace(&mut self.tree, Builder::new()));
+        for b in all {
+            if !b.entries.is_empty() {
+                let p = write_pack(store, sealer, b)?;
+                self.written.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the list of packs written since the last call (to put in an index file).
+    pub fn take_written(&mut self) -> Vec<IndexPack> {
+        std::mem::take(&mut self.written)
+    }
+
+    /// Sealed bytes of every blob added so far.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+    }
+
+    /// Bytes buffered in open packs (bounded by OPEN_DATA_PACKS + 1 times the target).
+    pub fn buffered(&self) -> usize {
+        self.data.iter().map(|b| b.buf.len()).sum::<usize>() + self.tree.buf.len()
+    }
+}
+
+fn write_pack(store: &dyn Store, sealer: &Sealer, mut b: Builder) -> Result<IndexPack> {
+    let id = PackId::random();
+    let header = sealer.seal(Domain::PackHeader, id.as_bytes(), &encode_header(&b.entries));
+    let mut w = Writer { buf: std::mem::take(&mut b.buf) };
+    w.raw(&header).u32(header.len() as u32);
+    let bytes = w.finish();
+    store.put(ObjKind::Pack, &id.to_hex(), &bytes).map_err(|e| e.context(format!("writing pack {}", id.short())))?;
+    Ok(IndexPack { pack: id, size: bytes.len() as u64, entries: b.entries })
+}
+
+/// Reads and authenticates a whole pack's header (used by check and index rebuild).
+pub fn read_pack_header(store: &dyn Store, sealer: &Sealer, id: &PackId) -> Result<(u64, Vec<PackEntry>)> {
+    let bytes = store.get(ObjKind::Pack, &id.to_hex())?;
+    let (entries, _) = parse_pack(sealer, id, &bytes)?;
+    Ok((bytes.len() as u64, entries))
+}
+
+/// Parses a whole pack file: header entries and the file length.
+pub fn parse_pack(sealer: &Sealer, id: &PackId, bytes: &[u8]) -> Result<(Vec<PackEntry>, u64)> {
+    let (sealed_header, blob_end) = crate::format::pack::split_trailer(bytes)?;
+    let plain = sealer.open(Domain::PackHeader, id.as_bytes(), sealed_header).map_err(|e| e.context("pack header"))?;
+    let entries = crate::format::pack::decode_header(&plain, blob_end)?;
+    Ok((entries, bytes.len() as u64))
+}

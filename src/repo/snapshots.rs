@@ -1,0 +1,77 @@
+//! Snapshot revisions: listing, choosing the current revision of each period, resolving
+//! `latest` and `PERIOD/PATH` specs.
+
+use super::Vault;
+use crate::crypto::Domain;
+use crate::error::{Error, Result};
+use crate::format::snapshot::Snapshot;
+use crate::id::SnapshotId;
+use crate::store::ObjKind;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+
+/// The current revision of one period, plus the superseded revisions still stored.
+#[derive(Debug, Clone)]
+pub struct SnapshotInfo {
+    pub id: SnapshotId,
+    pub snap: Snapshot,
+    pub superseded: Vec<SnapshotId>,
+}
+
+impl Vault {
+    /// Every period's current revision, oldest period first. A revision that fails to
+    /// decrypt is an error: snapshot metadata is never skipped silently.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let names = self.store.list(ObjKind::Snapshot)?;
+        let revs: Vec<(SnapshotId, Snapshot)> = names
+            .par_iter()
+            .filter_map(|(n, _)| SnapshotId::from_hex(n).ok())
+            .map(|id| Ok((id, self.read_snapshot(&id)?)))
+            .collect::<Result<_>>()?;
+        let mut by_period: BTreeMap<String, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
+        for (id, s) in revs {
+            by_period.entry(s.period.clone()).or_default().push((id, s));
+        }
+        let mut out = Vec::new();
+        for (_, mut revs) in by_period {
+            // A sealed revision is final; otherwise the highest sequence number wins.
+            revs.sort_by_key(|(id, s)| (s.sealed, s.seq, *id));
+            let (id, snap) = revs.pop().ok_or_else(|| Error::corrupt("empty period"))?;
+            out.push(SnapshotInfo { id, snap, superseded: revs.into_iter().map(|(id, _)| id).collect() });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let what = format!("snapshot {}", id.short());
+        let raw = self.store.get(ObjKind::Snapshot, &id.to_hex()).map_err(|e| e.context(&what))?;
+        let plain = self.sealer.open(Domain::Snapshot, id.as_bytes(), &raw).map_err(|e| e.context(&what))?;
+        Snapshot::decode(&plain).map_err(|e| e.context(&what))
+    }
+
+    /// Resolves `latest` (newest sealed), `today`/`current` (the current period) or a period
+    /// name.
+    pub fn resolve(&self, spec: &str) -> Result<SnapshotInfo> {
+        let all = self.snapshots()?;
+        let found = match spec {
+            "latest" => all.into_iter().rev().find(|s| s.snap.sealed),
+            "current" => {
+                let cur = self.clock.current();
+                all.into_iter().find(|s| s.snap.period == cur)
+            }
+            p => all.into_iter().find(|s| s.snap.period == p),
+        };
+        found.ok_or_else(|| match spec {
+            "latest" => Error::not_found("no sealed snapshot yet (`latest` is the newest sealed period)"),
+            _ => Error::not_found(format!("no snapshot for period {spec:?}")),
+        })
+    }
+}
+
+/// Splits `PERIOD[/PATH]` into its two parts.
+pub fn split_spec(spec: &str) -> (&str, &str) {
+    match spec.split_once('/') {
+        Some((p, rest)) => (p, rest),
+        None => (spec, ""),
+    }
+}

@@ -1,0 +1,333 @@
+//! Write sessions: the only way anything is added to a vault.
+//!
+//! A session holds the writer lock for its lifetime. Bytes are chunked, identified, and only
+//! new chunks are compressed, sealed and packed. `commit` makes the work durable in the
+//! documented order: packs, then one index file naming them, then the snapshot revision;
+//! superseded revisions are deleted only after the new one is durable. A session dropped
+//! without commit leaves only unreferenced packs (reclaimed by prune), never a visible
+//! partial file.
+
+use super::lock::VaultLock;
+use super::packer::{seal_blob, Packer};
+use super::snapshots::SnapshotInfo;
+use super::trees::show;
+use super::{now_unix, now_unix_ns, Vault};
+use crate::chunker::StreamChunker;
+use crate::crypto::Domain;
+use crate::error::{Error, Result};
+use crate::format::index as index_format;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{ChunkRef, Node, NodeKind, Tree};
+use crate::id::{BlobRef, IndexId, SnapshotId, TreeId};
+use crate::store::ObjKind;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes of chunks handed to the parallel hash/compress/seal stage at once.
+const BATCH_BYTES: usize = 8 << 20;
+const READ_BLOCK: usize = 1 << 20;
+
+pub struct WriteSession<'v> {
+    v: &'v Vault,
+    _lock: VaultLock,
+    packer: Packer,
+    /// Blobs packed in this session and not yet covered by a durable index file.
+    pending: HashSet<[u8; 33]>,
+    /// Trees written in this session, readable before their index file exists.
+    pending_trees: HashMap<TreeId, Arc<Tree>>,
+    /// Sealed bytes added since the last commit (accounted to the committed period).
+    uncommitted_bytes: u64,
+}
+
+/// What storing a stream produced.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    pub chunks: Vec<ChunkRef>,
+    pub size: u64,
+    pub new_chunks: u64,
+}
+
+impl Vault {
+    /// Takes the writer lock (waiting up to `wait`), brings the index up to date, removes
+    /// leftovers of interrupted writers, and seals every period that has ended.
+    pub fn begin_write(&self, holder: &str, wait: Duration) -> Result<WriteSession<'_>> {
+        let lock = VaultLock::exclusive(&*self.store, wait, holder)?;
+        self.sync_index()?;
+        self.store.remove_temporaries()?;
+        let mut s = WriteSession {
+            v: self,
+            _lock: lock,
+            packer: Packer::new(self.settings.pack_target),
+            pending: HashSet::new(),
+            pending_trees: HashMap::new(),
+            uncommitted_bytes: 0,
+        };
+        s.seal_ended_periods()?;
+        Ok(s)
+    }
+}
+
+impl<'v> WriteSession<'v> {
+    pub fn vault(&self) -> &'v Vault {
+        self.v
+    }
+
+    /// Seals every open period older than the current one. Returns their names.
+    pub fn seal_ended_periods(&mut self) -> Result<Vec<String>> {
+        let cur = self.v.clock.current();
+        let mut sealed = Vec::new();
+        for info in self.v.snapshots()? {
+            if !info.snap.sealed && info.snap.period < cur {
+                self.seal(&info)?;
+                sealed.push(info.snap.period.clone());
+            } else if !info.superseded.is_empty() {
+                self.delete_revisions(&info.superseded)?;
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Writes the final, sealed revision of a period.
+    pub fn seal(&mut self, info: &SnapshotInfo) -> Result<SnapshotInfo> {
+        if info.snap.sealed {
+            return Ok(info.clone());
+        }
+        let mut snap = info.snap.clone();
+        snap.sealed = true;
+        self.write_revision(snap, Some(info))
+    }
+
+    /// Chunks a stream and packs its new chunks. Reading and chunking run on their own
+    /// thread; hashing, compression and sealing run in parallel on the rest.
+    pub fn store_stream(&mut self, input: &mut (dyn Read + Send)) -> Result<Stored> {
+        let params = self.v.chunker_params();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(2);
+        let mut stored = Stored::default();
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || {
+                let mut chunker = StreamChunker::new(params);
+                let mut buf = vec![0u8; READ_BLOCK];
+                let mut batch: Vec<Vec<u8>> = Vec::new();
+                let mut batch_bytes = 0usize;
+                loop {
+                    let n = match input.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let _ = tx.send(Err(Error::io("reading input", e)));
+                            return;
+                        }
+                    };
+                    let before = batch.len();
+                    chunker.push(&buf[..n], &mut batch);
+                    batch_bytes += batch[before..].iter().map(|c| c.len()).sum::<usize>();
+                    if batch_bytes >= BATCH_BYTES {
+                        if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                            return;
+                        }
+                        batch_bytes = 0;
+                    }
+                }
+                chunker.finish(&mut batch);
+                let _ = tx.send(Ok(batch));
+            });
+            for batch in rx {
+                let batch = batch?;
+                let new_before = self.pending.len();
+                let refs = self.add_chunks(batch)?;
+                stored.new_chunks += (self.pending.len() - new_before) as u64;
+                stored.size += refs.iter().map(|c| c.len as u64).sum::<u64>();
+                stored.chunks.extend(refs);
+            }
+            Ok(())
+        })?;
+        Ok(stored)
+    }
+
+    /// Identifies chunks and packs the ones the vault does not have yet.
+    pub fn add_chunks(&mut self, chunks: Vec<Vec<u8>>) -> Result<Vec<ChunkRef>> {
+        let keys = &self.v.keys;
+        let ids: Vec<_> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
+        let mut todo = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let blob = BlobRef::data(*id);
+            if self.pending.contains(&blob.key()) || self.v.index.get(&blob)?.is_some() {
+                continue;
+            }
+            self.pending.insert(blob.key());
+            todo.push(i);
+        }
+        let level = self.v.settings.zstd_level;
+        let sealer = &self.v.sealer;
+        let sealed: Vec<_> =
+            todo.par_iter().map(|&i| seal_blob(sealer, level, BlobRef::data(ids[i]), &chunks[i])).collect();
+        for s in sealed {
+            self.uncommitted_bytes += s.bytes.len() as u64;
+            self.packer.add(&*self.v.store, sealer, s)?;
+        }
+        Ok(ids.into_iter().zip(&chunks).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect())
+    }
+
+    /// Stores a directory listing (deduplicated by its id) and returns its id.
+    pub fn write_tree(&mut self, t: Tree) -> Result<TreeId> {
+        let plain = t.encode();
+        let id = self.v.keys.tree_id(&plain);
+        let blob = BlobRef::tree(id);
+        if !self.pending.contains(&blob.key()) && self.v.index.get(&blob)?.is_none() {
+            self.pending.insert(blob.key());
+            let s = seal_blob(&self.v.sealer, self.v.settings.zstd_level, blob, &plain);
+            self.uncommitted_bytes += s.bytes.len() as u64;
+            self.packer.add(&*self.v.store, &self.v.sealer, s)?;
+        }
+        self.pending_trees.insert(id, Arc::new(t));
+        Ok(id)
+    }
+
+    /// Loads a tree, including ones written in this session.
+    pub fn load_tree(&self, id: TreeId) -> Result<Arc<Tree>> {
+        match self.pending_trees.get(&id) {
+            Some(t) => Ok(t.clone()),
+            None => self.v.load_tree(id),
+        }
+    }
+
+    /// Puts `node` at `path` below `root` (an empty tree when `None`), creating missing
+    /// directories. Returns the new root and the node it replaced.
+    pub fn set_path(&mut self, root: Option<TreeId>, path: &[Vec<u8>], node: Node) -> Result<(TreeId, Option<Node>)> {
+        if path.is_empty() {
+            return Err(Error::invalid("a file needs a name"));
+        }
+        let mut tree = match root {
+            Some(r) => (*self.load_tree(r)?).clone(),
+            None => Tree::default(),
+        };
+        let name = &path[0];
+        if path.len() == 1 {
+            let mut node = node;
+            node.name = name.clone();
+            if let Some(old) = tree.get(name) {
+                if matches!(old.kind, NodeKind::Dir { .. }) && !matches!(node.kind, NodeKind::Dir { .. }) {
+                    return Err(Error::invalid(format!("{}: is a directory", show(path))));
+                }
+            }
+            let old = tree.get(name).cloned();
+            tree.upsert(node);
+            return Ok((self.write_tree(tree)?, old));
+        }
+        let (sub, mut dir_node) = match tree.get(name) {
+            Some(n) => match n.kind {
+                NodeKind::Dir { tree } => (Some(tree), n.clone()),
+                _ => return Err(Error::invalid(format!("{}: not a directory", show(&path[..1])))),
+            },
+            None => (None, new_dir_node(name.clone())),
+        };
+        let (sub_id, old) = self.set_path(sub, &path[1..], node)?;
+        dir_node.kind = NodeKind::Dir { tree: sub_id };
+        tree.upsert(dir_node);
+        Ok((self.write_tree(tree)?, old))
+    }
+
+    /// Writes all open packs and one index file naming them; afterwards every blob of this
+    /// session is in the index.
+    pub fn flush(&mut self) -> Result<()> {
+        self.packer.flush(&*self.v.store, &self.v.sealer)?;
+        let written = self.packer.take_written();
+        if written.is_empty() {
+            return Ok(());
+        }
+        let id = IndexId::random();
+        let sealed = self.v.sealer.seal(Domain::IndexFile, id.as_bytes(), &index_format::encode(&written));
+        self.v.store.put(ObjKind::Index, &id.to_hex(), &sealed).map_err(|e| e.context("writing index file"))?;
+        self.v.index.add_file(id, &written)?;
+        self.v.index.flush()?;
+        self.pending.clear();
+        self.pending_trees.clear();
+        Ok(())
+    }
+
+    /// Commits a new state of `period`: flush, then a new revision superseding `base`.
+    pub fn commit(
+        &mut self,
+        period: &str,
+        base: Option<&SnapshotInfo>,
+        root: TreeId,
+        files: u64,
+        logical_bytes: u64,
+    ) -> Result<SnapshotInfo> {
+        if let Some(b) = base {
+            if b.snap.sealed {
+                return Err(Error::read_only(format!("period {} is sealed", b.snap.period)));
+            }
+        }
+        let snap = Snapshot {
+            period: period.to_string(),
+            seq: 0,
+            sealed: false,
+            created_unix: base.map(|b| b.snap.created_unix).unwrap_or_else(now_unix),
+            updated_unix_ns: now_unix_ns(),
+            root,
+            files,
+            logical_bytes,
+            new_bytes: base.map(|b| b.snap.new_bytes).unwrap_or(0),
+            host: hostname(),
+        };
+        self.write_revision(snap, base)
+    }
+
+    fn write_revision(&mut self, mut snap: Snapshot, base: Option<&SnapshotInfo>) -> Result<SnapshotInfo> {
+        self.flush()?;
+        snap.seq = base.map(|b| b.snap.seq + 1).unwrap_or(1);
+        snap.new_bytes += std::mem::take(&mut self.uncommitted_bytes);
+        snap.updated_unix_ns = snap.updated_unix_ns.max(now_unix_ns());
+        let id = SnapshotId::random();
+        let sealed = self.v.sealer.seal(Domain::Snapshot, id.as_bytes(), &snap.encode());
+        self.v.store.put(ObjKind::Snapshot, &id.to_hex(), &sealed).map_err(|e| e.context("writing snapshot"))?;
+        if let Some(b) = base {
+            let mut old = b.superseded.clone();
+            old.push(b.id);
+            self.delete_revisions(&old)?;
+        }
+        Ok(SnapshotInfo { id, snap, superseded: Vec::new() })
+    }
+
+    fn delete_revisions(&self, ids: &[SnapshotId]) -> Result<()> {
+        for id in ids {
+            self.v.store.delete(ObjKind::Snapshot, &id.to_hex())?;
+        }
+        Ok(())
+    }
+
+    /// Buffered bytes not yet in a pack file (for memory accounting).
+    pub fn buffered(&self) -> usize {
+        self.packer.buffered()
+    }
+}
+
+pub fn new_dir_node(name: Vec<u8>) -> Node {
+    Node {
+        name,
+        kind: NodeKind::Dir { tree: TreeId([0; 32]) },
+        mode: 0o40755,
+        // SAFETY: getuid/getgid cannot fail and take no arguments.
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        mtime_ns: now_unix_ns(),
+        size: 0,
+    }
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if r != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
