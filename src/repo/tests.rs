@@ -1,1 +1,331 @@
+//! Engine tests over the memory store and the fault-injecting store.
 
+use super::*;
+use crate::commands::{check, keys, put, rebuild_index};
+use crate::format::tree::{FileState, Node, NodeKind};
+use crate::store::fault::FaultStore;
+use crate::store::memory::MemoryStore;
+use rand::{Rng, SeedableRng};
+use std::time::Duration;
+
+fn secret() -> Secret {
+    Secret::raw_key_from_hex(&"42".repeat(32)).unwrap()
+}
+
+fn small() -> InitOptions {
+    InitOptions { chunk_avg: 1024, pack_target: 1 << 20, ..Default::default() }
+}
+
+fn new_vault() -> (Arc<MemoryStore>, Vault) {
+    let m = Arc::new(MemoryStore::new());
+    Vault::init(m.clone(), &secret(), &small()).unwrap();
+    let v = Vault::open(m.clone(), &secret(), &OpenOptions::default()).unwrap();
+    (m, v)
+}
+
+fn data(n: usize, seed: u64) -> Vec<u8> {
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+    // Half random, half text-like, so both compression paths are used.
+    (0..n).map(|i| if (i / 4096) % 2 == 0 { r.gen() } else { b"abcdefgh"[r.gen_range(0..8)] }).collect()
+}
+
+fn file_node(chunks: Vec<crate::format::tree::ChunkRef>, size: u64) -> Node {
+    Node {
+        name: Vec::new(),
+        kind: NodeKind::File { state: FileState::Complete, chunks },
+        mode: 0o100644,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        size,
+    }
+}
+
+/// Stores `content` as `path` in `period` through the low-level session API.
+fn store_in(v: &Vault, period: &str, path: &str, content: &[u8]) -> SnapshotInfo {
+    let mut w = v.begin_write("test", Duration::ZERO).unwrap();
+    let base = v.snapshots().unwrap().into_iter().find(|s| s.snap.period == period);
+    let st = w.store_stream(&mut &content[..]).unwrap();
+    let comps = trees::split_path(path).unwrap();
+    let (root, old) = w.set_path(base.as_ref().map(|b| b.snap.root), &comps, file_node(st.chunks, st.size)).unwrap();
+    let (files, logical) = base.as_ref().map(|b| (b.snap.files, b.snap.logical_bytes)).unwrap_or((0, 0));
+    let (files, logical) = match old {
+        Some(o) => (files, logical - o.size + st.size),
+        None => (files + 1, logical + st.size),
+    };
+    w.commit(period, base.as_ref(), root, files, logical).unwrap()
+}
+
+fn read(v: &Vault, period: &str, path: &str) -> Result<Vec<u8>> {
+    let info = v.resolve(period)?;
+    let node = v.lookup(info.snap.root, &trees::split_path(path)?)?;
+    let mut out = Vec::new();
+    v.file_reader(&node)?.copy_to(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn wrong_key_is_refused_and_writes_nothing() {
+    let (m, _) = new_vault();
+    let before: usize = ObjKind::ALL.iter().map(|k| m.list(*k).unwrap().len()).sum();
+    let e = Vault::open(m.clone(), &Secret::raw_key_from_hex(&"43".repeat(32)).unwrap(), &OpenOptions::default())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey);
+    let e = Vault::open(m.clone(), &Secret::passphrase("x".into()).unwrap(), &OpenOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey);
+    let after: usize = ObjKind::ALL.iter().map(|k| m.list(*k).unwrap().len()).sum();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn init_refuses_existing_vault() {
+    let (m, _) = new_vault();
+    assert_eq!(Vault::init(m, &secret(), &small()).unwrap_err().kind(), ErrorKind::AlreadyExists);
+}
+
+#[test]
+fn round_trip_nested_paths_and_random_reads() {
+    let (_, v) = new_vault();
+    let a = data(300_000, 1);
+    let b = data(5_000, 2);
+    store_in(&v, "2099-01-20", "a.bin", &a);
+    let s = store_in(&v, "2099-01-20", "dir/sub/b.bin", &b);
+    assert_eq!(s.snap.files, 2);
+    assert_eq!(s.snap.logical_bytes, 305_000);
+    assert_eq!(read(&v, "2099-01-20", "a.bin").unwrap(), a);
+    assert_eq!(read(&v, "2099-01-20", "dir/sub/b.bin").unwrap(), b);
+    let info = v.resolve("2099-01-20").unwrap();
+    let node = v.lookup(info.snap.root, &trees::split_path("a.bin").unwrap()).unwrap();
+    let r = v.file_reader(&node).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for _ in 0..200 {
+        let off = rng.gen_range(0..a.len() as u64 + 10);
+        let len = rng.gen_range(0..20_000);
+        let got = r.read_at(off, len).unwrap();
+        let s = (off as usize).min(a.len());
+        let e = (s + len).min(a.len());
+        assert_eq!(got, &a[s..e]);
+    }
+    // Replacing a file keeps the count and updates the size.
+    let s = store_in(&v, "2099-01-20", "a.bin", &b);
+    assert_eq!((s.snap.files, s.snap.logical_bytes), (2, 10_000));
+    // Only the newest revision of the period is kept.
+    assert_eq!(v.store.list(ObjKind::Snapshot).unwrap().len(), 1);
+}
+
+#[test]
+fn dedup_across_periods() {
+    let (_, v) = new_vault();
+    let day1 = data(400_000, 7);
+    let mut day2 = day1.clone();
+    for i in (0..day2.len()).step_by(100_000) {
+        day2[i] ^= 0x55; // scattered small edits
+    }
+    let s1 = store_in(&v, "2026-11-20", "dump", &day1);
+    let s2 = store_in(&v, "2026-11-21", "dump", &day2);
+    assert!(
+        s2.snap.new_bytes * 4 < s1.snap.new_bytes,
+        "day 2 stored {} vs day 1 {}",
+        s2.snap.new_bytes,
+        s1.snap.new_bytes
+    );
+    assert_eq!(read(&v, "2026-11-20", "dump").unwrap(), day1);
+    assert_eq!(read(&v, "2026-11-21", "dump").unwrap(), day2);
+}
+
+#[test]
+fn sealed_periods_are_immutable_and_latest_is_newest_sealed() {
+    let (_, v) = new_vault();
+    let s1 = store_in(&v, "2099-01-20", "x", b"one");
+    store_in(&v, "2099-01-21", "x", b"two");
+    assert_eq!(v.resolve("latest").unwrap_err().kind(), ErrorKind::NotFound);
+    {
+        let mut w = v.begin_write("test", Duration::ZERO).unwrap();
+        let info = v.resolve("2099-01-20").unwrap();
+        w.seal(&info).unwrap();
+        let e = w.commit("2099-01-20", Some(&v.resolve("2099-01-20").unwrap()), s1.snap.root, 1, 3).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ReadOnly);
+    }
+    assert_eq!(v.resolve("latest").unwrap().snap.period, "2099-01-20");
+    assert_eq!(read(&v, "latest", "x").unwrap(), b"one");
+}
+
+#[test]
+fn ended_periods_are_sealed_by_the_next_writer() {
+    let (_, v) = new_vault();
+    store_in(&v, "2000-01-01", "old", b"old data");
+    let w = v.begin_write("test", Duration::ZERO).unwrap();
+    drop(w);
+    let s = v.resolve("2000-01-01").unwrap();
+    assert!(s.snap.sealed);
+    let mut input = &b"new"[..];
+    let o = put::PutOptions { path: "f".into(), mode: 0o600, mtime_ns: None, lock_wait: Duration::ZERO };
+    let r = put::put(&v, &o, &mut input).unwrap();
+    assert_eq!(r.period, v.clock().current());
+    assert_eq!(read(&v, "current", "f").unwrap(), b"new");
+    assert_eq!(put::validate_new_path("latest").unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(put::validate_new_path("2026-01-01/x").unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(put::validate_new_path("today/x").unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert!(put::validate_new_path("today").is_ok());
+    assert_eq!(put::validate_new_path("a/../b").unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn crash_at_every_write_keeps_earlier_snapshots() {
+    // A clean vault with one committed period, then a second commit that dies at the N-th
+    // object write, for every N until it succeeds.
+    let base = Arc::new(MemoryStore::new());
+    Vault::init(base.clone(), &secret(), &small()).unwrap();
+    let day1 = data(200_000, 11);
+    {
+        let v = Vault::open(base.clone(), &secret(), &OpenOptions::default()).unwrap();
+        store_in(&v, "2026-11-20", "dump", &day1);
+    }
+    let day2 = data(2_500_000, 12);
+    let mut n = 0;
+    loop {
+        // Copy the store so every attempt starts from the same state.
+        let copy = Arc::new(MemoryStore::new());
+        for k in ObjKind::ALL {
+            for (name, _) in base.list(k).unwrap() {
+                copy.put(k, &name, &base.get(k, &name).unwrap()).unwrap();
+            }
+        }
+        let faulty = Arc::new(FaultStore::fail_after(copy.clone(), n, ErrorKind::NoSpace));
+        let v = Vault::open(faulty, &secret(), &OpenOptions::default()).unwrap();
+        let done = (|| -> Result<()> {
+            let mut w = v.begin_write("test", Duration::ZERO)?;
+            let st = w.store_stream(&mut &day2[..])?;
+            let (root, _) = w.set_path(None, &trees::split_path("dump")?, file_node(st.chunks, st.size))?;
+            w.commit("2026-11-21", None, root, 1, st.size)?;
+            Ok(())
+        })();
+        let v = Vault::open(copy.clone(), &secret(), &OpenOptions::default()).unwrap();
+        let report = check::check(&v, true).unwrap();
+        assert!(report.ok(), "after failing at write {n}: {:?}", report.errors);
+        assert_eq!(read(&v, "2026-11-20", "dump").unwrap(), day1, "write {n}");
+        match done {
+            Ok(()) => {
+                assert_eq!(read(&v, "2026-11-21", "dump").unwrap(), day2);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NoSpace);
+                assert!(v.resolve("2026-11-21").is_err(), "a failed commit must not be visible (write {n})");
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 3, "the commit should take several writes, took {n}");
+}
+
+#[test]
+fn damaged_pack_is_reported_with_the_files_it_affects() {
+    let (m, v) = new_vault();
+    store_in(&v, "2026-11-20", "big", &data(600_000, 5));
+    let small_file = data(3000, 6);
+    // A second period whose data lives in other packs.
+    store_in(&v, "2026-11-21", "small", &small_file);
+    let packs_of_big: Vec<String> = {
+        let info = v.resolve("2026-11-20").unwrap();
+        let node = v.lookup(info.snap.root, &trees::split_path("big").unwrap()).unwrap();
+        let NodeKind::File { chunks, .. } = node.kind else { panic!() };
+        let e = v.index.get(&crate::id::BlobRef::data(chunks[0].id)).unwrap().unwrap();
+        vec![e.pack.to_hex()]
+    };
+    m.mutate(ObjKind::Pack, &packs_of_big[0], |b| b[20] ^= 1);
+    let r = check::check(&v, true).unwrap();
+    assert!(!r.ok());
+    assert!(r.errors.iter().any(|e| e.contains(&packs_of_big[0][..8])), "{:?}", r.errors);
+    assert!(r.affected.contains(&"2026-11-20/big".to_string()), "{:?}", r.affected);
+    assert!(!r.affected.iter().any(|a| a.contains("small")), "{:?}", r.affected);
+    assert_eq!(read(&v, "2026-11-20", "big").unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(read(&v, "2026-11-21", "small").unwrap(), small_file);
+    // Structure-only check does not read data, so it passes.
+    assert!(check::check(&v, false).unwrap().ok());
+}
+
+#[test]
+fn index_is_rebuilt_from_packs_alone() {
+    let (m, v) = new_vault();
+    let d = data(200_000, 9);
+    store_in(&v, "2026-11-20", "f", &d);
+    drop(v);
+    for (n, _) in m.list(ObjKind::Index).unwrap() {
+        m.delete(ObjKind::Index, &n).unwrap();
+    }
+    let v = Vault::open(m.clone(), &secret(), &OpenOptions::default()).unwrap();
+    // Trees are unreachable without an index.
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap_err().kind(), ErrorKind::Corrupt);
+    let r = rebuild_index::rebuild_index(&v, Duration::ZERO).unwrap();
+    assert!(r.unreadable.is_empty());
+    assert!(r.blobs > 0);
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    assert!(check::check(&v, true).unwrap().ok());
+}
+
+#[test]
+fn sled_cache_can_be_deleted_at_any_time() {
+    let m = Arc::new(MemoryStore::new());
+    Vault::init(m.clone(), &secret(), &small()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()) };
+    let d = data(100_000, 3);
+    {
+        let v = Vault::open(m.clone(), &secret(), &o).unwrap();
+        assert!(v.index.is_persistent());
+        store_in(&v, "2026-11-20", "f", &d);
+    }
+    {
+        let v = Vault::open(m.clone(), &secret(), &o).unwrap();
+        assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    }
+    std::fs::remove_dir_all(cache.path()).unwrap();
+    let v = Vault::open(m.clone(), &secret(), &o).unwrap();
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    // A cache that knows an index file the vault no longer has is rebuilt.
+    drop(v);
+    let v = Vault::open(m.clone(), &secret(), &o).unwrap();
+    rebuild_index::rebuild_index(&v, Duration::ZERO).unwrap();
+    drop(v);
+    let v = Vault::open(m, &secret(), &o).unwrap();
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+}
+
+#[test]
+fn key_slots() {
+    let (m, v) = new_vault();
+    let pass = Secret::passphrase("hunter2 hunter2".into()).unwrap();
+    keys::add(&v, &pass, "ops", Duration::ZERO).unwrap();
+    assert_eq!(keys::list(&v).unwrap().len(), 2);
+    let v2 = Vault::open(m.clone(), &pass, &OpenOptions::default()).unwrap();
+    // passwd replaces the slot used to unlock.
+    let newer = Secret::passphrase("correct horse".into()).unwrap();
+    keys::passwd(&v2, &newer, Duration::ZERO).unwrap();
+    assert_eq!(Vault::open(m.clone(), &pass, &OpenOptions::default()).unwrap_err().kind(), ErrorKind::WrongKey);
+    let v3 = Vault::open(m.clone(), &newer, &OpenOptions::default()).unwrap();
+    let slots = keys::list(&v3).unwrap();
+    assert_eq!(slots.len(), 2);
+    assert!(slots.iter().any(|s| s.label == "ops" && s.current));
+    // Remove the raw-key slot, then the last one is refused.
+    let raw = slots.iter().find(|s| s.kind == "raw-key").unwrap().id.to_hex();
+    keys::remove(&v3, &raw[..8], Duration::ZERO).unwrap();
+    let last = keys::list(&v3).unwrap()[0].id.to_hex();
+    let e = keys::remove(&v3, &last[..8], Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("last key slot"), "{e}");
+    assert_eq!(Vault::open(m, &secret(), &OpenOptions::default()).unwrap_err().kind(), ErrorKind::WrongKey);
+}
+
+#[test]
+fn metadata_is_opaque() {
+    let (m, v) = new_vault();
+    store_in(&v, "2026-11-20", "very-secret-name.pgdump", b"some content that is secret");
+    for k in ObjKind::ALL {
+        for (name, _) in m.list(k).unwrap() {
+            let b = m.get(k, &name).unwrap();
+            for needle in [&b"very-secret-name"[..], b"2026-11-20", b"content that"] {
+                assert!(!b.windows(needle.len()).any(|w| w == needle), "{k:?}/{name} leaks {needle:?}");
+            }
+        }
+    }
+}

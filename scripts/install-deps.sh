@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building, testing, the demo and the benchmarks need, from Debian's packages.
+# Idempotent: does nothing when everything is present. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+need=()
+command -v faketime >/dev/null || need+=(faketime)
+command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v mount >/dev/null || need+=(mount)
+command -v python3 >/dev/null || need+=(python3)
+command -v cc >/dev/null || need+=(gcc)
+[ -x /usr/bin/time ] || need+=(time)
+if [ "${VAULT_BENCH_DEPS:-0}" = 1 ]; then
+  command -v restic >/dev/null || need+=(restic)
+  command -v borg >/dev/null || need+=(borgbackup)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install a Rust toolchain (https://rustup.rs) and run this again" >&2
+  exit 1
+fi

@@ -1,0 +1,324 @@
+//! Black-box tests of `vaultctl`: every command, every user-facing error.
+
+mod common;
+use common::*;
+
+#[test]
+fn round_trip_of_every_read_command() {
+    let e = Env::new();
+    e.init();
+    let a = data(700_000, 1);
+    let out = e.put_bytes("today", &a);
+    assert!(out.contains("/today"), "{out}");
+    // put from standard input, into a sub directory.
+    let mut c = e.cmd(&["put", "uploads/report.pdf"]);
+    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"pdf bytes").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+
+    let snaps = e.ok(&["snapshots"]);
+    let line = snaps.lines().next().unwrap();
+    assert!(line.starts_with("20") && line.contains("open") && line.contains("2 files"), "{snaps}");
+    let period = &line[..10];
+
+    assert_eq!(e.cat(&format!("{period}/today")), a);
+    assert_eq!(e.cat("current/uploads/report.pdf"), b"pdf bytes");
+    let ls = e.ok(&["ls", "current"]);
+    assert!(ls.contains("today") && ls.contains("uploads"), "{ls}");
+    assert!(e.ok(&["ls", "current/uploads"]).contains("report.pdf"));
+    assert!(e.ok(&["ls"]).contains(period));
+
+    let dest = e.path("restored");
+    e.ok(&["restore", period, dest.to_str().unwrap()]);
+    assert_eq!(std::fs::read(dest.join("today")).unwrap(), a);
+    assert_eq!(std::fs::read(dest.join("uploads/report.pdf")).unwrap(), b"pdf bytes");
+    // Restore refuses to overwrite unless asked.
+    let err = e.fails(&["restore", &format!("{period}/today"), dest.to_str().unwrap()], 1);
+    assert!(err.contains("exists"), "{err}");
+    e.ok(&["restore", "--overwrite", &format!("{period}/today"), dest.to_str().unwrap()]);
+
+    let stats = e.ok(&["stats"]);
+    assert!(stats.contains("dedup ratio") && stats.contains("packs:"), "{stats}");
+    assert!(e.ok(&["check", "--read-data"]).contains("no errors"));
+
+    // Unknown names are clear errors.
+    let err = e.fails(&["cat", &format!("{period}/nope")], 1);
+    assert!(err.contains("no such file"), "{err}");
+    let err = e.fails(&["cat", "1999-01-01/today"], 1);
+    assert!(err.contains("no snapshot for period"), "{err}");
+    let err = e.fails(&["cat", "latest/today"], 1);
+    assert!(err.contains("no sealed snapshot"), "{err}");
+    let err = e.fails(&["put", "latest", "/dev/null"], 1);
+    assert!(err.contains("reserved"), "{err}");
+    let err = e.fails(&["put", "x", e.path("missing-file").to_str().unwrap()], 1);
+    assert!(err.contains("missing-file"), "{err}");
+}
+
+#[test]
+fn init_refuses_non_empty_directory() {
+    let e = Env::new();
+    std::fs::create_dir_all(&e.repo).unwrap();
+    std::fs::write(e.repo.join("precious"), b"x").unwrap();
+    let err = e.fails(&["init"], 1);
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(std::fs::read(e.repo.join("precious")).unwrap(), b"x");
+}
+
+#[test]
+fn wrong_secret_exits_3_and_writes_nothing() {
+    let mut e = Env::new();
+    e.init();
+    e.put_bytes("f", b"hello");
+    let before = e.fingerprint();
+    e.secret.1 = "not the passphrase".into();
+    for args in [&["snapshots"][..], &["put", "g", "/dev/null"], &["seal"], &["key", "list"], &["check"]] {
+        let err = e.fails(args, 3);
+        assert!(err.contains("wrong passphrase"), "{err}");
+    }
+    e.secret = ("VAULT_KEY".into(), "ab".repeat(32));
+    let err = e.fails(&["snapshots"], 3);
+    assert!(err.contains("wrong raw key"), "{err}");
+    assert_eq!(before, e.fingerprint());
+}
+
+#[test]
+fn secrets_come_only_from_the_environment() {
+    let mut e = Env::new();
+    e.secret = ("VAULT_KEY".into(), "0123456789abcdef".repeat(4));
+    e.init();
+    e.put_bytes("f", b"raw key vault");
+    // The same key from a file, with a trailing newline.
+    let kf = e.path("key.txt");
+    std::fs::write(&kf, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
+    e.secret = ("VAULT_KEY_FILE".into(), kf.display().to_string());
+    assert_eq!(e.cat("current/f"), b"raw key vault");
+    e.secret = ("VAULT_KEY".into(), "xyz".into());
+    let err = e.fails(&["snapshots"], 1);
+    assert!(err.contains("64 hexadecimal"), "{err}");
+    // Two secrets at once are ambiguous.
+    let mut c = e.cmd(&["snapshots"]);
+    c.env("VAULT_PASSPHRASE", "p");
+    let err = fails(c.output().unwrap(), &["snapshots"], 1);
+    assert!(err.contains("set only one"), "{err}");
+    // No secret and no terminal.
+    let mut c = e.cmd(&["snapshots"]);
+    c.env_remove("VAULT_KEY");
+    let err = fails(c.output().unwrap(), &["snapshots"], 1);
+    assert!(err.contains("no secret given"), "{err}");
+}
+
+#[test]
+fn garbage_config_and_unknown_version() {
+    let e = Env::new();
+    e.init();
+    let cfg = e.repo.join("config");
+    let good = std::fs::read(&cfg).unwrap();
+    std::fs::write(&cfg, b"this is not a vault config").unwrap();
+    let err = e.fails(&["snapshots"], 4);
+    assert!(err.contains("not a vault"), "{err}");
+    let mut future = good.clone();
+    future[8] = 7;
+    std::fs::write(&cfg, &future).unwrap();
+    let err = e.fails(&["snapshots"], 1);
+    assert!(err.contains("format version 7 is not supported"), "{err}");
+    std::fs::remove_file(&cfg).unwrap();
+    let err = e.fails(&["snapshots"], 1);
+    assert!(err.contains("not a vault"), "{err}");
+    std::fs::write(&cfg, &good).unwrap();
+    e.ok(&["snapshots"]);
+}
+
+/// Two files in separate packs: the big one (damaged in the tests) and a small one.
+fn two_files(e: &Env) -> (Vec<u8>, Vec<u8>, std::path::PathBuf) {
+    e.init();
+    let big = data(1_500_000, 3);
+    e.put_bytes("big", &big);
+    let packs_before: Vec<_> = packs_by_size(&e.repo).into_iter().map(|(p, _)| p).collect();
+    let small = data(20_000, 4);
+    e.put_bytes("small", &small);
+    let big_pack = packs_before[0].clone();
+    (big, small, big_pack)
+}
+
+#[test]
+fn flipped_byte_in_a_pack() {
+    let e = Env::new();
+    let (big, small, pack) = two_files(&e);
+    let mut b = std::fs::read(&pack).unwrap();
+    b[100] ^= 0x01;
+    std::fs::write(&pack, &b).unwrap();
+    let name = pack.file_name().unwrap().to_string_lossy().into_owned();
+
+    let o = e.run(&["check", "--read-data"]);
+    assert_eq!(o.status.code(), Some(4));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&name[..8]), "check must name the pack: {out}");
+    assert!(out.contains("/big"), "check must name the affected file: {out}");
+    assert!(!out.contains("/small"), "{out}");
+
+    let o = e.run(&["cat", "current/big"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("authentication failed"));
+    assert!(big.starts_with(&o.stdout), "cat printed bytes that are not the file's");
+    assert!(o.stdout.len() < big.len());
+    assert_eq!(e.cat("current/small"), small);
+}
+
+#[test]
+fn truncated_and_missing_packs() {
+    let e = Env::new();
+    let (_, small, pack) = two_files(&e);
+    let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+    f.set_len(1000).unwrap();
+    let o = e.run(&["check"]);
+    assert_eq!(o.status.code(), Some(4));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("truncated or damaged") && out.contains("/big"), "{out}");
+    e.fails(&["cat", "current/big"], 4);
+    assert_eq!(e.cat("current/small"), small);
+
+    std::fs::remove_file(&pack).unwrap();
+    let o = e.run(&["check"]);
+    assert_eq!(o.status.code(), Some(4));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("is missing") && out.contains("/big"), "{out}");
+    let err = e.fails(&["cat", "current/big"], 4);
+    assert!(err.contains("missing"), "{err}");
+    assert_eq!(e.cat("current/small"), small);
+}
+
+#[test]
+fn damaged_metadata_files() {
+    let e = Env::new();
+    let (_, _, _) = two_files(&e);
+    let flip = |p: &std::path::Path| {
+        let mut b = std::fs::read(p).unwrap();
+        let n = b.len();
+        b[n / 2] ^= 0x80;
+        std::fs::write(p, &b).unwrap();
+        b
+    };
+    let first = |d: &str| std::fs::read_dir(e.repo.join(d)).unwrap().next().unwrap().unwrap().path();
+
+    // Snapshot revision: reading commands fail clearly, check names it.
+    let snap = first("snapshots");
+    let mut b = flip(&snap);
+    let err = e.fails(&["snapshots"], 4);
+    assert!(err.contains("snapshot") && err.contains("authentication failed"), "{err}");
+    let o = e.run(&["check"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("snapshot revision"));
+    let n = b.len();
+    b[n / 2] ^= 0x80;
+    std::fs::write(&snap, &b).unwrap();
+
+    // Index file.
+    let idx = first("index");
+    flip(&idx);
+    let o = e.run(&["check"]);
+    assert_eq!(o.status.code(), Some(4));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("index file"), "{out}");
+}
+
+#[test]
+fn cache_and_index_are_rebuildable() {
+    let e = Env::new();
+    e.init();
+    let d = data(300_000, 5);
+    e.put_bytes("f", &d);
+    std::fs::remove_dir_all(&e.cache).unwrap();
+    assert_eq!(e.cat("current/f"), d);
+    // Garbage in the cache is thrown away.
+    let idx_dir = std::fs::read_dir(&e.cache).unwrap().next().unwrap().unwrap().path().join("index");
+    for f in std::fs::read_dir(&idx_dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.is_file() {
+            std::fs::write(&p, b"garbage").unwrap();
+        }
+    }
+    assert_eq!(e.cat("current/f"), d);
+    // Index files lost: rebuilt from the packs.
+    std::fs::remove_dir_all(e.repo.join("index")).unwrap();
+    std::fs::remove_dir_all(&e.cache).unwrap();
+    let err = e.fails(&["cat", "current/f"], 4);
+    assert!(err.contains("rebuild-index"), "{err}");
+    assert!(e.ok(&["rebuild-index"]).contains("indexed"));
+    assert_eq!(e.cat("current/f"), d);
+    assert!(e.ok(&["check", "--read-data"]).contains("no errors"));
+}
+
+#[test]
+fn key_commands() {
+    let e = Env::new();
+    e.init();
+    e.put_bytes("f", b"x");
+    let mut c = e.cmd(&["key", "add", "--label", "backup-operator"]);
+    c.env("VAULT_NEW_PASSPHRASE", "second passphrase");
+    let out = ok(c.output().unwrap(), &["key", "add"]);
+    assert!(out.contains("added key slot"), "{out}");
+    let list = e.ok(&["key", "list"]);
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(list.contains("backup-operator") && list.contains("(used now)"), "{list}");
+
+    let mut other = Env { secret: ("VAULT_PASSPHRASE".into(), "second passphrase".into()), ..Env::new() };
+    other.repo = e.repo.clone();
+    other.cache = e.cache.clone();
+    assert_eq!(other.cat("current/f"), b"x");
+
+    // passwd on the first slot.
+    let mut c = e.cmd(&["key", "passwd"]);
+    c.env("VAULT_NEW_PASSPHRASE", "third passphrase");
+    ok(c.output().unwrap(), &["key", "passwd"]);
+    e.fails(&["snapshots"], 3);
+    let mut third = Env { secret: ("VAULT_PASSPHRASE".into(), "third passphrase".into()), ..Env::new() };
+    third.repo = e.repo.clone();
+    third.cache = e.cache.clone();
+    let list = third.ok(&["key", "list"]);
+    let other_id = list.lines().find(|l| l.contains("backup-operator")).unwrap()[..12].to_string();
+    third.ok(&["key", "remove", &other_id]);
+    other.fails(&["snapshots"], 3);
+    let mine = third.ok(&["key", "list"]).lines().next().unwrap()[..12].to_string();
+    let err = third.fails(&["key", "remove", &mine], 1);
+    assert!(err.contains("last key slot"), "{err}");
+    assert_eq!(third.cat("current/f"), b"x");
+}
+
+#[test]
+fn periods_roll_over_and_seal_by_the_vault_clock() {
+    let e = Env::new();
+    let day1 = "2026-11-20 10:00:00";
+    let day2 = "2026-11-21 09:00:00";
+    e.ok_at(day1, &["init", "--chunk-avg", "4KiB", "--time-zone", "UTC"]);
+    let f = e.path("in");
+    std::fs::write(&f, data(100_000, 1)).unwrap();
+    let out = e.ok_at(day1, &["put", "today", f.to_str().unwrap()]);
+    assert!(out.contains("2026-11-20/today"), "{out}");
+    assert!(e.ok_at(day1, &["snapshots"]).contains("2026-11-20  open"));
+    let mut d2 = data(100_000, 1);
+    d2[500] ^= 1;
+    std::fs::write(&f, &d2).unwrap();
+    let out = e.ok_at(day2, &["put", "today", f.to_str().unwrap()]);
+    assert!(out.contains("2026-11-21/today"), "{out}");
+    let snaps = e.ok_at(day2, &["snapshots"]);
+    assert!(snaps.contains("2026-11-20  sealed") && snaps.contains("2026-11-21  open"), "{snaps}");
+    assert_eq!(e.cat("latest/today"), data(100_000, 1));
+    assert_eq!(e.cat("2026-11-21/today"), d2);
+    // Sealing now makes the current period immutable until the next one.
+    assert!(e.ok_at(day2, &["seal"]).contains("sealed 2026-11-21"));
+    let err = fails(e.cmd_at(Some(day2), &["put", "more", "/dev/null"]).output().unwrap(), &["put"], 1);
+    assert!(err.contains("sealed"), "{err}");
+    assert!(e.ok_at(day2, &["seal"]).contains("nothing to seal"));
+    assert_eq!(e.cat("latest/today"), d2);
+}
+
+#[test]
+fn hourly_periods_in_the_vault_time_zone() {
+    let e = Env::new();
+    let t = "2026-11-20 23:30:00";
+    e.ok_at(t, &["init", "--period", "hour", "--time-zone", "Europe/Paris"]);
+    let out = e.ok_at(t, &["put", "db.archive", "/dev/null"]);
+    assert!(out.contains("2026-11-21T00/db.archive"), "{out}");
+}
