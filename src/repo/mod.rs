@@ -70,7 +70,7 @@ pub struct OpenOptions {
 pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Keys,
-    pub(crate) sealer: Sealer,
+    pub(crate) sealer: Arc<Sealer>,
     pub(crate) settings: Settings,
     pub(crate) vault_id: [u8; 16],
     pub(crate) clock: PeriodClock,
@@ -157,7 +157,7 @@ impl Vault {
         let cfg = ConfigFile::decode(&raw)?;
         let (master, slot_id) = unlock(&*store, &cfg.vault_id, secret)?;
         let keys = Keys::derive(&master);
-        let sealer = Sealer::new(keys.aead_key());
+        let sealer = Arc::new(Sealer::new(keys.aead_key()));
         let settings = Settings::decode(
             &sealer.open(Domain::Settings, &cfg.vault_id, &cfg.sealed_settings).ctx("config: vault settings")?,
         )?;

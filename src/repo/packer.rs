@@ -14,6 +14,7 @@ use crate::format::pack::{encode_header, PackEntry, PREAMBLE};
 use crate::id::{BlobKind, BlobRef, PackId};
 use crate::store::{ObjKind, Store};
 use rand::Rng;
+use std::sync::Arc;
 
 /// How many data packs are filled at once.
 pub const OPEN_DATA_PACKS: usize = 4;
@@ -38,7 +39,7 @@ pub fn domain_of(kind: BlobKind) -> Domain {
 /// Compresses (when it helps) and seals one blob.
 pub fn seal_blob(sealer: &Sealer, level: i32, blob: BlobRef, plain: &[u8]) -> SealedBlob {
     let mut framed = Vec::with_capacity(plain.len() + 1);
-    let compressed = zstd::bulk::compress(plain, level).ok().filter(|c| c.len() + c.len() / 32 < plain.len());
+    let compressed = compress(plain, level).filter(|c| c.len() + c.len() / 32 < plain.len());
     match compressed {
         Some(c) => {
             framed.push(COMP_ZSTD);
@@ -50,6 +51,22 @@ pub fn seal_blob(sealer: &Sealer, level: i32, blob: BlobRef, plain: &[u8]) -> Se
         }
     }
     SealedBlob { blob, bytes: sealer.seal(domain_of(blob.kind), &blob.id, &framed), raw_length: plain.len() as u32 }
+}
+
+thread_local! {
+    /// One zstd context per thread, reused for every blob (creating one per chunk costs more
+    /// than compressing a small chunk).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().map(|(l, _)| *l) != Some(level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        c.as_mut()?.1.compress(plain).ok()
+    })
 }
 
 /// Opens a sealed blob and undoes compression; checks the length against `raw_length`.
@@ -88,28 +105,61 @@ impl Builder {
     }
 }
 
+/// Writes full packs on a background thread, so sealing goes on while a pack is being
+/// written and fsynced. At most one pack waits in the queue.
+struct Uploader {
+    tx: std::sync::mpsc::SyncSender<Builder>,
+    done: std::thread::JoinHandle<Result<Vec<IndexPack>>>,
+}
+
+impl Uploader {
+    fn start(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Builder>(1);
+        let done = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            for b in rx {
+                out.push(write_pack(&*store, &sealer, b)?);
+            }
+            Ok(out)
+        });
+        Uploader { tx, done }
+    }
+
+    /// Waits for every queued pack; the first write error is returned.
+    fn finish(self) -> Result<Vec<IndexPack>> {
+        drop(self.tx);
+        self.done.join().map_err(|_| Error::new(crate::ErrorKind::Io, "pack writer thread panicked"))?
+    }
+}
+
 pub struct Packer {
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
     data: Vec<Builder>,
     tree: Builder,
     target: usize,
+    uploader: Option<Uploader>,
     /// Packs written (durable) and not yet covered by an index file.
     written: Vec<IndexPack>,
     stored_bytes: u64,
 }
 
 impl Packer {
-    pub fn new(target: u32) -> Self {
+    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>, target: u32) -> Self {
         Packer {
+            store,
+            sealer,
             data: (0..OPEN_DATA_PACKS).map(|_| Builder::new()).collect(),
             tree: Builder::new(),
             target: target as usize,
+            uploader: None,
             written: Vec::new(),
             stored_bytes: 0,
         }
     }
 
-    /// Adds a blob; writes a pack when one reaches the target size.
-    pub fn add(&mut self, store: &dyn Store, sealer: &Sealer, b: SealedBlob) -> Result<()> {
+    /// Adds a blob; hands a pack to the writer thread when one reaches the target size.
+    pub fn add(&mut self, b: SealedBlob) -> Result<()> {
         self.stored_bytes += b.bytes.len() as u64;
         let builder = match b.blob.kind {
             BlobKind::Tree => &mut self.tree,
@@ -121,19 +171,27 @@ impl Packer {
         builder.add(b);
         if builder.buf.len() >= self.target {
             let full = std::mem::replace(builder, Builder::new());
-            let p = write_pack(store, sealer, full)?;
-            self.written.push(p);
+            let up = self.uploader.get_or_insert_with(|| Uploader::start(self.store.clone(), self.sealer.clone()));
+            if up.tx.send(full).is_err() {
+                // The writer stopped after an error; collect it.
+                let up = self.uploader.take().ok_or_else(|| Error::new(crate::ErrorKind::Io, "pack writer lost"))?;
+                up.finish()?;
+                return Err(Error::new(crate::ErrorKind::Io, "pack writer stopped"));
+            }
         }
         Ok(())
     }
 
-    /// Writes every non-empty open pack.
-    pub fn flush(&mut self, store: &dyn Store, sealer: &Sealer) -> Result<()> {
+    /// Writes every non-empty open pack and waits until all packs are durable.
+    pub fn flush(&mut self) -> Result<()> {
         let mut all: Vec<Builder> = self.data.iter_mut().map(|b| std::mem::replace(b, Builder::new())).collect();
         all.push(std::mem::replace(&mut self.tree, Builder::new()));
+        if let Some(up) = self.uploader.take() {
+            self.written.extend(up.finish()?);
+        }
         for b in all {
             if !b.entries.is_empty() {
-                let p = write_pack(store, sealer, b)?;
+                let p = write_pack(&*self.store, &self.sealer, b)?;
                 self.written.push(p);
             }
         }
@@ -150,7 +208,8 @@ impl Packer {
         self.stored_bytes
     }
 
-    /// Bytes buffered in open packs (bounded by OPEN_DATA_PACKS + 1 times the target).
+    /// Bytes buffered in open packs (bounded by OPEN_DATA_PACKS + 1 times the target, plus
+    /// two packs on their way to the store).
     pub fn buffered(&self) -> usize {
         self.data.iter().map(|b| b.buf.len()).sum::<usize>() + self.tree.buf.len()
     }

@@ -60,7 +60,7 @@ impl Vault {
         let mut s = WriteSession {
             v: self,
             _lock: lock,
-            packer: Packer::new(self.settings.pack_target),
+            packer: Packer::new(self.store.clone(), self.sealer.clone(), self.settings.pack_target),
             pending: HashSet::new(),
             pending_trees: HashMap::new(),
             uncommitted_bytes: 0,
@@ -167,7 +167,7 @@ impl<'v> WriteSession<'v> {
             todo.par_iter().map(|&i| seal_blob(sealer, level, BlobRef::data(ids[i]), &chunks[i])).collect();
         for s in sealed {
             self.uncommitted_bytes += s.bytes.len() as u64;
-            self.packer.add(&*self.v.store, sealer, s)?;
+            self.packer.add(s)?;
         }
         Ok(ids.into_iter().zip(&chunks).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect())
     }
@@ -181,7 +181,7 @@ impl<'v> WriteSession<'v> {
             self.pending.insert(blob.key());
             let s = seal_blob(&self.v.sealer, self.v.settings.zstd_level, blob, &plain);
             self.uncommitted_bytes += s.bytes.len() as u64;
-            self.packer.add(&*self.v.store, &self.v.sealer, s)?;
+            self.packer.add(s)?;
         }
         self.pending_trees.insert(id, Arc::new(t));
         Ok(id)
@@ -234,7 +234,7 @@ impl<'v> WriteSession<'v> {
     /// Writes all open packs and one index file naming them; afterwards every blob of this
     /// session is in the index.
     pub fn flush(&mut self) -> Result<()> {
-        self.packer.flush(&*self.v.store, &self.v.sealer)?;
+        self.packer.flush()?;
         let written = self.packer.take_written();
         if written.is_empty() {
             return Ok(());
