@@ -16,6 +16,37 @@ pub struct ChunkerParams {
     pub seed: u64,
 }
 
+/// Chunks stored back to back in one buffer (one allocation per batch, not per chunk).
+#[derive(Debug, Default, Clone)]
+pub struct ChunkBatch {
+    pub data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl ChunkBatch {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.data.extend_from_slice(chunk);
+        self.ends.push(self.data.len());
+    }
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    /// Total bytes of all chunks.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
 /// Buffer this much before cutting, to amortise the chunker's set-up.
 const BATCH: usize = 1 << 20;
 
@@ -35,7 +66,7 @@ impl StreamChunker {
     }
 
     /// Adds input and appends every chunk that is now final to `out`.
-    pub fn push(&mut self, data: &[u8], out: &mut Vec<Vec<u8>>) {
+    pub fn push(&mut self, data: &[u8], out: &mut ChunkBatch) {
         self.buf.extend_from_slice(data);
         if self.buf.len() >= BATCH.max(2 * self.p.max as usize) {
             self.cut(false, out);
@@ -43,11 +74,11 @@ impl StreamChunker {
     }
 
     /// Ends the input: the remaining bytes become the last chunks.
-    pub fn finish(&mut self, out: &mut Vec<Vec<u8>>) {
+    pub fn finish(&mut self, out: &mut ChunkBatch) {
         self.cut(true, out);
     }
 
-    fn cut(&mut self, eof: bool, out: &mut Vec<Vec<u8>>) {
+    fn cut(&mut self, eof: bool, out: &mut ChunkBatch) {
         let max = self.p.max as usize;
         let mut consumed = 0usize;
         {
@@ -65,7 +96,7 @@ impl StreamChunker {
                 if !eof && c.offset + max > self.buf.len() {
                     break;
                 }
-                out.push(self.buf[c.offset..c.offset + c.length].to_vec());
+                out.push(&self.buf[c.offset..c.offset + c.length]);
                 consumed = c.offset + c.length;
             }
         }
@@ -99,7 +130,7 @@ mod tests {
             let d = data(len, seed);
             let p = params(seed | 1);
             let mut c = StreamChunker::new(p);
-            let mut out = Vec::new();
+            let mut out = ChunkBatch::default();
             let mut pos = 0;
             for s in pieces.iter().cycle() {
                 if pos >= d.len() { break; }
@@ -110,7 +141,7 @@ mod tests {
             c.finish(&mut out);
             let lens: Vec<usize> = out.iter().map(|c| c.len()).collect();
             prop_assert_eq!(lens, chunk_lengths(p, &d));
-            prop_assert_eq!(out.concat(), d);
+            prop_assert_eq!(out.data, d);
         }
     }
 

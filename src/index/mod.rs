@@ -80,7 +80,7 @@ impl Index {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(32 << 20)
+            .cache_capacity(8 << 20)
             .flush_every_ms(Some(2000))
             .open()
             .map_err(sled_err)?;
@@ -128,12 +128,18 @@ impl Index {
     pub fn add_file(&self, id: IndexId, packs: &[IndexPack]) -> Result<()> {
         match &self.backend {
             Backend::Sled { blobs, files, .. } => {
+                // Bounded batches: sled's memory grows with the size of one batch.
                 let mut batch = sled::Batch::default();
+                let mut n = 0usize;
                 for p in packs {
                     for e in &p.entries {
                         let v =
                             IndexEntry { pack: p.pack, offset: e.offset, length: e.length, raw_length: e.raw_length };
                         batch.insert(&e.blob.key()[..], &v.encode()[..]);
+                        n += 1;
+                        if n % 1024 == 0 {
+                            blobs.apply_batch(std::mem::take(&mut batch)).map_err(sled_err)?;
+                        }
                     }
                 }
                 blobs.apply_batch(batch).map_err(sled_err)?;

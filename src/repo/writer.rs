@@ -12,7 +12,7 @@ use super::packer::{seal_blob, Packer};
 use super::snapshots::SnapshotInfo;
 use super::trees::show;
 use super::{now_unix, now_unix_ns, Vault};
-use crate::chunker::StreamChunker;
+use crate::chunker::{ChunkBatch, StreamChunker};
 use crate::crypto::Domain;
 use crate::error::{Error, Result};
 use crate::format::index as index_format;
@@ -104,14 +104,13 @@ impl<'v> WriteSession<'v> {
     /// thread; hashing, compression and sealing run in parallel on the rest.
     pub fn store_stream(&mut self, input: &mut (dyn Read + Send)) -> Result<Stored> {
         let params = self.v.chunker_params();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ChunkBatch>>(2);
         let mut stored = Stored::default();
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
                 let mut chunker = StreamChunker::new(params);
                 let mut buf = vec![0u8; READ_BLOCK];
-                let mut batch: Vec<Vec<u8>> = Vec::new();
-                let mut batch_bytes = 0usize;
+                let mut batch = ChunkBatch::default();
                 loop {
                     let n = match input.read(&mut buf) {
                         Ok(0) => break,
@@ -122,14 +121,9 @@ impl<'v> WriteSession<'v> {
                             return;
                         }
                     };
-                    let before = batch.len();
                     chunker.push(&buf[..n], &mut batch);
-                    batch_bytes += batch[before..].iter().map(|c| c.len()).sum::<usize>();
-                    if batch_bytes >= BATCH_BYTES {
-                        if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                            return;
-                        }
-                        batch_bytes = 0;
+                    if batch.bytes() >= BATCH_BYTES && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                        return;
                     }
                 }
                 chunker.finish(&mut batch);
@@ -138,7 +132,7 @@ impl<'v> WriteSession<'v> {
             for batch in rx {
                 let batch = batch?;
                 let new_before = self.pending.len();
-                let refs = self.add_chunks(batch)?;
+                let refs = self.add_chunks(&batch)?;
                 stored.new_chunks += (self.pending.len() - new_before) as u64;
                 stored.size += refs.iter().map(|c| c.len as u64).sum::<u64>();
                 stored.chunks.extend(refs);
@@ -149,9 +143,9 @@ impl<'v> WriteSession<'v> {
     }
 
     /// Identifies chunks and packs the ones the vault does not have yet.
-    pub fn add_chunks(&mut self, chunks: Vec<Vec<u8>>) -> Result<Vec<ChunkRef>> {
+    pub fn add_chunks(&mut self, chunks: &ChunkBatch) -> Result<Vec<ChunkRef>> {
         let keys = &self.v.keys;
-        let ids: Vec<_> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
+        let ids: Vec<_> = (0..chunks.len()).into_par_iter().map(|i| keys.chunk_id(chunks.get(i))).collect();
         let mut todo = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let blob = BlobRef::data(*id);
@@ -164,12 +158,12 @@ impl<'v> WriteSession<'v> {
         let level = self.v.settings.zstd_level;
         let sealer = &self.v.sealer;
         let sealed: Vec<_> =
-            todo.par_iter().map(|&i| seal_blob(sealer, level, BlobRef::data(ids[i]), &chunks[i])).collect();
+            todo.par_iter().map(|&i| seal_blob(sealer, level, BlobRef::data(ids[i]), chunks.get(i))).collect();
         for s in sealed {
             self.uncommitted_bytes += s.bytes.len() as u64;
             self.packer.add(s)?;
         }
-        Ok(ids.into_iter().zip(&chunks).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect())
+        Ok(ids.into_iter().zip(chunks.iter()).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect())
     }
 
     /// Stores a directory listing (deduplicated by its id) and returns its id.

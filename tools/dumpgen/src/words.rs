@@ -21,7 +21,7 @@ pub const WORDS: [&str; 256] = [
     "bridge", "camera", "planet", "rocket", "signal", "engine", "memory", "record", "dinner", "mirror", "pocket",
     "carpet", "ticket", "basket", "kitchen", "village", "captain", "student", "teacher", "doctor", "writer", "farmer",
     "singer", "dancer", "player", "pilot", "driver", "hunter", "sailor", "artist", "nurse", "judge", "baker", "clerk",
-    "guard", "chief", "agent", "owner", "brother", "sister", "mother", "father", "cousin", "uncle", "aunt", "child",
+    "guard", "chief", "mayor", "owner", "brother", "sister", "mother", "father", "cousin", "uncle", "aunt", "child",
     "baby", "horse", "tiger", "eagle", "shark", "whale", "snake", "mouse", "rabbit", "turtle", "spider", "monkey",
     "zebra", "camel",
 ];
