@@ -73,6 +73,11 @@ impl StreamChunker {
         }
     }
 
+    /// Gives back the buffered bytes that no boundary has been decided for.
+    pub fn into_pending(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// Ends the input: the remaining bytes become the last chunks.
     pub fn finish(&mut self, out: &mut ChunkBatch) {
         self.cut(true, out);

@@ -31,6 +31,14 @@ pub enum ErrorKind {
     InvalidInput,
     /// Any other I/O failure.
     Io,
+    /// A path component is not a directory.
+    NotDir,
+    /// The operation needs a non-directory.
+    IsDir,
+    /// A directory to remove or replace is not empty.
+    NotEmpty,
+    /// The operation is refused by design (hard links, reserved names).
+    NotPermitted,
 }
 
 #[derive(Debug)]

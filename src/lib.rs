@@ -18,5 +18,6 @@ pub mod period;
 pub mod repo;
 pub mod store;
 pub mod units;
+pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};

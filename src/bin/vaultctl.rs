@@ -39,7 +39,7 @@ enum Cmd {
     /// Create a new vault in an empty directory.
     Init {
         /// Average chunk size (min = avg/4, max = avg*4).
-        #[arg(long, default_value = "16KiB")]
+        #[arg(long, default_value = "4KiB")]
         chunk_avg: String,
         /// Target pack file size.
         #[arg(long, default_value = "16MiB")]

@@ -78,6 +78,9 @@ impl Index {
 
     fn try_sled(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        // Chunk ids and pack locations are nobody else's business.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(8 << 20)
@@ -137,7 +140,7 @@ impl Index {
                             IndexEntry { pack: p.pack, offset: e.offset, length: e.length, raw_length: e.raw_length };
                         batch.insert(&e.blob.key()[..], &v.encode()[..]);
                         n += 1;
-                        if n % 1024 == 0 {
+                        if n.is_multiple_of(1024) {
                             blobs.apply_batch(std::mem::take(&mut batch)).map_err(sled_err)?;
                         }
                     }

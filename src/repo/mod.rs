@@ -44,7 +44,7 @@ pub struct InitOptions {
 
 /// Default average chunk size: chosen by measurement on a database-dump series with 1 %
 /// scattered daily churn (docs/PERFORMANCE.md).
-pub const DEFAULT_CHUNK_AVG: u32 = 16 * 1024;
+pub const DEFAULT_CHUNK_AVG: u32 = 4 * 1024;
 pub const DEFAULT_PACK_TARGET: u32 = 16 << 20;
 
 impl Default for InitOptions {

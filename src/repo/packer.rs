@@ -69,14 +69,28 @@ fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(body: &[u8], raw_length: usize) -> Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| Error::corrupt(format!("zstd: {e}")))?);
+        }
+        let d = d.as_mut().ok_or_else(|| Error::corrupt("zstd unavailable"))?;
+        d.decompress(body, raw_length).map_err(|e| Error::corrupt(format!("decompression failed: {e}")))
+    })
+}
+
 /// Opens a sealed blob and undoes compression; checks the length against `raw_length`.
 pub fn open_blob(sealer: &Sealer, blob: BlobRef, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
     let framed = sealer.open(domain_of(blob.kind), &blob.id, sealed)?;
     let (flag, body) = framed.split_first().ok_or_else(|| Error::corrupt("empty blob"))?;
     let plain = match *flag {
         COMP_NONE => body.to_vec(),
-        COMP_ZSTD => zstd::bulk::decompress(body, raw_length as usize)
-            .map_err(|e| Error::corrupt(format!("decompression failed: {e}")))?,
+        COMP_ZSTD => decompress(body, raw_length as usize)?,
         f => return Err(Error::corrupt(format!("unknown compression {f}"))),
     };
     if plain.len() != raw_length as usize {

@@ -295,6 +295,12 @@ impl<'v> WriteSession<'v> {
         Ok(())
     }
 
+    /// Whether a blob was packed in this session and is not yet readable through the index
+    /// (call [`WriteSession::flush`] before reading it).
+    pub fn is_pending(&self, blob: &BlobRef) -> bool {
+        self.pending.contains(&blob.key())
+    }
+
     /// Buffered bytes not yet in a pack file (for memory accounting).
     pub fn buffered(&self) -> usize {
         self.packer.buffered()

@@ -1,0 +1,349 @@
+//! The content of one file of the writable period, while it may still change.
+//!
+//! Layout: `chunks` cover `[0, chunked_len)` and are already stored (sealed, packed);
+//! `tail` holds `[chunked_len, size)` in memory and is cut into chunks once it grows past
+//! [`TAIL_LIMIT`]; writes that land inside the chunked part go to `overlay` (sorted,
+//! non-overlapping extents) until [`OVERLAY_LIMIT`] or a commit, when only the affected chunks
+//! are re-chunked: from the first dirty chunk until a new boundary coincides with an old one
+//! past the last dirty byte (content-defined boundaries depend only on the bytes since the
+//! previous boundary, so from there on the old chunks are exactly right). Memory is thus
+//! bounded by the two limits whatever the file size; nothing plaintext is written to disk.
+
+use crate::chunker::{ChunkBatch, StreamChunker};
+use crate::error::{Error, Result};
+use crate::format::tree::{ChunkRef, FileState};
+use crate::id::BlobRef;
+use crate::repo::{Vault, WriteSession};
+use std::collections::BTreeMap;
+
+/// Tail bytes kept in memory before they are chunked and stored.
+pub const TAIL_LIMIT: usize = 8 << 20;
+/// Overlay bytes kept in memory before the affected chunks are rewritten.
+pub const OVERLAY_LIMIT: usize = 16 << 20;
+const ZERO_BLOCK: usize = 1 << 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct FileData {
+    chunks: Vec<ChunkRef>,
+    /// `starts[i]` = offset of chunk i; one extra entry = `chunked_len`.
+    starts: Vec<u64>,
+    tail: Vec<u8>,
+    overlay: BTreeMap<u64, Vec<u8>>,
+    overlay_bytes: usize,
+    /// The last chunk was cut at the end of the file by a commit, not by the chunker.
+    finalized: bool,
+    /// Content as of the last commit (what a commit of another file records for this one).
+    pub committed: Option<Committed>,
+    /// Changed since the last commit.
+    pub dirty: bool,
+    /// Open handles that may write.
+    pub writers: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub chunks: Vec<ChunkRef>,
+    pub size: u64,
+    pub state: FileState,
+}
+
+impl FileData {
+    pub fn new() -> Self {
+        FileData { starts: vec![0], ..Default::default() }
+    }
+
+    /// A file loaded from a snapshot.
+    pub fn from_chunks(chunks: Vec<ChunkRef>, state: FileState) -> Self {
+        let mut f = FileData::new();
+        let size = f.append_chunks(&chunks);
+        f.finalized = true;
+        f.committed = Some(Committed { chunks, size, state });
+        f
+    }
+
+    fn append_chunks(&mut self, refs: &[ChunkRef]) -> u64 {
+        for c in refs {
+            let last = *self.starts.last().unwrap_or(&0);
+            self.chunks.push(*c);
+            self.starts.push(last + c.len as u64);
+        }
+        self.chunked_len()
+    }
+
+    fn chunked_len(&self) -> u64 {
+        *self.starts.last().unwrap_or(&0)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.chunked_len() + self.tail.len() as u64
+    }
+
+    fn chunk_at(&self, off: u64) -> usize {
+        match self.starts.binary_search(&off) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        }
+    }
+
+    /// Makes chunks written in this session readable (their packs and index durable).
+    fn readable(w: &mut WriteSession<'_>, chunks: &[ChunkRef]) -> Result<()> {
+        if chunks.iter().any(|c| w.is_pending(&BlobRef::data(c.id))) {
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    fn read_chunk(v: &Vault, c: &ChunkRef) -> Result<Vec<u8>> {
+        v.read_blob(BlobRef::data(c.id))
+    }
+
+    pub fn read(&self, v: &Vault, w: Option<&mut WriteSession<'_>>, off: u64, len: usize) -> Result<Vec<u8>> {
+        let size = self.size();
+        let end = off.saturating_add(len as u64).min(size);
+        if off >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity((end - off) as usize);
+        let cl = self.chunked_len();
+        if off < cl {
+            let cend = end.min(cl);
+            let (first, last) = (self.chunk_at(off), self.chunk_at(cend - 1));
+            if let Some(w) = w {
+                Self::readable(w, &self.chunks[first..=last])?;
+            }
+            use rayon::prelude::*;
+            let blobs: Vec<Vec<u8>> =
+                self.chunks[first..=last].par_iter().map(|c| Self::read_chunk(v, c)).collect::<Result<_>>()?;
+            for (i, b) in (first..=last).zip(blobs) {
+                let s = self.starts[i];
+                let from = off.saturating_sub(s) as usize;
+                let to = ((cend - s) as usize).min(b.len());
+                out.extend_from_slice(&b[from..to]);
+            }
+            // Apply overlay extents intersecting [off, cend).
+            for (&o, data) in self.overlay.range(..cend) {
+                let oe = o + data.len() as u64;
+                if oe <= off {
+                    continue;
+                }
+                let s = o.max(off);
+                let e = oe.min(cend);
+                out[(s - off) as usize..(e - off) as usize].copy_from_slice(&data[(s - o) as usize..(e - o) as usize]);
+            }
+        }
+        if end > cl {
+            let s = off.max(cl) - cl;
+            out.extend_from_slice(&self.tail[s as usize..(end - cl) as usize]);
+        }
+        Ok(out)
+    }
+
+    /// Undoes the end-of-file cut of a commit before the file changes again.
+    fn unfinalize(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
+        if !self.finalized {
+            return Ok(());
+        }
+        self.finalized = false;
+        if let Some(last) = self.chunks.pop() {
+            self.starts.pop();
+            Self::readable(w, &[last])?;
+            let mut bytes = Self::read_chunk(v, &last)?;
+            bytes.extend_from_slice(&self.tail);
+            self.tail = bytes;
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, v: &Vault, w: &mut WriteSession<'_>, off: u64, data: &[u8]) -> Result<()> {
+        self.unfinalize(v, w)?;
+        self.dirty = true;
+        if off > self.size() {
+            self.append_zeros(v, w, off - self.size())?;
+        }
+        let cl = self.chunked_len();
+        let end = off + data.len() as u64;
+        if off < cl {
+            let e = end.min(cl);
+            self.overlay_insert(off, &data[..(e - off) as usize]);
+        }
+        if end > cl {
+            let s = off.max(cl);
+            let part = &data[(s - off) as usize..];
+            let t = (s - cl) as usize;
+            let overlap = (self.tail.len() - t).min(part.len());
+            self.tail[t..t + overlap].copy_from_slice(&part[..overlap]);
+            self.tail.extend_from_slice(&part[overlap..]);
+        }
+        self.settle(v, w)
+    }
+
+    fn append_zeros(&mut self, v: &Vault, w: &mut WriteSession<'_>, mut n: u64) -> Result<()> {
+        while n > 0 {
+            let k = n.min(ZERO_BLOCK as u64) as usize;
+            self.tail.resize(self.tail.len() + k, 0);
+            n -= k as u64;
+            self.settle(v, w)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps memory bounded: chunks a long tail, rewrites chunks under a large overlay.
+    fn settle(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
+        if self.overlay_bytes > OVERLAY_LIMIT {
+            self.materialize(v, w)?;
+        }
+        if self.tail.len() >= TAIL_LIMIT {
+            let mut c = StreamChunker::new(w.vault().chunker_params());
+            let mut batch = ChunkBatch::default();
+            c.push(&std::mem::take(&mut self.tail), &mut batch);
+            let refs = w.add_chunks(&batch)?;
+            self.append_chunks(&refs);
+            self.tail = c.into_pending();
+        }
+        Ok(())
+    }
+
+    fn overlay_insert(&mut self, off: u64, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let end = off + data.len() as u64;
+        let mut start = off;
+        let mut merged: Vec<u8> = Vec::new();
+        // Extents overlapping or touching [off, end) are merged into one.
+        let keys: Vec<u64> =
+            self.overlay.range(..=end).filter(|(o, d)| *o + d.len() as u64 >= off).map(|(o, _)| *o).collect();
+        let mut parts: Vec<(u64, Vec<u8>)> = Vec::new();
+        for k in keys {
+            if let Some(d) = self.overlay.remove(&k) {
+                self.overlay_bytes -= d.len();
+                parts.push((k, d));
+            }
+        }
+        let mut new_end = end;
+        for (k, d) in &parts {
+            start = start.min(*k);
+            new_end = new_end.max(k + d.len() as u64);
+        }
+        merged.resize((new_end - start) as usize, 0);
+        for (k, d) in &parts {
+            let s = (k - start) as usize;
+            merged[s..s + d.len()].copy_from_slice(d);
+        }
+        let s = (off - start) as usize;
+        merged[s..s + data.len()].copy_from_slice(data);
+        self.overlay_bytes += merged.len();
+        self.overlay.insert(start, merged);
+    }
+
+    /// Rewrites the chunks under the overlay (see the module doc).
+    fn materialize(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
+        let (Some((&first, _)), Some((&lo, ld))) = (self.overlay.iter().next(), self.overlay.iter().next_back()) else {
+            return Ok(());
+        };
+        let dirty_end = lo + ld.len() as u64;
+        let i0 = self.chunk_at(first);
+        Self::readable(w, &self.chunks[i0..])?;
+        let overlay = std::mem::take(&mut self.overlay);
+        self.overlay_bytes = 0;
+        let mut chunker = StreamChunker::new(w.vault().chunker_params());
+        let mut new_refs: Vec<ChunkRef> = Vec::new();
+        let base = self.starts[i0];
+        let mut emitted_end = base;
+        let mut resync: Option<usize> = None;
+        let old_chunks = self.chunks.clone();
+        'outer: for (i, c) in old_chunks.iter().enumerate().skip(i0) {
+            let s = self.starts[i];
+            let mut bytes = Self::read_chunk(v, c)?;
+            let e = s + bytes.len() as u64;
+            for (&o, d) in overlay.range(..e) {
+                let oe = o + d.len() as u64;
+                if oe <= s {
+                    continue;
+                }
+                let (a, b) = (o.max(s), oe.min(e));
+                bytes[(a - s) as usize..(b - s) as usize].copy_from_slice(&d[(a - o) as usize..(b - o) as usize]);
+            }
+            let mut batch = ChunkBatch::default();
+            chunker.push(&bytes, &mut batch);
+            if batch.is_empty() {
+                continue;
+            }
+            let refs = w.add_chunks(&batch)?;
+            for r in refs {
+                emitted_end += r.len as u64;
+                new_refs.push(r);
+                if emitted_end >= dirty_end {
+                    if let Ok(j) = self.starts.binary_search(&emitted_end) {
+                        if j > i0 && j < self.starts.len() {
+                            resync = Some(j);
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+        }
+        let rest: Vec<ChunkRef> = match resync {
+            Some(j) => old_chunks[j..].to_vec(),
+            None => Vec::new(),
+        };
+        let pending = if resync.is_some() { Vec::new() } else { chunker.into_pending() };
+        self.chunks.truncate(i0);
+        self.starts.truncate(i0 + 1);
+        self.append_chunks(&new_refs);
+        self.append_chunks(&rest);
+        if resync.is_none() {
+            let mut t = pending;
+            t.extend_from_slice(&self.tail);
+            self.tail = t;
+        }
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, v: &Vault, w: &mut WriteSession<'_>, size: u64) -> Result<()> {
+        self.unfinalize(v, w)?;
+        self.dirty = true;
+        let cur = self.size();
+        if size >= cur {
+            return self.append_zeros(v, w, size - cur);
+        }
+        self.materialize(v, w)?;
+        let cl = self.chunked_len();
+        if size >= cl {
+            self.tail.truncate((size - cl) as usize);
+            return Ok(());
+        }
+        let k = self.chunk_at(size);
+        let keep = (size - self.starts[k]) as usize;
+        let c = self.chunks[k];
+        Self::readable(w, &[c])?;
+        let mut bytes = Self::read_chunk(v, &c)?;
+        bytes.truncate(keep);
+        self.chunks.truncate(k);
+        self.starts.truncate(k + 1);
+        self.tail = bytes;
+        Ok(())
+    }
+
+    /// Cuts the whole content into stored chunks and records it as committed with `state`.
+    pub fn finalize(&mut self, v: &Vault, w: &mut WriteSession<'_>, state: FileState) -> Result<&Committed> {
+        if self.dirty || self.committed.is_none() {
+            self.materialize(v, w)?;
+            if !self.tail.is_empty() {
+                let mut c = StreamChunker::new(w.vault().chunker_params());
+                let mut batch = ChunkBatch::default();
+                c.push(&std::mem::take(&mut self.tail), &mut batch);
+                c.finish(&mut batch);
+                let refs = w.add_chunks(&batch)?;
+                self.append_chunks(&refs);
+            }
+            self.finalized = !self.chunks.is_empty();
+            self.dirty = false;
+        }
+        let size = self.size();
+        if self.tail.is_empty() && self.overlay.is_empty() {
+            self.committed = Some(Committed { chunks: self.chunks.clone(), size, state });
+        }
+        self.committed.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::Io, "file content not committed"))
+    }
+}
