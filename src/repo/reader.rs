@@ -57,12 +57,17 @@ impl Vault {
     }
 }
 
+/// Bytes fetched ahead of a sequential reader (served by later `read_at` calls).
+const READ_AHEAD_BYTES: u64 = 2 << 20;
+
 /// Random and streaming access to one file's bytes.
 pub struct FileReader<'v> {
     vault: &'v Vault,
     chunks: Vec<ChunkRef>,
     /// `starts[i]` = offset of chunk i; one extra entry = file size.
     starts: Vec<u64>,
+    /// Decrypted chunks fetched ahead, by chunk index (bounded by READ_AHEAD_BYTES).
+    ahead: std::sync::Mutex<std::collections::BTreeMap<usize, std::sync::Arc<Vec<u8>>>>,
 }
 
 impl<'v> FileReader<'v> {
@@ -74,7 +79,7 @@ impl<'v> FileReader<'v> {
             off += c.len as u64;
         }
         starts.push(off);
-        FileReader { vault, chunks, starts }
+        FileReader { vault, chunks, starts, ahead: Default::default() }
     }
 
     pub fn size(&self) -> u64 {
@@ -89,19 +94,45 @@ impl<'v> FileReader<'v> {
         }
     }
 
-    /// Up to `len` bytes at `off` (fewer only at end of file).
+    /// Up to `len` bytes at `off` (fewer only at end of file). Chunks after the range are
+    /// fetched in the same parallel batch and kept for the next call, so a sequential reader
+    /// (the kernel's 128 KiB requests) finds them decrypted already.
     pub fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>> {
         let end = (off + len as u64).min(self.size());
         if off >= end {
             return Ok(Vec::new());
         }
         let (first, last) = (self.chunk_at(off), self.chunk_at(end - 1));
-        let blobs: Vec<Vec<u8>> = (first..=last)
-            .into_par_iter()
-            .map(|i| self.vault.read_blob(BlobRef::data(self.chunks[i].id)))
-            .collect::<Result<_>>()?;
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget what lies behind the reader.
+        *ahead = ahead.split_off(&first);
+        let mut want: Vec<usize> = (first..=last).filter(|i| !ahead.contains_key(i)).collect();
+        if !want.is_empty() {
+            // A miss: fetch the range and read ahead of it.
+            let limit = self.starts[last + 1] + READ_AHEAD_BYTES;
+            let mut i = last + 1;
+            while i < self.chunks.len() && self.starts[i] < limit {
+                if !ahead.contains_key(&i) {
+                    want.push(i);
+                }
+                i += 1;
+            }
+            let got: Vec<(usize, Result<Vec<u8>>)> =
+                want.par_iter().map(|&i| (i, self.vault.read_blob(BlobRef::data(self.chunks[i].id)))).collect();
+            for (i, b) in got {
+                match b {
+                    Ok(b) => {
+                        ahead.insert(i, std::sync::Arc::new(b));
+                    }
+                    // Errors beyond the requested range are reported when that range is read.
+                    Err(e) if i <= last => return Err(e),
+                    Err(_) => {}
+                }
+            }
+        }
         let mut out = Vec::with_capacity((end - off) as usize);
-        for (i, b) in (first..=last).zip(blobs) {
+        for i in first..=last {
+            let b = ahead.get(&i).ok_or_else(|| Error::corrupt("chunk vanished from the read-ahead"))?;
             let s = self.starts[i];
             let from = off.saturating_sub(s) as usize;
             let to = ((end - s) as usize).min(b.len());

@@ -111,6 +111,8 @@ enum Inode {
 struct Handle {
     ino: Ino,
     write: bool,
+    /// For files of sealed snapshots: chunk table and read-ahead, built once per open.
+    reader: Option<crate::repo::FileReader<'static>>,
 }
 
 pub struct VaultFs {
@@ -570,6 +572,14 @@ impl VaultFs {
         }
     }
 
+    /// Reads through an open handle (uses its read-ahead for sealed files).
+    pub fn read_fh(&mut self, fh: u64, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
+        if let Some(Handle { reader: Some(r), .. }) = self.handles.get(&fh) {
+            return r.read_at(off, len);
+        }
+        self.read(ino, off, len)
+    }
+
     pub fn read(&mut self, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
         let v = self.v;
         match self.nodes.get(&ino) {
@@ -599,9 +609,13 @@ impl VaultFs {
                 return Err(Error::new(ErrorKind::IsDir, "is a directory"));
             }
         }
+        let reader = match self.nodes.get(&ino) {
+            Some(Inode::Sealed { node }) => Some(self.v.file_reader(node)?),
+            _ => None,
+        };
         let fh = self.next_fh;
         self.next_fh += 1;
-        self.handles.insert(fh, Handle { ino, write });
+        self.handles.insert(fh, Handle { ino, write, reader });
         Ok(fh)
     }
 

@@ -1,0 +1,296 @@
+//! Translation between fuser's callbacks and [`vault::vfs::VaultFs`]. Nothing here decides
+//! filesystem behaviour: every callback locks the model, calls one method, and replies. No
+//! panics (a panic in a callback would take the mount down): errors go through `errno.rs`
+//! and are logged once per failed request.
+
+use crate::errno::{errno, worth_logging};
+use crate::log;
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vault::vfs::{Attr, Kind, SetAttr, VaultFs};
+
+const TTL: Duration = Duration::from_secs(1);
+
+pub struct FuseFs {
+    inner: Arc<Mutex<VaultFs>>,
+}
+
+impl FuseFs {
+    pub fn new(inner: Arc<Mutex<VaultFs>>) -> Self {
+        FuseFs { inner }
+    }
+    fn fs(&self) -> MutexGuard<'_, VaultFs> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+fn ns(t: TimeOrNow) -> i64 {
+    let t = match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    };
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: time(a.mtime_ns),
+        mtime: time(a.mtime_ns),
+        ctime: time(a.ctime_ns),
+        crtime: time(a.ctime_ns),
+        kind: file_type(a.kind),
+        perm: (a.perm & 0o7777) as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 128 * 1024,
+        flags: 0,
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+    }
+}
+
+/// Logs a failed request once and converts it.
+fn fail(op: &str, what: impl std::fmt::Display, e: &vault::Error) -> Errno {
+    if worth_logging(e.kind()) {
+        log(&format!("{op} {what}: {e}"));
+    }
+    Errno::from_i32(errno(e.kind()))
+}
+
+macro_rules! reply_or {
+    ($reply:ident, $op:expr, $what:expr, $res:expr, |$v:ident| $ok:expr) => {
+        match $res {
+            Ok($v) => $ok,
+            Err(e) => $reply.error(fail($op, $what, &e)),
+        }
+    };
+}
+
+impl fuser::Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.fs().shutdown() {
+            log(&format!("unmount: committing failed: {e}"));
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let r = self.fs().lookup(parent.0, name.as_bytes());
+        match r {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(fail("lookup", name.to_string_lossy(), &e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        reply_or!(reply, "getattr", ino.0, self.fs().getattr(ino.0), |a| reply.attr(&TTL, &file_attr(&a)))
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let s = SetAttr { mode, uid, gid, size, mtime_ns: mtime.map(ns) };
+        reply_or!(reply, "setattr", ino.0, self.fs().setattr(ino.0, &s), |a| reply.attr(&TTL, &file_attr(&a)))
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        reply_or!(reply, "readlink", ino.0, self.fs().readlink(ino.0), |t| reply.data(&t))
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let r = self.fs().mkdir(parent.0, name.as_bytes(), mode & !umask, req.uid(), req.gid());
+        reply_or!(reply, "mkdir", name.to_string_lossy(), r, |a| reply.entry(&TTL, &file_attr(&a), Generation(0)))
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_or!(reply, "unlink", name.to_string_lossy(), self.fs().unlink(parent.0, name.as_bytes()), |_v| reply.ok())
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_or!(reply, "rmdir", name.to_string_lossy(), self.fs().rmdir(parent.0, name.as_bytes()), |_v| reply.ok())
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let r = self.fs().symlink(parent.0, link_name.as_bytes(), target.as_os_str().as_bytes(), req.uid(), req.gid());
+        reply_or!(reply, "symlink", link_name.to_string_lossy(), r, |a| reply.entry(
+            &TTL,
+            &file_attr(&a),
+            Generation(0)
+        ))
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EINVAL);
+        }
+        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let r = self.fs().rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), noreplace);
+        reply_or!(reply, "rename", name.to_string_lossy(), r, |_v| reply.ok())
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        // Hard links are not supported: a snapshot is a tree.
+        reply.error(Errno::EPERM)
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        let r = self.fs().open(ino.0, write, truncate);
+        reply_or!(reply, "open", ino.0, r, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let r = self.fs().read_fh(fh.0, ino.0, offset, size as usize);
+        reply_or!(reply, "read", format!("inode {} at {offset}", ino.0), r, |d| reply.data(&d))
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let r = self.fs().write(fh.0, offset, data);
+        reply_or!(reply, "write", format!("inode {} at {offset}", ino.0), r, |n| reply.written(n as u32))
+    }
+
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply_or!(reply, "close", ino.0, self.fs().flush(fh.0), |_v| reply.ok())
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_or!(reply, "release", ino.0, self.fs().release(fh.0), |_v| reply.ok())
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_or!(reply, "fsync", ino.0, self.fs().fsync(fh.0), |_v| reply.ok())
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.opened(FileHandle(0), FopenFlags::empty())
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.fs().readdir(ino.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(fail("readdir", ino.0, &e)),
+        };
+        let mut all: Vec<(u64, FileType, Vec<u8>)> =
+            vec![(ino.0, FileType::Directory, b".".to_vec()), (ino.0, FileType::Directory, b"..".to_vec())];
+        all.extend(entries.into_iter().map(|e| (e.ino, file_type(e.kind), e.name)));
+        for (i, (ino, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(ino), i as u64 + 1, kind, OsStr::from_bytes(&name)) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_or!(reply, "fsyncdir", ino.0, self.fs().commit_all(), |_v| reply.ok())
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (total, free, bsize) = self.fs().statfs();
+        let b = bsize.max(512) as u64;
+        reply.statfs(total / b, free / b, free / b, 0, 0, bsize.max(512), 255, bsize.max(512))
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = self.fs().create(parent.0, name.as_bytes(), mode & !umask, req.uid(), req.gid());
+        match r {
+            Ok((a, fh)) => reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("create", name.to_string_lossy(), &e)),
+        }
+    }
+}

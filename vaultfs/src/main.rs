@@ -1,0 +1,308 @@
+//! `vaultfs mount VAULT MOUNTPOINT`: the vault as a directory.
+//!
+//! Without `--foreground` the command starts the daemon, waits until the mount is ready (or
+//! reports why it failed) and returns. The secret is checked before anything is mounted and
+//! handed to the daemon through a pipe, never through argv. SIGTERM, SIGINT or
+//! `fusermount3 -u` unmount cleanly: everything written is committed first.
+
+mod errno;
+mod fuse_adapter;
+mod mountpoint;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use vault::crypto::Secret;
+use vault::repo::{OpenOptions, Vault};
+use vault::store::local::LocalStore;
+
+#[derive(Parser)]
+#[command(name = "vaultfs", version, about = "Mount a vault: today's backup as a directory, with the past beside it")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Unlock and mount VAULT (a directory or file:///path) at MOUNTPOINT.
+    Mount(MountArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct MountArgs {
+    vault: String,
+    mountpoint: PathBuf,
+    /// Stay attached to the terminal (logs to stderr unless --log).
+    #[arg(long)]
+    foreground: bool,
+    /// Log file (default for the daemon: <cache dir>/vaultfs-<vault id>.log).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf).
+    #[arg(long)]
+    allow_other: bool,
+    /// Mount read-only: browse and restore, no writer lock taken.
+    #[arg(long)]
+    read_only: bool,
+    /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault).
+    #[arg(long, env = "VAULT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// One log line with a timestamp, to stderr (the log file when running as a daemon).
+pub fn log(msg: &str) {
+    eprintln!("{} vaultfs: {msg}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f"));
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Mount(a) => mount(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vaultfs: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cache_dir(a: &MountArgs) -> Option<PathBuf> {
+    if let Some(d) = &a.cache_dir {
+        return Some(d.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("vault"));
+    }
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("vault"))
+}
+
+fn vault_dir(a: &MountArgs) -> anyhow::Result<PathBuf> {
+    let p = a.vault.strip_prefix("file://").unwrap_or(&a.vault);
+    if p.contains("://") {
+        bail!("unsupported vault location {:?} (use a directory path or file:///path)", a.vault);
+    }
+    Ok(PathBuf::from(p))
+}
+
+/// The secret as given by the environment or a prompt (the daemon gets it on stdin).
+fn read_secret() -> anyhow::Result<(String, String)> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let set: Vec<&str> = ["VAULT_PASSPHRASE", "VAULT_PASSPHRASE_FILE", "VAULT_KEY", "VAULT_KEY_FILE"]
+        .into_iter()
+        .filter(|n| var(n).is_some())
+        .collect();
+    if set.len() > 1 {
+        bail!("several secrets are set ({}); set only one", set.join(", "));
+    }
+    let file = |p: String| -> anyhow::Result<String> {
+        let s = std::fs::read_to_string(&p).with_context(|| format!("reading secret file {p}"))?;
+        Ok(s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s).to_string())
+    };
+    Ok(match set.first().copied() {
+        Some("VAULT_PASSPHRASE") => ("passphrase".into(), var("VAULT_PASSPHRASE").unwrap_or_default()),
+        Some("VAULT_PASSPHRASE_FILE") => ("passphrase".into(), file(var("VAULT_PASSPHRASE_FILE").unwrap_or_default())?),
+        Some("VAULT_KEY") => ("key".into(), var("VAULT_KEY").unwrap_or_default()),
+        Some(_) => ("key".into(), file(var("VAULT_KEY_FILE").unwrap_or_default())?),
+        None => {
+            if !std::io::stderr().is_terminal() {
+                bail!("no secret given: set VAULT_PASSPHRASE, VAULT_PASSPHRASE_FILE, VAULT_KEY or VAULT_KEY_FILE");
+            }
+            ("passphrase".into(), rpassword_prompt()?)
+        }
+    })
+}
+
+fn rpassword_prompt() -> anyhow::Result<String> {
+    // Minimal terminal prompt without echo, through stty.
+    eprint!("passphrase: ");
+    let _ = Command::new("stty").arg("-echo").stdin(Stdio::inherit()).status();
+    let mut s = String::new();
+    let r = std::io::stdin().read_line(&mut s);
+    let _ = Command::new("stty").arg("echo").stdin(Stdio::inherit()).status();
+    eprintln!();
+    r?;
+    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn to_secret(kind: &str, value: &str) -> anyhow::Result<Secret> {
+    Ok(match kind {
+        "key" => Secret::raw_key_from_hex(value)?,
+        _ => Secret::passphrase(value.to_string())?,
+    })
+}
+
+fn mount(a: MountArgs) -> anyhow::Result<()> {
+    let vdir = vault_dir(&a)?;
+    let cache = cache_dir(&a);
+    let daemon_child = std::env::var_os("VAULTFS_DAEMON").is_some();
+    mountpoint::prepare(&a.mountpoint, &vdir, cache.as_deref())?;
+    let (kind, value) = if daemon_child {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading the secret from the parent")?;
+        let (k, v) = s.split_once(':').ok_or_else(|| anyhow!("malformed secret from the parent"))?;
+        (k.to_string(), v.trim_end_matches('\n').to_string())
+    } else {
+        read_secret()?
+    };
+    let secret = to_secret(&kind, &value)?;
+    let store = Arc::new(LocalStore::new(&vdir));
+    let open = OpenOptions { cache_dir: cache.clone() };
+
+    if !a.foreground && !daemon_child {
+        // Check the secret (and that the vault opens) before starting anything.
+        let v = Vault::open(store, &secret, &open)?;
+        let id = v.vault_id_hex();
+        drop(v);
+        return spawn_daemon(&a, &kind, &value, cache.as_deref(), &id);
+    }
+
+    let v: &'static Vault = Box::leak(Box::new(Vault::open(store, &secret, &open)?));
+    drop(secret);
+    // SAFETY: getuid/getgid take no arguments and cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fs = vault::vfs::VaultFs::new(v, !a.read_only, uid, gid)?;
+    let fs = Arc::new(Mutex::new(fs));
+
+    block_signals();
+    let mut options = vec![fuser::MountOption::FSName("vault".into()), fuser::MountOption::Subtype("vaultfs".into())];
+    if a.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    if a.allow_other {
+        config.mount_options.push(fuser::MountOption::DefaultPermissions);
+        config.acl = fuser::SessionACL::All;
+    }
+    let mut session = fuser::Session::new(fuse_adapter::FuseFs::new(fs.clone()), &a.mountpoint, &config)
+        .with_context(|| format!("mounting at {}", a.mountpoint.display()))?;
+    let unmounter = session.unmount_callable();
+    spawn_signal_thread(fs, unmounter, a.mountpoint.clone());
+    log(&format!("mounted {} at {} (period {})", vdir.display(), a.mountpoint.display(), v.clock().current()));
+    if daemon_child {
+        // Tell the parent we are ready, then let go of its pipe.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+        redirect_stdout_to_null();
+    }
+    session.run().context("serving the mount")?;
+    log("unmounted");
+    Ok(())
+}
+
+fn spawn_daemon(a: &MountArgs, kind: &str, value: &str, cache: Option<&Path>, vault_id: &str) -> anyhow::Result<()> {
+    let log_path = match &a.log {
+        Some(p) => p.clone(),
+        None => {
+            let dir = cache.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.join(format!("vaultfs-{}.log", &vault_id[..8]))
+        }
+    };
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening log file {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("finding the vaultfs binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount").arg(&a.vault).arg(&a.mountpoint).arg("--foreground");
+    if a.allow_other {
+        cmd.arg("--allow-other");
+    }
+    if a.read_only {
+        cmd.arg("--read-only");
+    }
+    if let Some(c) = cache {
+        cmd.arg("--cache-dir").arg(c);
+    }
+    for v in ["VAULT_PASSPHRASE", "VAULT_PASSPHRASE_FILE", "VAULT_KEY", "VAULT_KEY_FILE"] {
+        cmd.env_remove(v);
+    }
+    cmd.env("VAULTFS_DAEMON", "1").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(logf);
+    // SAFETY: setsid is async-signal-safe and only detaches the child from the terminal.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the daemon")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(format!("{kind}:{value}").as_bytes()).context("passing the secret to the daemon")?;
+    }
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    if line.trim() == "ready" {
+        println!("mounted at {} (daemon pid {}, log {})", a.mountpoint.display(), child.id(), log_path.display());
+        return Ok(());
+    }
+    let status = child.wait().ok();
+    let mut tail = String::new();
+    if let Ok(mut f) = std::fs::File::open(&log_path) {
+        let _ = f.read_to_string(&mut tail);
+    }
+    let last: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+    bail!("the daemon did not start ({:?}):\n{}", status, last.join("\n"))
+}
+
+fn redirect_stdout_to_null() {
+    if let Ok(f) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: dup2 onto fd 1 of a descriptor we own.
+        unsafe {
+            libc::dup2(f.as_raw_fd(), 1);
+        }
+    }
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise a set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        set
+    }
+}
+
+/// Blocks the termination signals in this thread and every thread started after it, so
+/// that only the signal thread receives them.
+fn block_signals() {
+    let set = signal_set();
+    // SAFETY: masks signals of the calling thread with a valid set.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn spawn_signal_thread(fs: Arc<Mutex<vault::vfs::VaultFs>>, mut unmounter: fuser::SessionUnmounter, mnt: PathBuf) {
+    std::thread::spawn(move || loop {
+        let set = signal_set();
+        let mut sig: libc::c_int = 0;
+        // SAFETY: waits for one of the blocked signals in `set`.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            continue;
+        }
+        log(&format!("signal {sig}: committing and unmounting"));
+        if let Err(e) = fs.lock().unwrap_or_else(|e| e.into_inner()).commit_all() {
+            log(&format!("commit before unmount failed: {e}"));
+        }
+        if unmounter.unmount().is_err() {
+            // Busy (files still open): detach now; the session ends when they are closed.
+            let _ = Command::new("fusermount3").arg("-uz").arg(&mnt).status();
+        }
+    });
+}
