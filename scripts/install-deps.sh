@@ -7,6 +7,10 @@ need=()
 command -v faketime >/dev/null || need+=(faketime)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v mount >/dev/null || need+=(mount)
+command -v runuser >/dev/null || need+=(util-linux)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v tar >/dev/null || need+=(tar)
+command -v diff >/dev/null || need+=(diffutils)
 command -v python3 >/dev/null || need+=(python3)
 command -v cc >/dev/null || need+=(gcc)
 [ -x /usr/bin/time ] || need+=(time)
@@ -21,6 +25,11 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The mount tests need a usable FUSE device; say so plainly instead of failing obscurely.
+if [ ! -e /dev/fuse ]; then
+  echo "warning: /dev/fuse is missing: vaultfs cannot mount here and its tests will fail" >&2
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -5,10 +5,11 @@
 //! newest sealed period). The current period's dated directory shows the same entries as the
 //! root. Every modifying call on a sealed period fails with `ReadOnly` (EROFS).
 //!
-//! Durability: `flush` (close) and `fsync` of a written file commit: its content is chunked
-//! and packed, then the period's changed directories and a new snapshot revision are written
-//! (DESIGN.md §10), before the call returns. A file committed by `fsync` while still open is
-//! recorded as incomplete until it is closed; after a crash it appears as `NAME.incomplete`.
+//! Durability: `flush` (every close) and `fsync` of a written file commit: its content is
+//! chunked and packed, then the period's changed directories and a new snapshot revision are
+//! written (DESIGN.md §10), before the call returns. The file is recorded as incomplete until
+//! `release` (the last close of the last writer) marks it complete; after a crash an
+//! incomplete file appears as `NAME.incomplete`, never under its real name.
 //! Directory operations are committed with the next commit, `fsyncdir`, or unmount.
 //!
 //! Period rollover: every call first checks the vault clock. When the period has changed, the
@@ -712,14 +713,16 @@ impl VaultFs {
         self.getattr(ino)
     }
 
-    /// `close()` of one descriptor: commits the file if it was written.
+    /// `close()` of one descriptor. The content is committed before close returns, but the
+    /// file is recorded as complete only at `release` (the last close): a `close` may come
+    /// from a forked process closing its copy of the descriptor while the writer goes on.
     pub fn flush(&mut self, fh: u64) -> Result<()> {
         let Some(h) = self.handles.get(&fh) else { return Ok(()) };
         if !h.write {
             return Ok(());
         }
         let ino = h.ino;
-        self.commit_file(ino, FileState::Complete)
+        self.commit_file(ino, FileState::Incomplete)
     }
 
     /// `fsync()`: commits the file now; while it stays open for writing it is recorded as
@@ -733,18 +736,23 @@ impl VaultFs {
         self.commit_file(ino, FileState::Incomplete)
     }
 
-    /// The last close of a descriptor.
+    /// The last close of a descriptor: when no writer is left, the file is complete.
     pub fn release(&mut self, fh: u64) -> Result<()> {
         let Some(h) = self.handles.remove(&fh) else { return Ok(()) };
         if !h.write {
             return Ok(());
         }
         let mut period = None;
+        let mut last = false;
         if let Some(Inode::Live(n)) = self.nodes.get_mut(&h.ino) {
             if let Body::File(f) = &mut n.body {
                 f.writers = f.writers.saturating_sub(1);
+                last = f.writers == 0;
             }
             period = Some(n.period.clone());
+        }
+        if last {
+            self.commit_file(h.ino, FileState::Complete)?;
         }
         if let Some(p) = period {
             if p != self.cur {
@@ -761,10 +769,11 @@ impl VaultFs {
             let Some(Inode::Live(n)) = self.nodes.get_mut(&ino) else { return Ok(()) };
             let Body::File(f) = &mut n.body else { return Ok(()) };
             let was = f.committed.as_ref().map(|c| c.state);
-            if !f.dirty && was == Some(FileState::Complete) {
+            // Complete only once no writer has it open.
+            let state = if f.writers > 0 { FileState::Incomplete } else { state };
+            if !f.dirty && was == Some(state) {
                 return Ok(());
             }
-            let state = if f.writers > 1 { FileState::Incomplete } else { state };
             f.finalize(v, w, state)?;
             (n.period.clone(), n.parent)
         };

@@ -232,6 +232,9 @@ fn spawn_daemon(a: &MountArgs, kind: &str, value: &str, cache: Option<&Path>, va
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
             libc::setsid();
+            // Inherit nothing but stdio: a descriptor left open here would keep whoever
+            // started us waiting for its pipe to close.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             Ok(())
         });
     }

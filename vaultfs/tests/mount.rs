@@ -1,0 +1,476 @@
+//! Real mounts through /dev/fuse. These tests fail (never skip) when FUSE is unusable: CI runs
+//! them as root on a machine with /dev/fuse and fuse3 installed by scripts/install-deps.sh.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn vaultfs_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vaultfs"))
+}
+
+struct Mount {
+    _dir: tempfile::TempDir,
+    vault: PathBuf,
+    mnt: PathBuf,
+    cache: PathBuf,
+    pid: Option<u32>,
+}
+
+const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+fn secret() -> vault::crypto::Secret {
+    vault::crypto::Secret::raw_key_from_hex(KEY).unwrap()
+}
+
+impl Mount {
+    fn new() -> Mount {
+        assert!(Path::new("/dev/fuse").exists(), "these tests need /dev/fuse");
+        let dir = tempfile::tempdir().unwrap();
+        let vault = dir.path().join("vault");
+        let mnt = dir.path().join("mnt");
+        let cache = dir.path().join("cache");
+        fs::create_dir_all(&mnt).unwrap();
+        let store = Arc::new(vault::store::local::LocalStore::new(&vault));
+        let o = vault::repo::InitOptions { time_zone: "UTC".into(), ..Default::default() };
+        vault::repo::Vault::init(store, &secret(), &o).unwrap();
+        Mount { _dir: dir, vault, mnt, cache, pid: None }
+    }
+
+    fn mount_at(&mut self, faketime: Option<&str>) {
+        let mut c = match faketime {
+            Some(t) => {
+                let mut c = Command::new("faketime");
+                c.arg("-f").arg(t).arg(vaultfs_bin());
+                c
+            }
+            None => Command::new(vaultfs_bin()),
+        };
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VAULT_") {
+                c.env_remove(k);
+            }
+        }
+        let out = c
+            .arg("mount")
+            .arg(&self.vault)
+            .arg(&self.mnt)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .env("VAULT_KEY", KEY)
+            .env("TZ", "UTC")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running vaultfs (is faketime installed for the dated tests?)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "vaultfs mount failed: {stdout} {} -- a FUSE mount must work here (fuse3 installed, /dev/fuse usable)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.pid =
+            stdout.split("daemon pid ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok());
+    }
+
+    fn mount(&mut self) {
+        self.mount_at(None)
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Unmounts and waits for the daemon to finish committing.
+    fn unmount(&mut self) {
+        for _ in 0..50 {
+            let ok = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mnt)
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(pid) = self.pid.take() {
+            for _ in 0..200 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn kill9(&mut self) {
+        let pid = self.pid.take().expect("daemon pid");
+        Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap();
+        for _ in 0..100 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Opens the vault in this process (in-memory index: the daemon may hold the cache).
+    fn open(&self) -> vault::repo::Vault {
+        let store = Arc::new(vault::store::local::LocalStore::new(&self.vault));
+        vault::repo::Vault::open(store, &secret(), &vault::repo::OpenOptions::default()).unwrap()
+    }
+
+    fn check(&self) -> vault::commands::check::CheckReport {
+        vault::commands::check::check(&self.open(), true).unwrap()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).stderr(Stdio::null()).status();
+        if let Some(pid) = self.pid {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// A fast deterministic byte stream.
+struct Gen(u64);
+impl Gen {
+    fn fill(&mut self, b: &mut [u8]) {
+        for c in b.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let v = self.0.to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+}
+
+fn sha(path: &Path) -> [u8; 32] {
+    let mut f = File::open(path).unwrap();
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    *h.finalize().as_bytes()
+}
+
+#[test]
+fn streaming_write_and_read_back() {
+    let mut m = Mount::new();
+    m.mount();
+    let size: u64 = std::env::var("VAULTFS_TEST_STREAM_MIB").ok().and_then(|s| s.parse().ok()).unwrap_or(2048) << 20;
+    let mut g = Gen(7);
+    let mut h = blake3::Hasher::new();
+    {
+        let mut f = File::create(m.p("today")).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            // Half the stream repeats itself, as dumps do, so dedup is exercised too.
+            if (left >> 20).is_multiple_of(2) {
+                g.fill(&mut buf);
+            }
+            f.write_all(&buf).unwrap();
+            h.update(&buf);
+            left -= buf.len() as u64;
+        }
+        f.sync_all().unwrap();
+    }
+    let want = *h.finalize().as_bytes();
+    assert_eq!(fs::metadata(m.p("today")).unwrap().len(), size);
+    assert_eq!(sha(&m.p("today")), want);
+    let period = fs::read_dir(&m.mnt)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("20"))
+        .unwrap();
+    m.unmount();
+    m.mount();
+    assert_eq!(sha(&m.p(&format!("{period}/today"))), want);
+    m.unmount();
+    assert!(m.check().ok());
+}
+
+#[test]
+fn random_writes_truncates_and_reads_match_a_reference() {
+    let mut m = Mount::new();
+    m.mount();
+    let dir = tempfile::tempdir().unwrap();
+    let refp = dir.path().join("ref");
+    let a = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(m.p("db.bin")).unwrap();
+    let mut b = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&refp).unwrap();
+    let mut rng = Gen(99);
+    let mut r = || {
+        let mut x = [0u8; 8];
+        rng.fill(&mut x);
+        u64::from_le_bytes(x)
+    };
+    let mut size = 0u64;
+    for step in 0..3000 {
+        match r() % 10 {
+            0..=4 => {
+                let off = r() % (size + 200_000);
+                let len = (r() % 70_000) as usize + 1;
+                let data: Vec<u8> = (0..len).map(|i| (i as u64 ^ step) as u8).collect();
+                a.write_all_at(&data, off).unwrap();
+                b.write_all_at(&data, off).unwrap();
+                size = size.max(off + len as u64);
+            }
+            5 => {
+                let s = r() % (size + 50_000);
+                a.set_len(s).unwrap();
+                b.set_len(s).unwrap();
+                size = s;
+            }
+            6 => {
+                a.sync_data().unwrap();
+            }
+            _ => {
+                let off = r() % (size + 10);
+                let len = (r() % 200_000) as usize;
+                let mut x = vec![0u8; len];
+                let mut y = vec![0u8; len];
+                let n1 = read_full_at(&a, &mut x, off);
+                let n2 = read_full_at(&b, &mut y, off);
+                assert_eq!(n1, n2, "step {step}: read length at {off}");
+                assert!(x[..n1] == y[..n2], "step {step}: bytes at {off}+{len} differ");
+            }
+        }
+    }
+    assert_eq!(a.metadata().unwrap().len(), b.metadata().unwrap().len());
+    drop(a);
+    b.seek(SeekFrom::Start(0)).unwrap();
+    assert_eq!(sha(&m.p("db.bin")), sha(&refp));
+    m.unmount();
+    m.mount();
+    assert_eq!(sha(&m.p("db.bin")), sha(&refp));
+}
+
+fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        let k = f.read_at(&mut buf[n..], off + n as u64).unwrap();
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    n
+}
+
+#[test]
+fn tar_of_thousands_of_small_files() {
+    let mut m = Mount::new();
+    m.mount();
+    let src = tempfile::tempdir().unwrap();
+    let mut g = Gen(5);
+    for d in 0..20 {
+        let dir = src.path().join(format!("uploads/{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            let mut b = vec![0u8; 100 + (d * 100 + f) * 7 % 9000];
+            g.fill(&mut b);
+            fs::write(dir.join(format!("report-{f}.pdf")), &b).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("00/report-1.pdf", src.path().join("uploads/latest.pdf")).unwrap();
+    let tar = Command::new("sh")
+        .arg("-c")
+        .arg(format!("tar -C {} -cf - uploads | tar -C {} -xf -", src.path().display(), m.mnt.display()))
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let diff = Command::new("diff").arg("-r").arg(src.path().join("uploads")).arg(m.p("uploads")).output().unwrap();
+    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
+    m.unmount();
+    m.mount();
+    let diff = Command::new("diff").arg("-r").arg(src.path().join("uploads")).arg(m.p("uploads")).output().unwrap();
+    assert!(diff.status.success(), "after remount: {}", String::from_utf8_lossy(&diff.stdout));
+    assert_eq!(fs::read_link(m.p("uploads/latest.pdf")).unwrap(), Path::new("00/report-1.pdf"));
+}
+
+#[test]
+fn two_concurrent_writers() {
+    let mut m = Mount::new();
+    m.mount();
+    let paths = [m.p("a.dump"), m.p("b.dump")];
+    let hashes: Vec<[u8; 32]> = std::thread::scope(|s| {
+        let hs: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                s.spawn(move || {
+                    let mut g = Gen(100 + i as u64);
+                    let mut h = blake3::Hasher::new();
+                    let mut f = File::create(p).unwrap();
+                    let mut buf = vec![0u8; 256 << 10];
+                    for _ in 0..200 {
+                        g.fill(&mut buf);
+                        f.write_all(&buf).unwrap();
+                        h.update(&buf);
+                    }
+                    *h.finalize().as_bytes()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (p, h) in paths.iter().zip(&hashes) {
+        assert_eq!(&sha(p), h);
+    }
+    m.unmount();
+    m.mount();
+    for (p, h) in paths.iter().zip(&hashes) {
+        assert_eq!(&sha(p), h);
+    }
+}
+
+#[test]
+fn kill_9_mid_write_keeps_closed_files_and_never_shows_a_short_file() {
+    let mut m = Mount::new();
+    m.mount();
+    let mut g = Gen(3);
+    let mut done = vec![0u8; 3 << 20];
+    g.fill(&mut done);
+    fs::write(m.p("closed.dump"), &done).unwrap();
+    // A writer in the middle of a dump when the daemon dies.
+    let mut f = File::create(m.p("today")).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..20 {
+        g.fill(&mut buf);
+        f.write_all(&buf).unwrap();
+    }
+    m.kill9();
+    drop(f);
+    m.mount();
+    assert_eq!(fs::read(m.p("closed.dump")).unwrap(), done);
+    let names: Vec<String> =
+        fs::read_dir(&m.mnt).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(
+        !names.contains(&"today".to_string()),
+        "a file that was never closed must not appear under its name: {names:?}"
+    );
+    m.unmount();
+    let r = m.check();
+    assert!(r.ok(), "{:?}", r.errors);
+}
+
+#[test]
+fn tampered_pack_gives_eio_and_a_log_line() {
+    let mut m = Mount::new();
+    m.mount();
+    let mut data = vec![0u8; 2 << 20];
+    Gen(11).fill(&mut data);
+    fs::write(m.p("x.bin"), &data).unwrap();
+    m.unmount();
+    // Damage every data pack a little (metadata packs are small: leave the largest ones).
+    let mut packs: Vec<(PathBuf, u64)> = Vec::new();
+    for d in fs::read_dir(m.vault.join("packs")).unwrap() {
+        for f in fs::read_dir(d.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            packs.push((f.path(), f.metadata().unwrap().len()));
+        }
+    }
+    packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
+    let (victim, _) = &packs[0];
+    let mut b = fs::read(victim).unwrap();
+    b[5000] ^= 0x40;
+    fs::write(victim, &b).unwrap();
+    m.mount();
+    let period = fs::read_dir(&m.mnt)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("20"))
+        .unwrap();
+    let mut f = File::open(m.p(&format!("{period}/x.bin"))).unwrap();
+    let mut out = Vec::new();
+    let err = f.read_to_end(&mut out).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_eio()), "{err}");
+    assert!(data.starts_with(&out), "bytes before the damage must be right");
+    drop(f);
+    m.unmount();
+    let log =
+        fs::read_dir(&m.cache).unwrap().flatten().find(|e| e.file_name().to_string_lossy().ends_with(".log")).unwrap();
+    let text = fs::read_to_string(log.path()).unwrap();
+    assert!(text.contains("authentication failed"), "{text}");
+}
+
+fn libc_eio() -> i32 {
+    5
+}
+
+#[test]
+fn periods_roll_over_while_mounted_and_sealed_ones_are_read_only() {
+    let mut m = Mount::new();
+    // The daemon's clock starts 6 s before midnight and runs at normal speed.
+    m.mount_at(Some("@2026-11-20 23:59:54"));
+    fs::write(m.p("today"), b"day one").unwrap();
+    let mut open_across = File::create(m.p("long.dump")).unwrap();
+    open_across.write_all(b"begun on day one, ").unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    // New period: the root is empty again, day one is in its dated directory.
+    let names: Vec<String> =
+        fs::read_dir(&m.mnt).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.contains(&"2026-11-20".to_string()) && names.contains(&"2026-11-21".to_string()), "{names:?}");
+    assert!(!names.contains(&"today".to_string()), "{names:?}");
+    assert_eq!(fs::read(m.p("2026-11-20/today")).unwrap(), b"day one");
+    fs::write(m.p("today"), b"day two").unwrap();
+    // A file open across midnight stays in the period where it was created.
+    open_across.write_all(b"finished on day two").unwrap();
+    drop(open_across);
+    assert_eq!(fs::read(m.p("2026-11-20/long.dump")).unwrap(), b"begun on day one, finished on day two");
+    // Day one is now sealed: every modifying call fails with EROFS.
+    let erofs = Some(30);
+    assert_eq!(fs::write(m.p("2026-11-20/today"), b"x").unwrap_err().raw_os_error(), erofs);
+    assert_eq!(fs::remove_file(m.p("2026-11-20/today")).unwrap_err().raw_os_error(), erofs);
+    assert_eq!(fs::create_dir(m.p("2026-11-20/new")).unwrap_err().raw_os_error(), erofs);
+    assert_eq!(File::create(m.p("2026-11-20/new.txt")).unwrap_err().raw_os_error(), erofs);
+    assert_eq!(fs::read_link(m.p("latest")).unwrap(), Path::new("2026-11-20"));
+    assert_eq!(fs::read(m.p("latest/today")).unwrap(), b"day one");
+    m.unmount();
+    let v = m.open();
+    let snaps = v.snapshots().unwrap();
+    assert!(snaps.iter().any(|s| s.snap.period == "2026-11-20" && s.snap.sealed));
+    assert!(snaps.iter().any(|s| s.snap.period == "2026-11-21" && !s.snap.sealed));
+}
+
+#[test]
+fn refuses_overlapping_mountpoints_and_cleans_stale_mounts() {
+    let mut m = Mount::new();
+    let inside = m.vault.join("mnt");
+    fs::create_dir_all(&inside).unwrap();
+    let out = Command::new(vaultfs_bin())
+        .arg("mount")
+        .arg(&m.vault)
+        .arg(&inside)
+        .arg("--cache-dir")
+        .arg(&m.cache)
+        .env("VAULT_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlap"));
+    fs::remove_dir(&inside).unwrap();
+    // A killed daemon leaves a stale mount; the next mount cleans it.
+    m.mount();
+    fs::write(m.p("f"), b"kept").unwrap();
+    m.kill9();
+    m.mount();
+    assert_eq!(fs::read(m.p("f")).unwrap(), b"kept");
+}
