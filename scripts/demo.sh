@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on an embedded default: a local vault directory, a generated
 # database dump series stored one day at a time (dated with faketime, the vault's own clock
-# names the periods), then snapshots, a restore check, an integrity check and the stats.
+# names the periods) with `vaultctl put` and then through the vaultfs mount, then snapshots,
+# a restore check, an integrity check and the stats.
 #
 #   bash scripts/demo.sh            # work dir: ./demo (kept, so you can look around)
 #   DEMO_DIR=/tmp/x DEMO_DOCS=200000 bash scripts/demo.sh
@@ -13,7 +14,7 @@ DEMO_DIR="${DEMO_DIR:-$PWD/demo}"
 DEMO_DOCS="${DEMO_DOCS:-50000}"
 DAYS="${DEMO_DAYS:-3}"
 
-cargo build --release -q -p vault -p dumpgen
+cargo build --release -q -p vault -p vaultfs -p dumpgen
 BIN="$PWD/target/release"
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
@@ -35,6 +36,24 @@ for d in $(seq 1 "$DAYS"); do
   step "$day: dump | vaultctl put today"
   faketime "$day 02:00:00" "$BIN/vaultctl" put today < "$DEMO_DIR/dump-$d.archive"
 done
+
+next=$((DAYS + 1))
+nday=$(printf '2026-11-%02d' "$next")
+if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
+  step "$nday: vaultfs mount, then mongodump-style write into /mnt/.../today"
+  MNT="$DEMO_DIR/mnt"
+  mkdir -p "$MNT"
+  "$BIN/dumpgen" --seed 42 --docs "$DEMO_DOCS" --day $((next - 1)) -o "$DEMO_DIR/dump-$next.archive"
+  faketime -f "@$nday 02:00:00" "$BIN/vaultfs" mount "$VAULT_REPO" "$MNT" --log "$DEMO_DIR/vaultfs.log"
+  trap 'fusermount3 -uz "$MNT" 2>/dev/null || true' EXIT
+  dd if="$DEMO_DIR/dump-$next.archive" of="$MNT/today" bs=1M status=none
+  ls -l "$MNT" "$MNT/$nday"
+  fusermount3 -u "$MNT"
+  sleep 1
+  DAYS=$next
+else
+  echo "(no /dev/fuse here: skipping the mount part of the demo)"
+fi
 
 step "vaultctl seal (the newest day; older days were sealed by the first write of the next day)"
 faketime "$(printf '2026-11-%02d' "$DAYS") 23:00:00" "$BIN/vaultctl" seal

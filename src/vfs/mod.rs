@@ -7,9 +7,10 @@
 //!
 //! Durability: `flush` (every close) and `fsync` of a written file commit: its content is
 //! chunked and packed, then the period's changed directories and a new snapshot revision are
-//! written (DESIGN.md §10), before the call returns. The file is recorded as incomplete until
-//! `release` (the last close of the last writer) marks it complete; after a crash an
-//! incomplete file appears as `NAME.incomplete`, never under its real name.
+//! written (DESIGN.md §10), before the call returns. The close by the process that opened the
+//! file records it complete; fsync, or a close by another process (a forked copy of the
+//! descriptor), records it incomplete until the last close. After a crash an incomplete file
+//! appears as `NAME.incomplete`, never under its real name.
 //! Directory operations are committed with the next commit, `fsyncdir`, or unmount.
 //!
 //! Period rollover: every call first checks the vault clock. When the period has changed, the
@@ -112,6 +113,8 @@ enum Inode {
 struct Handle {
     ino: Ino,
     write: bool,
+    /// Process that opened it (thread group id), to tell its own close from a forked copy's.
+    owner: u32,
     /// For files of sealed snapshots: chunk table and read-ahead, built once per open.
     reader: Option<crate::repo::FileReader<'static>>,
 }
@@ -593,7 +596,8 @@ impl VaultFs {
 
     // ----- opening and writing ---------------------------------------------------------
 
-    pub fn open(&mut self, ino: Ino, write: bool, truncate: bool) -> Result<u64> {
+    /// Opens a file; `owner` is the opening process (used by `flush`).
+    pub fn open(&mut self, ino: Ino, write: bool, truncate: bool, owner: u32) -> Result<u64> {
         if write {
             self.writable_node(ino)?;
             let n = self.live_mut(ino)?;
@@ -616,14 +620,22 @@ impl VaultFs {
         };
         let fh = self.next_fh;
         self.next_fh += 1;
-        self.handles.insert(fh, Handle { ino, write, reader });
+        self.handles.insert(fh, Handle { ino, write, owner, reader });
         Ok(fh)
     }
 
-    pub fn create(&mut self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(Attr, u64)> {
+    pub fn create(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        owner: u32,
+    ) -> Result<(Attr, u64)> {
         let ino =
             self.make_node(parent, name, S_IFREG | (mode & 0o7777), uid, gid, Body::File(Box::new(FileData::new())))?;
-        let fh = self.open(ino, true, false)?;
+        let fh = self.open(ino, true, false, owner)?;
         Ok((self.getattr(ino)?, fh))
     }
 
@@ -713,16 +725,20 @@ impl VaultFs {
         self.getattr(ino)
     }
 
-    /// `close()` of one descriptor. The content is committed before close returns, but the
-    /// file is recorded as complete only at `release` (the last close): a `close` may come
-    /// from a forked process closing its copy of the descriptor while the writer goes on.
-    pub fn flush(&mut self, fh: u64) -> Result<()> {
+    /// `close()` of one descriptor by process `caller`. The content is committed before close
+    /// returns. It is recorded complete when the process that opened the file closes it and
+    /// no other descriptor is open for writing; a close by another process (a forked child
+    /// closing its copy while the writer goes on) records it incomplete. `release` (the last
+    /// close) marks it complete in any case.
+    pub fn flush(&mut self, fh: u64, caller: u32) -> Result<()> {
         let Some(h) = self.handles.get(&fh) else { return Ok(()) };
         if !h.write {
             return Ok(());
         }
-        let ino = h.ino;
-        self.commit_file(ino, FileState::Incomplete)
+        let (ino, owner) = (h.ino, h.owner);
+        let others = self.handles.iter().any(|(k, o)| *k != fh && o.write && o.ino == ino);
+        let state = if caller == owner && !others { FileState::Complete } else { FileState::Incomplete };
+        self.commit_file(ino, state)
     }
 
     /// `fsync()`: commits the file now; while it stays open for writing it is recorded as
@@ -769,8 +785,6 @@ impl VaultFs {
             let Some(Inode::Live(n)) = self.nodes.get_mut(&ino) else { return Ok(()) };
             let Body::File(f) = &mut n.body else { return Ok(()) };
             let was = f.committed.as_ref().map(|c| c.state);
-            // Complete only once no writer has it open.
-            let state = if f.writers > 0 { FileState::Incomplete } else { state };
             if !f.dirty && was == Some(state) {
                 return Ok(());
             }

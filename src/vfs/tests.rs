@@ -78,9 +78,9 @@ fn model_based_random_operations() {
                         None => {
                             let (ino, fh) = if model.contains_key(&path) {
                                 let ino = fs.lookup(parent, &name).unwrap().ino;
-                                (ino, fs.open(ino, true, false).unwrap())
+                                (ino, fs.open(ino, true, false, 0).unwrap())
                             } else {
-                                let (a, fh) = fs.create(parent, &name, 0o644, 0, 0).unwrap();
+                                let (a, fh) = fs.create(parent, &name, 0o644, 0, 0, 0).unwrap();
                                 model.insert(path.clone(), Vec::new());
                                 (a.ino, fh)
                             };
@@ -135,7 +135,7 @@ fn model_based_random_operations() {
                 7 | 8 => {
                     // close: the content is committed
                     if let Some((_, fh)) = open.remove(&path) {
-                        fs.flush(fh).unwrap();
+                        fs.flush(fh, 0).unwrap();
                         fs.release(fh).unwrap();
                         same(
                             committed(&store, &path).as_ref(),
@@ -153,7 +153,7 @@ fn model_based_random_operations() {
             }
         }
         for (path, (_, fh)) in open.drain() {
-            fs.flush(fh).unwrap();
+            fs.flush(fh, 0).unwrap();
             fs.release(fh).unwrap();
             same(committed(&store, &path).as_ref(), model.get(&path), &path);
         }
@@ -171,7 +171,7 @@ fn large_sequential_write_then_rewrite_of_the_header() {
     // pg_dump -Fc writes the whole dump, then seeks back and rewrites its table of contents.
     let store = new_store();
     let mut fs = VaultFs::new(vault(&store), true, 0, 0).unwrap();
-    let (a, fh) = fs.create(ROOT, b"app.pgdump", 0o600, 0, 0).unwrap();
+    let (a, fh) = fs.create(ROOT, b"app.pgdump", 0o600, 0, 0, 0).unwrap();
     let mut model = Vec::new();
     let mut x = 1u64;
     for _ in 0..(20 << 20) / 65536 {
@@ -187,7 +187,7 @@ fn large_sequential_write_then_rewrite_of_the_header() {
     fs.write(fh, 100, b"TABLE OF CONTENTS, REWRITTEN").unwrap();
     model[100..128].copy_from_slice(b"TABLE OF CONTENTS, REWRITTEN");
     assert_eq!(fs.read(a.ino, 90, 50).unwrap(), &model[90..140]);
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(read_all(&mut fs, a.ino), model);
     assert_eq!(committed(&store, "app.pgdump").unwrap(), model);
@@ -222,16 +222,16 @@ fn sealed_periods_are_read_only_and_reserved_names_refused() {
     let old = fs.lookup(ROOT, b"2000-01-01").unwrap().ino;
     assert_eq!(fs.readlink(LATEST).unwrap(), b"2000-01-01");
     let f = fs.lookup(old, b"old").unwrap().ino;
-    assert_eq!(fs.create(old, b"x", 0o644, 0, 0).unwrap_err().kind(), ErrorKind::ReadOnly);
+    assert_eq!(fs.create(old, b"x", 0o644, 0, 0, 0).unwrap_err().kind(), ErrorKind::ReadOnly);
     assert_eq!(fs.unlink(old, b"old").unwrap_err().kind(), ErrorKind::ReadOnly);
-    assert_eq!(fs.open(f, true, false).unwrap_err().kind(), ErrorKind::ReadOnly);
+    assert_eq!(fs.open(f, true, false, 0).unwrap_err().kind(), ErrorKind::ReadOnly);
     assert_eq!(
         fs.setattr(f, &SetAttr { mode: Some(0o600), ..Default::default() }).unwrap_err().kind(),
         ErrorKind::ReadOnly
     );
     assert_eq!(fs.mkdir(ROOT, b"latest", 0o755, 0, 0).unwrap_err().kind(), ErrorKind::NotPermitted);
     assert_eq!(fs.mkdir(ROOT, b"today", 0o755, 0, 0).unwrap_err().kind(), ErrorKind::NotPermitted);
-    assert!(fs.create(ROOT, b"today", 0o644, 0, 0).is_ok());
+    assert!(fs.create(ROOT, b"today", 0o644, 0, 0, 0).is_ok());
     // The current period's dated directory shows the root's files.
     let cur = fs.current_period().to_string();
     let dated = fs.lookup(ROOT, cur.as_bytes()).unwrap().ino;
@@ -249,7 +249,7 @@ fn fsynced_open_file_is_incomplete_after_a_crash() {
     let store = new_store();
     {
         let mut fs = VaultFs::new(vault(&store), true, 0, 0).unwrap();
-        let (_, fh) = fs.create(ROOT, b"today", 0o644, 0, 0).unwrap();
+        let (_, fh) = fs.create(ROOT, b"today", 0o644, 0, 0, 0).unwrap();
         fs.write(fh, 0, b"half of a dump").unwrap();
         fs.fsync(fh).unwrap();
         // The daemon dies here: no close, no unmount.
@@ -265,4 +265,30 @@ fn fsynced_open_file_is_incomplete_after_a_crash() {
     assert!(fs.lookup(ROOT, b"today").is_err());
     let ino = fs.lookup(ROOT, b"today.incomplete").unwrap().ino;
     assert_eq!(read_all(&mut fs, ino), b"half of a dump");
+}
+
+#[test]
+fn a_forked_copy_closing_does_not_complete_the_file() {
+    let store = new_store();
+    let v = vault(&store);
+    let mut fs = VaultFs::new(v, true, 0, 0).unwrap();
+    let (_, fh) = fs.create(ROOT, b"today", 0o644, 0, 0, 100).unwrap();
+    fs.write(fh, 0, b"first half").unwrap();
+    // A child process (pid 200) closes its inherited copy of the descriptor.
+    fs.flush(fh, 200).unwrap();
+    let state = |v: &Vault| {
+        let info = v.resolve("current").unwrap();
+        match v.lookup(info.snap.root, &[b"today".to_vec()]).unwrap().kind {
+            NodeKind::File { state, .. } => state,
+            _ => panic!("not a file"),
+        }
+    };
+    let fresh = || Vault::open(store.clone(), &secret(), &OpenOptions::default()).unwrap();
+    assert_eq!(state(&fresh()), FileState::Incomplete);
+    fs.write(fh, 10, b", second half").unwrap();
+    // The writer itself closes: complete.
+    fs.flush(fh, 100).unwrap();
+    assert_eq!(state(&fresh()), FileState::Complete);
+    fs.release(fh).unwrap();
+    assert_eq!(committed(&store, "today").unwrap(), b"first half, second half");
 }

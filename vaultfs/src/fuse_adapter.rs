@@ -68,6 +68,15 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// The process (thread group) a request comes from: FUSE reports the calling thread.
+fn process_of(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:").map(|v| v.trim().parse().ok())))
+        .flatten()
+        .unwrap_or(tid)
+}
+
 fn file_type(k: Kind) -> FileType {
     match k {
         Kind::Dir => FileType::Directory,
@@ -188,10 +197,11 @@ impl fuser::Filesystem for FuseFs {
         reply.error(Errno::EPERM)
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        let r = self.fs().open(ino.0, write, truncate);
+        let owner = if write { process_of(req.pid()) } else { 0 };
+        let r = self.fs().open(ino.0, write, truncate, owner);
         reply_or!(reply, "open", ino.0, r, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
     }
 
@@ -226,8 +236,9 @@ impl fuser::Filesystem for FuseFs {
         reply_or!(reply, "write", format!("inode {} at {offset}", ino.0), r, |n| reply.written(n as u32))
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply_or!(reply, "close", ino.0, self.fs().flush(fh.0), |_v| reply.ok())
+    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let caller = process_of(req.pid());
+        reply_or!(reply, "close", ino.0, self.fs().flush(fh.0, caller), |_v| reply.ok())
     }
 
     fn release(
@@ -287,7 +298,8 @@ impl fuser::Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let r = self.fs().create(parent.0, name.as_bytes(), mode & !umask, req.uid(), req.gid());
+        let owner = process_of(req.pid());
+        let r = self.fs().create(parent.0, name.as_bytes(), mode & !umask, req.uid(), req.gid(), owner);
         match r {
             Ok((a, fh)) => reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(fail("create", name.to_string_lossy(), &e)),
