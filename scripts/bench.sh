@@ -3,6 +3,9 @@
 # mongodump-archive series (tools/dumpgen: scattered daily churn), in one run, and prints a
 # Markdown table: store time and throughput, repository size after the week, time to read
 # the newest day back (timed to /dev/null, then checked against the source's sha256), and peak RSS of the stores.
+# With vault among the tools, the same week is then written through a `vaultfs` mount (one
+# mount per day, the daemon's clock at that day), read back through the mount, and compared
+# with the numbers of the first table in a second one.
 #
 # Environment (all optional):
 #   BENCH_DOCS         documents per day (default 380000: a day is about 256 MiB)
@@ -16,8 +19,13 @@
 #   BENCH_DIR          working directory (default: a new mktemp directory under /var/tmp);
 #                      must be absent or empty; removed at the end unless BENCH_KEEP=1
 #   BENCH_KEEP=1       keep the working directory (day files, repositories, logs)
-#   BENCH_BUILD=0      do not run `cargo build --release -p vault -p dumpgen`; use the
-#                      binaries already in target/release
+#   BENCH_MOUNT=0      skip the mount section (on by default when vault is in BENCH_TOOLS)
+#   BENCH_BIG=1        also write 4 GiB (the day files repeated) through a fresh mount and
+#                      report the daemon's peak RSS (VmHWM) and throughput
+#   BENCH_BUILD=0      do not run `cargo build --release -p vault -p vaultfs -p dumpgen`; use
+#                      the binaries already in target/release
+#
+# The mount section needs FUSE: /dev/fuse and fusermount3 (package fuse3, installed if missing).
 #
 # Reads are measured right after the stores, with a warm page cache for every tool alike.
 set -euo pipefail
@@ -40,6 +48,8 @@ CHUNK_AVG="${BENCH_CHUNK_AVG:-}"
 SWEEP="${BENCH_SWEEP:-0}"
 KEEP="${BENCH_KEEP:-0}"
 BUILD="${BENCH_BUILD:-1}"
+MOUNT="${BENCH_MOUNT:-1}"
+BIG="${BENCH_BIG:-0}"
 
 [[ "$DOCS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DOCS must be a positive integer, got '$DOCS'"
 [[ "$DAYS" =~ ^[1-9][0-9]*$ ]] && ((DAYS <= 30)) || die "BENCH_DAYS must be 1..30, got '$DAYS'"
@@ -49,8 +59,14 @@ for t in $TOOLS; do
     case "$t" in vault | restic | borg) ;; *) die "unknown tool '$t' in BENCH_TOOLS (use vault, restic, borg)" ;; esac
 done
 want() { [[ " $TOOLS " == *" $1 "* ]]; }
+[[ "$MOUNT" == 0 || "$MOUNT" == 1 ]] || die "BENCH_MOUNT must be 0 or 1, got '$MOUNT'"
+[[ "$BIG" == 0 || "$BIG" == 1 ]] || die "BENCH_BIG must be 0 or 1, got '$BIG'"
 NEED_VAULT=0
 if want vault || [[ "$SWEEP" == 1 ]]; then NEED_VAULT=1; fi
+# The mount section writes the week through vaultfs; BENCH_BIG=1 adds the 4 GiB write.
+NEED_FS=0
+if { want vault && [[ "$MOUNT" == 1 ]]; } || [[ "$BIG" == 1 ]]; then NEED_FS=1; fi
+[[ "$NEED_FS" == 1 ]] && NEED_VAULT=1
 
 # --- dependencies -----------------------------------------------------------------------
 missing=()
@@ -58,6 +74,7 @@ missing=()
 want restic && ! command -v restic >/dev/null && missing+=(restic)
 want borg && ! command -v borg >/dev/null && missing+=(borgbackup)
 [[ "$NEED_VAULT" == 1 ]] && ! command -v faketime >/dev/null && missing+=(faketime)
+[[ "$NEED_FS" == 1 ]] && ! command -v fusermount3 >/dev/null && missing+=(fuse3)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}" >&2
     SUDO=()
@@ -70,8 +87,15 @@ if ((${#missing[@]})); then
         die "apt-get install ${missing[*]} failed"
 fi
 
+if [[ "$NEED_FS" == 1 ]]; then
+    command -v fusermount3 >/dev/null || die "fusermount3 not found after installing fuse3"
+    [[ -c /dev/fuse && -r /dev/fuse && -w /dev/fuse ]] ||
+        die "/dev/fuse is missing or not usable by $(id -un); a FUSE mount must work here (or set BENCH_MOUNT=0)"
+fi
+
 packages=(-p dumpgen)
 [[ "$NEED_VAULT" == 1 ]] && packages+=(-p vault)
+[[ "$NEED_FS" == 1 ]] && packages+=(-p vaultfs)
 if [[ "$BUILD" != 0 ]]; then
     echo "building ${packages[*]} (release)" >&2
     (cd "$ROOT" && cargo build --release --quiet "${packages[@]}") || die "cargo build --release ${packages[*]} failed"
@@ -79,8 +103,10 @@ fi
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 DUMPGEN="$BIN/dumpgen"
 VAULTCTL="$BIN/vaultctl"
+VAULTFS="$BIN/vaultfs"
 [[ -x "$DUMPGEN" ]] || die "$DUMPGEN not found after the build"
 [[ "$NEED_VAULT" == 0 || -x "$VAULTCTL" ]] || die "$VAULTCTL not found after the build"
+[[ "$NEED_FS" == 0 || -x "$VAULTFS" ]] || die "$VAULTFS not found after the build"
 
 # --- working directory and a clean environment ------------------------------------------
 if [[ -n "${BENCH_DIR:-}" ]]; then
@@ -91,7 +117,28 @@ else
     WORK="$(mktemp -d /var/tmp/vault-bench.XXXXXX)" || die "mktemp failed"
 fi
 WORK="$(cd "$WORK" && pwd)"
+# The mount of the moment (set by fs_mount, cleared by fs_unmount), taken down on any exit.
+MNT_DIR=""
+MNT_PID=""
+pid_alive() { [[ -r "/proc/$1/status" ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+unmount_on_exit() {
+    local i
+    if [[ -n "$MNT_DIR" ]]; then fusermount3 -uz "$MNT_DIR" >/dev/null 2>&1 || true; fi
+    if [[ -n "$MNT_PID" ]] && pid_alive "$MNT_PID"; then
+        echo "bench.sh: stopping the vaultfs daemon (pid $MNT_PID)" >&2
+        kill -TERM "$MNT_PID" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            pid_alive "$MNT_PID" || break
+            sleep 0.1
+        done
+        if pid_alive "$MNT_PID"; then kill -KILL "$MNT_PID" 2>/dev/null || true; fi
+    fi
+    MNT_DIR=""
+    MNT_PID=""
+    return 0
+}
 cleanup() {
+    unmount_on_exit
     if [[ "$KEEP" == 1 ]]; then
         echo "kept $WORK" >&2
     else
@@ -99,6 +146,9 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 mkdir -p "$WORK/days" "$WORK/logs"
 
 # Settings of the caller must not leak into the benchmark.
@@ -119,6 +169,8 @@ export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 day_date() { printf '2026-11-%02d' "$1"; }
+# The date DAYS days after 2026-11-01 (day_date would give 2026-11-31 for day 31).
+date_after() { date -u -d "2026-11-01 + $1 days" +%F; }
 
 # logged NAME CMD...: runs CMD with output to logs/NAME.log; on failure shows it and aborts.
 logged() {
@@ -252,6 +304,173 @@ if want vault; then
         echo "- vault put MB/s / $other MB/s: $(calc "${STORE_S[$other]} / ${STORE_S[vault]}" 3)"
         echo "- vault read MB/s / $other read MB/s: $(calc "${READ_S[$other]} / ${READ_S[vault]}" 3)"
     done
+fi
+
+# --- through the mount ------------------------------------------------------------------
+
+# fs_mount REPO MNT DATE LABEL: mounts REPO at MNT with the daemon's clock starting at 02:00
+# of DATE (logs/LABEL.log, daemon log logs/LABEL-daemon.log); sets MNT_DIR and MNT_PID.
+fs_mount() {
+    local repo="$1" mnt="$2" date="$3" label="$4" out
+    [[ -z "$MNT_DIR" ]] || die "fs_mount: $MNT_DIR is still mounted"
+    mkdir -p "$mnt"
+    if ! out="$(faketime -f "@$date 02:00:00" "$VAULTFS" mount "$repo" "$mnt" --cache-dir "$WORK/cache/$label" \
+        --log "$WORK/logs/$label-daemon.log" </dev/null 2>>"$WORK/logs/$label.log")"; then
+        echo "bench.sh: vaultfs mount failed ($date):" >&2
+        tail -n 20 "$WORK/logs/$label.log" >&2
+        [[ -f "$WORK/logs/$label-daemon.log" ]] && tail -n 20 "$WORK/logs/$label-daemon.log" >&2
+        exit 1
+    fi
+    echo "$out" >>"$WORK/logs/$label.log"
+    MNT_DIR="$mnt"
+    [[ "$out" =~ daemon\ pid\ ([0-9]+) ]] || die "no daemon pid in the output of vaultfs mount: $out"
+    MNT_PID="${BASH_REMATCH[1]}"
+    pid_alive "$MNT_PID" || die "the vaultfs daemon (pid $MNT_PID) is not running after the mount"
+}
+
+# fs_hwm_kib: the peak RSS (VmHWM, KiB) of the mounted daemon so far.
+fs_hwm_kib() {
+    local kib
+    kib="$(awk '/^VmHWM:/ { print $2 }' "/proc/$MNT_PID/status" 2>/dev/null)" || true
+    [[ "$kib" =~ ^[0-9]+$ ]] || die "cannot read VmHWM of the vaultfs daemon (pid $MNT_PID)"
+    echo "$kib"
+}
+
+# fs_unmount LABEL: `fusermount3 -u` (retried while busy), then waits up to 60 s for the daemon to exit.
+fs_unmount() {
+    local label="$1" i
+    for ((i = 0; ; i++)); do
+        fusermount3 -u "$MNT_DIR" >>"$WORK/logs/$label.log" 2>&1 && break
+        ((i < 20)) || die "fusermount3 -u $MNT_DIR failed (see $WORK/logs/$label.log)"
+        sleep 0.5
+    done
+    for ((i = 0; i < 600; i++)); do
+        pid_alive "$MNT_PID" || break
+        sleep 0.1
+    done
+    pid_alive "$MNT_PID" && die "the vaultfs daemon (pid $MNT_PID) still runs 60 s after the unmount"
+    MNT_DIR=""
+    MNT_PID=""
+}
+
+# timed_dd LABEL DEST FILE, or timed_dd LABEL DEST - CMD...: copies FILE (or the output of
+# CMD) to DEST with `dd bs=1M conv=fsync` and prints the wall time; the fsync and the close()
+# commit the file, so the time covers storing it.
+timed_dd() {
+    local label="$1" dest="$2" t0 t1 ok=1
+    shift 2
+    t0="$(now)"
+    if [[ "$1" == - ]]; then
+        shift
+        "$@" | dd of="$dest" bs=1M iflag=fullblock conv=fsync status=none 2>>"$WORK/logs/$label.log" || ok=0
+    else
+        dd if="$1" of="$dest" bs=1M conv=fsync status=none 2>>"$WORK/logs/$label.log" || ok=0
+    fi
+    t1="$(now)"
+    if ((ok == 0)); then
+        tail -n 20 "$WORK/logs/$label.log" >&2
+        die "writing $dest through the mount failed"
+    fi
+    calc "$t1 - $t0" 6
+}
+
+bench_mount() {
+    local label=vault-mount repo="$WORK/repo-vault-mount" mnt="$WORK/mnt" d s kib
+    VAULT_CACHE_DIR="$WORK/cache/$label" logged "$label" faketime -f "@$(day_date 1) 01:00:00" \
+        "$VAULTCTL" --repo "$repo" init --time-zone UTC
+    STORE_S[$label]=0
+    RSS_KIB[$label]=0
+    for ((d = 1; d <= DAYS; d++)); do
+        fs_mount "$repo" "$mnt" "$(day_date "$d")" "$label"
+        s="$(timed_dd "$label" "$mnt/today" "$WORK/days/day$d")"
+        STORE_S[$label]="$(calc "${STORE_S[$label]} + $s" 6)"
+        kib="$(fs_hwm_kib)"
+        ((kib > ${RSS_KIB[$label]})) && RSS_KIB[$label]="$kib"
+        fs_unmount "$label"
+    done
+    # The day after the last: the first call seals the last day, which then appears under its date.
+    local next sealed
+    next="$(date_after "$DAYS")"
+    sealed="$mnt/$(day_date "$DAYS")/today"
+    fs_mount "$repo" "$mnt" "$next" "$label"
+    ls "$mnt" >>"$WORK/logs/$label.log" 2>&1 || die "ls $mnt failed"
+    [[ -f "$sealed" ]] || die "$sealed is missing after the rollover to $next (ls: $(ls "$mnt" | tr '\n' ' '))"
+    timed_read "$label" cat "$sealed"
+    READ_RSS_KIB="$(fs_hwm_kib)"
+    fs_unmount "$label"
+    STORED_B[$label]="$(stored_bytes "$repo")"
+    VAULT_CACHE_DIR="$WORK/cache/$label" logged "$label" faketime -f "@$next 03:00:00" "$VAULTCTL" --repo "$repo" stats
+}
+
+# big_source BYTES: the day files, over and over, up to BYTES bytes in all.
+big_source() {
+    local left="$1" d size
+    while ((left > 0)); do
+        for ((d = 1; d <= DAYS && left > 0; d++)); do
+            size="$(stat -c %s "$WORK/days/day$d")"
+            if ((size <= left)); then
+                cat "$WORK/days/day$d"
+                left=$((left - size))
+            else
+                head -c "$left" "$WORK/days/day$d"
+                left=0
+            fi
+        done
+    done
+}
+
+bench_big() {
+    local label=vault-big repo="$WORK/repo-vault-big" mnt="$WORK/mnt" bytes=$((4 * 1024 * 1024 * 1024)) sha got
+    VAULT_CACHE_DIR="$WORK/cache/$label" logged "$label" faketime -f "@$(day_date 1) 01:00:00" \
+        "$VAULTCTL" --repo "$repo" init --time-zone UTC
+    fs_mount "$repo" "$mnt" "$(day_date 1)" "$label"
+    BIG_S="$(timed_dd "$label" "$mnt/big.archive" - big_source "$bytes")"
+    BIG_HWM_KIB="$(fs_hwm_kib)"
+    [[ "$(stat -c %s "$mnt/big.archive")" == "$bytes" ]] || die "$mnt/big.archive does not have $bytes bytes"
+    sha="$(big_source "$bytes" | sha256sum | cut -d' ' -f1)"
+    got="$(sha256sum <"$mnt/big.archive" | cut -d' ' -f1)"
+    [[ "$got" == "$sha" ]] || die "$mnt/big.archive reads back with sha256 $got, expected $sha"
+    fs_unmount "$label"
+    BIG_STORED_B="$(stored_bytes "$repo")"
+    BIG_BYTES="$bytes"
+    rm -rf -- "$repo" "$WORK/cache/$label"
+}
+
+if [[ "$NEED_FS" == 1 ]] && want vault && [[ "$MOUNT" == 1 ]]; then
+    echo "running vault through the mount" >&2
+    bench_mount
+    m=vault-mount
+    echo
+    echo "## Through the mount"
+    echo
+    echo "One \`vaultfs mount\` per day (the daemon's clock at 02:00 of that day), the day file written"
+    echo "to MOUNT/today with \`dd bs=1M conv=fsync\` (timed up to the close, which commits), then"
+    echo "\`fusermount3 -u\`. Read: a mount on $(date_after "$DAYS") (the first call seals day $DAYS), then"
+    echo "MOUNT/$(day_date "$DAYS")/today streamed to /dev/null with \`cat\` (timed), then checked with sha256sum."
+    echo "Peak RSS: the daemon's VmHWM, the largest of the $DAYS writing mounts (the reading mount: $(calc "$READ_RSS_KIB / 1024" 1) MiB)."
+    echo
+    echo "| tool | store s | MB/s | stored MiB | read s | read MB/s | peak RSS MiB |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| vault mount | $(calc "${STORE_S[$m]}" 1) | $(rate "$INPUT_BYTES" "${STORE_S[$m]}") | $(mib "${STORED_B[$m]}") |" \
+        "$(calc "${READ_S[$m]}" 2) | $(rate "$LAST_BYTES" "${READ_S[$m]}") | $(calc "${RSS_KIB[$m]} / 1024" 1) |"
+    echo
+    echo "- vault mount MB/s / vaultctl put MB/s: $(calc "${STORE_S[vault]} / ${STORE_S[$m]}" 3)"
+    echo "- vault mount read MB/s / vaultctl cat MB/s: $(calc "${READ_S[vault]} / ${READ_S[$m]}" 3)"
+    for other in restic borg; do
+        want "$other" || continue
+        echo "- vault mount MB/s / $other MB/s: $(calc "${STORE_S[$other]} / ${STORE_S[$m]}" 3)"
+        echo "- vault mount read MB/s / $other read MB/s: $(calc "${READ_S[$other]} / ${READ_S[$m]}" 3)"
+    done
+fi
+
+if [[ "$BIG" == 1 ]]; then
+    echo "running the 4 GiB write through the mount" >&2
+    bench_big
+    echo
+    echo "- 4 GiB write through the mount (the day files repeated, so mostly duplicate chunks after the" \
+        "first $(mb "$INPUT_BYTES") MB; one file, \`dd bs=1M conv=fsync\`): $(calc "$BIG_S" 1) s," \
+        "$(rate "$BIG_BYTES" "$BIG_S") MB/s, stored $(mib "$BIG_STORED_B") MiB," \
+        "daemon peak RSS (VmHWM) $(calc "$BIG_HWM_KIB / 1024" 1) MiB (goal: under 256 MiB)"
 fi
 
 if [[ "$SWEEP" == 1 ]]; then
