@@ -29,6 +29,9 @@ use std::time::Duration;
 /// Bytes of chunks handed to the parallel hash/compress/seal stage at once.
 const BATCH_BYTES: usize = 8 << 20;
 const READ_BLOCK: usize = 1 << 20;
+/// Blobs packed but not yet in an index file before the session flushes on its own
+/// (about 256 MiB of new data at the default chunk size).
+const MAX_PENDING: usize = 1 << 16;
 
 pub struct WriteSession<'v> {
     v: &'v Vault,
@@ -162,6 +165,10 @@ impl<'v> WriteSession<'v> {
         for s in sealed {
             self.uncommitted_bytes += s.bytes.len() as u64;
             self.packer.add(s)?;
+        }
+        if self.pending.len() >= MAX_PENDING {
+            // Bound the memory of a long write: make what is packed so far durable and indexed.
+            self.flush()?;
         }
         Ok(ids.into_iter().zip(chunks.iter()).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect())
     }
