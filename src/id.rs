@@ -63,6 +63,10 @@ typed_id!(
     TreeId
 );
 typed_id!(
+    /// Keyed BLAKE3 (tree key) of an encoded chunk-list page.
+    ListId
+);
+typed_id!(
     /// Random name of a pack file.
     PackId
 );
@@ -85,6 +89,7 @@ typed_id!(
 pub enum BlobKind {
     Data = 1,
     Tree = 2,
+    List = 3,
 }
 
 impl BlobKind {
@@ -92,6 +97,7 @@ impl BlobKind {
         match b {
             1 => Ok(BlobKind::Data),
             2 => Ok(BlobKind::Tree),
+            3 => Ok(BlobKind::List),
             _ => Err(Error::corrupt(format!("unknown blob kind {b}"))),
         }
     }
@@ -99,6 +105,7 @@ impl BlobKind {
         match self {
             BlobKind::Data => "data",
             BlobKind::Tree => "tree",
+            BlobKind::List => "chunk list",
         }
     }
 }
@@ -116,6 +123,9 @@ impl BlobRef {
     }
     pub fn tree(id: TreeId) -> Self {
         BlobRef { kind: BlobKind::Tree, id: id.0 }
+    }
+    pub fn list(id: ListId) -> Self {
+        BlobRef { kind: BlobKind::List, id: id.0 }
     }
     /// 33-byte key: kind byte then id (the index's key layout).
     pub fn key(&self) -> [u8; 33] {

@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use crate::format::tree::NodeKind;
-use crate::id::{BlobKind, BlobRef, IndexId, PackId, TreeId};
+use crate::id::{BlobKind, BlobRef, IndexId, ListId, PackId, TreeId};
 use crate::index::IndexEntry;
 use crate::repo::packer::{open_blob, parse_pack};
 use crate::repo::trees::show;
@@ -128,6 +128,7 @@ pub fn check(v: &Vault, read_data: bool) -> Result<CheckReport> {
     };
     r.snapshots = snaps.len();
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
+    let mut seen_pages = HashMap::new();
     let mut affected: Vec<String> = Vec::new();
     for s in &snaps {
         let period = &s.snap.period;
@@ -139,6 +140,7 @@ pub fn check(v: &Vault, read_data: bool) -> Result<CheckReport> {
             &entries,
             &damaged,
             &mut seen_trees,
+            &mut seen_pages,
             &mut r.errors,
             &mut affected,
         );
@@ -205,6 +207,7 @@ fn walk_check(
     entries: &HashMap<[u8; 33], IndexEntry>,
     damaged: &HashSet<[u8; 33]>,
     seen: &mut HashSet<TreeId>,
+    pages: &mut HashMap<ListId, std::result::Result<(u64, u64), String>>,
     errors: &mut Vec<String>,
     affected: &mut Vec<String>,
 ) {
@@ -232,22 +235,53 @@ fn walk_check(
     for n in &t.nodes {
         path.push(n.name.clone());
         match &n.kind {
-            NodeKind::Dir { tree } => walk_check(v, *tree, path, period, entries, damaged, seen, errors, affected),
-            NodeKind::File { chunks, .. } => {
-                let mut missing = 0;
-                let mut bad = 0;
-                for c in chunks {
-                    let k = BlobRef { kind: BlobKind::Data, id: c.id.0 }.key();
-                    if !entries.contains_key(&k) {
-                        missing += 1;
-                    } else if damaged.contains(&k) {
-                        bad += 1;
+            NodeKind::Dir { tree } => {
+                walk_check(v, *tree, path, period, entries, damaged, seen, pages, errors, affected)
+            }
+            NodeKind::File { content, .. } => {
+                let count = |chunks: &[crate::format::tree::ChunkRef]| {
+                    let (mut missing, mut bad) = (0u64, 0u64);
+                    for c in chunks {
+                        let k = BlobRef { kind: BlobKind::Data, id: c.id.0 }.key();
+                        if !entries.contains_key(&k) {
+                            missing += 1;
+                        } else if damaged.contains(&k) {
+                            bad += 1;
+                        }
+                    }
+                    (missing, bad)
+                };
+                let (mut missing, mut bad) = count(&content.inline);
+                let mut broken_list = false;
+                for p in &content.pages {
+                    let k = BlobRef::list(p.id).key();
+                    let r = match pages.get(&p.id) {
+                        Some(r) => r.clone(),
+                        None => {
+                            let r = if !entries.contains_key(&k) || damaged.contains(&k) {
+                                Err(format!("chunk list {} is damaged or missing", p.id.short()))
+                            } else {
+                                v.load_list(p).map(|l| count(&l)).map_err(|e| e.to_string())
+                            };
+                            if let Err(e) = &r {
+                                errors.push(format!("{}: {e}", where_(path)));
+                            }
+                            pages.insert(p.id, r.clone());
+                            r
+                        }
+                    };
+                    match r {
+                        Ok((m, b)) => {
+                            missing += m;
+                            bad += b;
+                        }
+                        Err(_) => broken_list = true,
                     }
                 }
                 if missing > 0 {
                     errors.push(format!("{}: {missing} chunk(s) missing from the index", where_(path)));
                 }
-                if missing + bad > 0 {
+                if missing + bad > 0 || broken_list {
                     affected.push(where_(path));
                 }
             }

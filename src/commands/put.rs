@@ -63,7 +63,7 @@ pub fn put(v: &Vault, o: &PutOptions, input: &mut (dyn Read + Send)) -> Result<P
     let stored = w.store_stream(input)?;
     let node = Node {
         name: Vec::new(),
-        kind: NodeKind::File { state: FileState::Complete, chunks: stored.chunks.clone() },
+        kind: NodeKind::File { state: FileState::Complete, content: stored.content.clone() },
         mode: 0o100000 | (o.mode & 0o7777),
         // SAFETY: getuid/getgid take no arguments and cannot fail.
         uid: unsafe { libc::getuid() },
@@ -86,7 +86,7 @@ pub fn put(v: &Vault, o: &PutOptions, input: &mut (dyn Read + Send)) -> Result<P
         period,
         path: o.path.clone(),
         size: stored.size,
-        chunks: stored.chunks.len(),
+        chunks: stored.chunks as usize,
         new_chunks: stored.new_chunks,
         new_bytes: info.snap.new_bytes - before,
         sealed_periods,

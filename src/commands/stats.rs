@@ -66,7 +66,7 @@ pub fn stats(v: &Vault) -> Result<Stats> {
                         s.unique_bytes += e.raw_length as u64;
                         s.chunk_stored_bytes += e.length as u64;
                     }
-                    BlobKind::Tree => s.trees += 1,
+                    BlobKind::Tree | BlobKind::List => s.trees += 1,
                 }
             }
         }

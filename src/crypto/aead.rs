@@ -21,6 +21,7 @@ const AAD_MAGIC: &[u8; 6] = b"vault\x01";
 pub enum Domain {
     DataBlob = 1,
     TreeBlob = 2,
+    ListBlob = 3,
     PackHeader = 10,
     IndexFile = 11,
     Snapshot = 12,

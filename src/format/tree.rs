@@ -1,16 +1,20 @@
-//! Directory listings (tree blobs). One tree per directory, entries sorted by name, names
-//! unique. A file entry carries its whole chunk list, so reading a file needs no further
-//! metadata lookups.
+//! Directory listings (tree blobs) and chunk-list pages (list blobs). One tree per directory,
+//! entries sorted by name, names unique. A small file carries its chunk list inline; a large
+//! one refers to pages of at most [`PAGE_CHUNKS`] chunks stored as list blobs, so a directory
+//! listing stays small whatever the file sizes, and unchanged pages are shared between
+//! snapshots.
 //!
-//! Plaintext: `version u8 = 1 | count u32 | count x node`, node =
+//! Tree plaintext: `version u8 = 1 | count u32 | count x node`, node =
 //! `name (u16 len + bytes) | type u8 (1 file, 2 dir, 3 symlink) | mode u32 | uid u32 | gid u32 |
 //! mtime i64 (ns) | size u64 | type-specific`, where file = `state u8 (0 complete,
-//! 1 incomplete, 2 failed) | chunk count u32 | count x (chunk id [32] | length u32)`,
+//! 1 incomplete, 2 failed) | inline count u32 | inline x (chunk id [32] | length u32) |
+//! page count u32 | pages x (list id [32] | chunk count u32 | bytes u64)`,
 //! dir = `tree id [32]`, symlink = `target (u16 len + bytes)`.
+//! List plaintext: `version u8 = 1 | count u32 | count x (chunk id [32] | length u32)`.
 
 use super::codec::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::id::{ChunkId, TreeId};
+use crate::id::{ChunkId, ListId, TreeId};
 
 const VERSION: u8 = 1;
 
@@ -18,6 +22,59 @@ const VERSION: u8 = 1;
 pub struct ChunkRef {
     pub id: ChunkId,
     pub len: u32,
+}
+
+/// Most chunks in one list page (64 MiB of file at the default 4 KiB chunks).
+pub const PAGE_CHUNKS: usize = 16384;
+/// Files with at most this many chunks keep their list inline in the tree.
+pub const INLINE_CHUNKS: usize = 1024;
+
+/// One stored page of a file's chunk list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRef {
+    pub id: ListId,
+    pub chunks: u32,
+    pub bytes: u64,
+}
+
+/// A file's content: inline chunks, then pages, in file order (one of the two is empty).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Content {
+    pub inline: Vec<ChunkRef>,
+    pub pages: Vec<PageRef>,
+}
+
+impl Content {
+    pub fn size(&self) -> u64 {
+        self.inline.iter().map(|c| c.len as u64).sum::<u64>() + self.pages.iter().map(|p| p.bytes).sum::<u64>()
+    }
+    pub fn chunk_count(&self) -> u64 {
+        self.inline.len() as u64 + self.pages.iter().map(|p| p.chunks as u64).sum::<u64>()
+    }
+    pub fn inline(chunks: Vec<ChunkRef>) -> Self {
+        Content { inline: chunks, pages: Vec::new() }
+    }
+}
+
+pub fn encode_list(chunks: &[ChunkRef]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(VERSION).u32(chunks.len() as u32);
+    for c in chunks {
+        w.raw(c.id.as_bytes()).u32(c.len);
+    }
+    w.finish()
+}
+
+pub fn decode_list(b: &[u8]) -> Result<Vec<ChunkRef>> {
+    let mut r = Reader::new(b, "chunk list");
+    r.version(VERSION)?;
+    let n = r.count(36)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? });
+    }
+    r.end()?;
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +89,7 @@ pub enum FileState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
-    File { state: FileState, chunks: Vec<ChunkRef> },
+    File { state: FileState, content: Content },
     Dir { tree: TreeId },
     Symlink { target: Vec<u8> },
 }
@@ -67,10 +124,14 @@ impl Tree {
             };
             w.u8(t).u32(n.mode).u32(n.uid).u32(n.gid).i64(n.mtime_ns).u64(n.size);
             match &n.kind {
-                NodeKind::File { state, chunks } => {
-                    w.u8(*state as u8).u32(chunks.len() as u32);
-                    for c in chunks {
+                NodeKind::File { state, content } => {
+                    w.u8(*state as u8).u32(content.inline.len() as u32);
+                    for c in &content.inline {
                         w.raw(c.id.as_bytes()).u32(c.len);
+                    }
+                    w.u32(content.pages.len() as u32);
+                    for p in &content.pages {
+                        w.raw(p.id.as_bytes()).u32(p.chunks).u64(p.bytes);
                     }
                 }
                 NodeKind::Dir { tree } => {
@@ -102,17 +163,20 @@ impl Tree {
                         s => return Err(Error::corrupt(format!("tree: bad file state {s}"))),
                     };
                     let m = r.count(36)?;
-                    let mut chunks = Vec::with_capacity(m);
-                    let mut total = 0u64;
+                    let mut inline = Vec::with_capacity(m);
                     for _ in 0..m {
-                        let c = ChunkRef { id: ChunkId(r.array()?), len: r.u32()? };
-                        total += c.len as u64;
-                        chunks.push(c);
+                        inline.push(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? });
                     }
-                    if total != size {
+                    let k = r.count(44)?;
+                    let mut pages = Vec::with_capacity(k);
+                    for _ in 0..k {
+                        pages.push(PageRef { id: ListId(r.array()?), chunks: r.u32()?, bytes: r.u64()? });
+                    }
+                    let content = Content { inline, pages };
+                    if content.size() != size {
                         return Err(Error::corrupt("tree: file size differs from its chunk lengths"));
                     }
-                    NodeKind::File { state, chunks }
+                    NodeKind::File { state, content }
                 }
                 2 => NodeKind::Dir { tree: TreeId(r.array()?) },
                 3 => NodeKind::Symlink { target: r.bytes16()?.to_vec() },
@@ -159,18 +223,27 @@ mod tests {
 
     fn arb_node() -> impl Strategy<Value = Node> {
         let kind = prop_oneof![
-            (proptest::collection::vec((any::<[u8; 32]>(), 1u32..70000), 0..5), 0u8..3).prop_map(|(cs, s)| {
-                NodeKind::File {
+            (
+                proptest::collection::vec((any::<[u8; 32]>(), 1u32..70000), 0..5),
+                proptest::collection::vec((any::<[u8; 32]>(), 1u32..20000, 1u64..1 << 40), 0..3),
+                0u8..3
+            )
+                .prop_map(|(cs, ps, s)| NodeKind::File {
                     state: [FileState::Complete, FileState::Incomplete, FileState::Failed][s as usize],
-                    chunks: cs.into_iter().map(|(id, len)| ChunkRef { id: ChunkId(id), len }).collect(),
-                }
-            }),
+                    content: Content {
+                        inline: cs.into_iter().map(|(id, len)| ChunkRef { id: ChunkId(id), len }).collect(),
+                        pages: ps
+                            .into_iter()
+                            .map(|(id, chunks, bytes)| PageRef { id: ListId(id), chunks, bytes })
+                            .collect(),
+                    },
+                }),
             any::<[u8; 32]>().prop_map(|t| NodeKind::Dir { tree: TreeId(t) }),
             proptest::collection::vec(any::<u8>(), 1..40).prop_map(|target| NodeKind::Symlink { target }),
         ];
         ("[a-z]{1,12}", kind, any::<u32>(), any::<i64>()).prop_map(|(name, kind, mode, mtime_ns)| {
             let size = match &kind {
-                NodeKind::File { chunks, .. } => chunks.iter().map(|c| c.len as u64).sum(),
+                NodeKind::File { content, .. } => content.size(),
                 _ => 0,
             };
             Node { name: name.into_bytes(), kind, mode, uid: 1, gid: 2, mtime_ns, size }
@@ -188,6 +261,13 @@ mod tests {
         #[test]
         fn decoder_never_panics(b in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = Tree::decode(&b);
+            let _ = decode_list(&b);
+        }
+
+        #[test]
+        fn list_round_trip(cs in proptest::collection::vec((any::<[u8; 32]>(), any::<u32>()), 0..50)) {
+            let list: Vec<ChunkRef> = cs.into_iter().map(|(id, len)| ChunkRef { id: ChunkId(id), len }).collect();
+            prop_assert_eq!(decode_list(&encode_list(&list)).unwrap(), list);
         }
     }
 }

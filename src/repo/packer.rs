@@ -33,6 +33,7 @@ pub fn domain_of(kind: BlobKind) -> Domain {
     match kind {
         BlobKind::Data => Domain::DataBlob,
         BlobKind::Tree => Domain::TreeBlob,
+        BlobKind::List => Domain::ListBlob,
     }
 }
 
@@ -176,7 +177,7 @@ impl Packer {
     pub fn add(&mut self, b: SealedBlob) -> Result<()> {
         self.stored_bytes += b.bytes.len() as u64;
         let builder = match b.blob.kind {
-            BlobKind::Tree => &mut self.tree,
+            BlobKind::Tree | BlobKind::List => &mut self.tree,
             BlobKind::Data => {
                 let i = rand::thread_rng().gen_range(0..self.data.len());
                 &mut self.data[i]

@@ -29,10 +29,10 @@ fn data(n: usize, seed: u64) -> Vec<u8> {
     (0..n).map(|i| if (i / 4096) % 2 == 0 { r.gen() } else { b"abcdefgh"[r.gen_range(0..8)] }).collect()
 }
 
-fn file_node(chunks: Vec<crate::format::tree::ChunkRef>, size: u64) -> Node {
+fn file_node(content: crate::format::tree::Content, size: u64) -> Node {
     Node {
         name: Vec::new(),
-        kind: NodeKind::File { state: FileState::Complete, chunks },
+        kind: NodeKind::File { state: FileState::Complete, content },
         mode: 0o100644,
         uid: 0,
         gid: 0,
@@ -47,7 +47,7 @@ fn store_in(v: &Vault, period: &str, path: &str, content: &[u8]) -> SnapshotInfo
     let base = v.snapshots().unwrap().into_iter().find(|s| s.snap.period == period);
     let st = w.store_stream(&mut &content[..]).unwrap();
     let comps = trees::split_path(path).unwrap();
-    let (root, old) = w.set_path(base.as_ref().map(|b| b.snap.root), &comps, file_node(st.chunks, st.size)).unwrap();
+    let (root, old) = w.set_path(base.as_ref().map(|b| b.snap.root), &comps, file_node(st.content, st.size)).unwrap();
     let (files, logical) = base.as_ref().map(|b| (b.snap.files, b.snap.logical_bytes)).unwrap_or((0, 0));
     let (files, logical) = match old {
         Some(o) => (files, logical - o.size + st.size),
@@ -196,7 +196,7 @@ fn crash_at_every_write_keeps_earlier_snapshots() {
         let done = (|| -> Result<()> {
             let mut w = v.begin_write("test", Duration::ZERO)?;
             let st = w.store_stream(&mut &day2[..])?;
-            let (root, _) = w.set_path(None, &trees::split_path("dump")?, file_node(st.chunks, st.size))?;
+            let (root, _) = w.set_path(None, &trees::split_path("dump")?, file_node(st.content, st.size))?;
             w.commit("2026-11-21", None, root, 1, st.size)?;
             Ok(())
         })();
@@ -229,8 +229,8 @@ fn damaged_pack_is_reported_with_the_files_it_affects() {
     let packs_of_big: Vec<String> = {
         let info = v.resolve("2026-11-20").unwrap();
         let node = v.lookup(info.snap.root, &trees::split_path("big").unwrap()).unwrap();
-        let NodeKind::File { chunks, .. } = node.kind else { panic!() };
-        let e = v.index.get(&crate::id::BlobRef::data(chunks[0].id)).unwrap().unwrap();
+        let NodeKind::File { content, .. } = node.kind else { panic!() };
+        let e = v.index.get(&crate::id::BlobRef::data(content.inline[0].id)).unwrap().unwrap();
         vec![e.pack.to_hex()]
     };
     m.mutate(ObjKind::Pack, &packs_of_big[0], |b| b[20] ^= 1);
@@ -328,4 +328,30 @@ fn metadata_is_opaque() {
             }
         }
     }
+}
+
+#[test]
+fn large_files_keep_their_chunk_list_in_pages() {
+    let (_, v) = new_vault();
+    // ~3 MB at 1 KiB chunks: several thousand chunks, so the list is paged.
+    let big = data(3_000_000, 21);
+    let s = store_in(&v, "2099-01-20", "big", &big);
+    let tree = v.load_tree(s.snap.root).unwrap();
+    let NodeKind::File { content, .. } = &tree.get(b"big").unwrap().kind else { panic!() };
+    assert!(content.inline.is_empty() && !content.pages.is_empty());
+    assert_eq!(content.size(), big.len() as u64);
+    assert_eq!(read(&v, "2099-01-20", "big").unwrap(), big);
+    let node = v.lookup(s.snap.root, &[b"big".to_vec()]).unwrap();
+    let r = v.file_reader(&node).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    for _ in 0..100 {
+        let off = rng.gen_range(0..big.len() as u64);
+        let len = rng.gen_range(1..100_000);
+        let e = (off as usize + len).min(big.len());
+        assert_eq!(r.read_at(off, len).unwrap(), &big[off as usize..e]);
+    }
+    // The same content again shares every page.
+    let s2 = store_in(&v, "2099-01-20", "copy", &big);
+    assert!(s2.snap.new_bytes - s.snap.new_bytes < 20_000, "pages were not shared");
+    assert!(check::check(&v, true).unwrap().ok());
 }

@@ -17,8 +17,8 @@ use crate::crypto::Domain;
 use crate::error::{Error, Result};
 use crate::format::index as index_format;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{ChunkRef, Node, NodeKind, Tree};
-use crate::id::{BlobRef, IndexId, SnapshotId, TreeId};
+use crate::format::tree::{encode_list, ChunkRef, Content, Node, NodeKind, PageRef, Tree, INLINE_CHUNKS, PAGE_CHUNKS};
+use crate::id::{BlobRef, IndexId, ListId, SnapshotId, TreeId};
 use crate::store::ObjKind;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -48,9 +48,41 @@ pub struct WriteSession<'v> {
 /// What storing a stream produced.
 #[derive(Debug, Clone, Default)]
 pub struct Stored {
-    pub chunks: Vec<ChunkRef>,
+    pub content: Content,
     pub size: u64,
+    pub chunks: u64,
     pub new_chunks: u64,
+}
+
+/// Collects a file's chunk references, writing a list page whenever one is full, so that a
+/// file's chunk table never has to be held whole in memory.
+#[derive(Debug, Default)]
+pub struct ContentBuilder {
+    pages: Vec<PageRef>,
+    cur: Vec<ChunkRef>,
+}
+
+impl ContentBuilder {
+    pub fn push(&mut self, w: &mut WriteSession<'_>, refs: &[ChunkRef]) -> Result<()> {
+        for r in refs {
+            self.cur.push(*r);
+            if self.cur.len() == PAGE_CHUNKS {
+                self.pages.push(w.write_list(&self.cur)?);
+                self.cur.clear();
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self, w: &mut WriteSession<'_>) -> Result<Content> {
+        if self.pages.is_empty() && self.cur.len() <= INLINE_CHUNKS {
+            return Ok(Content::inline(self.cur));
+        }
+        if !self.cur.is_empty() {
+            self.pages.push(w.write_list(&self.cur)?);
+        }
+        Ok(Content { inline: Vec::new(), pages: self.pages })
+    }
 }
 
 impl Vault {
@@ -132,14 +164,17 @@ impl<'v> WriteSession<'v> {
                 chunker.finish(&mut batch);
                 let _ = tx.send(Ok(batch));
             });
+            let mut builder = ContentBuilder::default();
             for batch in rx {
                 let batch = batch?;
                 let new_before = self.pending.len();
                 let refs = self.add_chunks(&batch)?;
-                stored.new_chunks += (self.pending.len() - new_before) as u64;
+                stored.new_chunks += self.pending.len().saturating_sub(new_before) as u64;
                 stored.size += refs.iter().map(|c| c.len as u64).sum::<u64>();
-                stored.chunks.extend(refs);
+                stored.chunks += refs.len() as u64;
+                builder.push(self, &refs)?;
             }
+            stored.content = builder.finish(self)?;
             Ok(())
         })?;
         Ok(stored)
@@ -186,6 +221,20 @@ impl<'v> WriteSession<'v> {
         }
         self.pending_trees.insert(id, Arc::new(t));
         Ok(id)
+    }
+
+    /// Stores one page of a chunk list (deduplicated by its id).
+    pub fn write_list(&mut self, chunks: &[ChunkRef]) -> Result<PageRef> {
+        let plain = encode_list(chunks);
+        let id = ListId(self.v.keys.tree_id(&plain).0);
+        let blob = BlobRef::list(id);
+        if !self.pending.contains(&blob.key()) && self.v.index.get(&blob)?.is_none() {
+            self.pending.insert(blob.key());
+            let s = seal_blob(&self.v.sealer, self.v.settings.zstd_level, blob, &plain);
+            self.uncommitted_bytes += s.bytes.len() as u64;
+            self.packer.add(s)?;
+        }
+        Ok(PageRef { id, chunks: chunks.len() as u32, bytes: chunks.iter().map(|c| c.len as u64).sum() })
     }
 
     /// Loads a tree, including ones written in this session.

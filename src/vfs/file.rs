@@ -11,9 +11,10 @@
 
 use crate::chunker::{ChunkBatch, StreamChunker};
 use crate::error::{Error, Result};
-use crate::format::tree::{ChunkRef, FileState};
+use crate::format::tree::{ChunkRef, Content, FileState};
 use crate::id::BlobRef;
-use crate::repo::{Vault, WriteSession};
+use crate::repo::writer::ContentBuilder;
+use crate::repo::{FileReader, Vault, WriteSession};
 use std::collections::BTreeMap;
 
 /// Tail bytes kept in memory before they are chunked and stored.
@@ -24,6 +25,9 @@ const ZERO_BLOCK: usize = 1 << 20;
 
 #[derive(Debug, Clone, Default)]
 pub struct FileData {
+    /// Committed content not expanded into `chunks` (files nobody is writing): only the page
+    /// references stay in memory.
+    lazy: Option<Content>,
     chunks: Vec<ChunkRef>,
     /// `starts[i]` = offset of chunk i; one extra entry = `chunked_len`.
     starts: Vec<u64>,
@@ -38,11 +42,13 @@ pub struct FileData {
     pub dirty: bool,
     /// Open handles that may write.
     pub writers: u32,
+    /// Bumped whenever the content changes (lets readers keep a chunk table while valid).
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct Committed {
-    pub chunks: Vec<ChunkRef>,
+    pub content: Content,
     pub size: u64,
     pub state: FileState,
 }
@@ -52,13 +58,45 @@ impl FileData {
         FileData { starts: vec![0], ..Default::default() }
     }
 
-    /// A file loaded from a snapshot.
-    pub fn from_chunks(chunks: Vec<ChunkRef>, state: FileState) -> Self {
+    /// A file loaded from a snapshot: only its page references are kept until it is written.
+    pub fn from_content(content: Content, state: FileState) -> Self {
         let mut f = FileData::new();
-        let size = f.append_chunks(&chunks);
+        let size = content.size();
         f.finalized = true;
-        f.committed = Some(Committed { chunks, size, state });
+        f.committed = Some(Committed { content: content.clone(), size, state });
+        f.lazy = Some(content);
         f
+    }
+
+    /// Expands lazy content into the chunk table before the file changes.
+    fn load(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
+        let Some(content) = self.lazy.take() else { return Ok(()) };
+        if content.pages.iter().any(|p| w.is_pending(&BlobRef::list(p.id))) {
+            w.flush()?;
+        }
+        let mut chunks = Vec::new();
+        FileReader::new(v, &content).for_each_chunk(&mut |c| {
+            chunks.push(*c);
+            Ok(())
+        })?;
+        self.chunks.clear();
+        self.starts = vec![0];
+        self.append_chunks(&chunks);
+        self.finalized = true;
+        Ok(())
+    }
+
+    /// Drops the chunk table of a committed, unchanged file nobody is writing.
+    pub fn unload(&mut self) {
+        if self.dirty || self.writers > 0 || !self.tail.is_empty() || !self.overlay.is_empty() {
+            return;
+        }
+        if let Some(c) = &self.committed {
+            self.lazy = Some(c.content.clone());
+            self.chunks = Vec::new();
+            self.starts = vec![0];
+            self.finalized = true;
+        }
     }
 
     fn append_chunks(&mut self, refs: &[ChunkRef]) -> u64 {
@@ -75,6 +113,9 @@ impl FileData {
     }
 
     pub fn size(&self) -> u64 {
+        if let Some(c) = &self.lazy {
+            return c.size();
+        }
         self.chunked_len() + self.tail.len() as u64
     }
 
@@ -98,6 +139,9 @@ impl FileData {
     }
 
     pub fn read(&self, v: &Vault, w: Option<&mut WriteSession<'_>>, off: u64, len: usize) -> Result<Vec<u8>> {
+        if let Some(c) = &self.lazy {
+            return FileReader::new(v, c).read_at(off, len);
+        }
         let size = self.size();
         let end = off.saturating_add(len as u64).min(size);
         if off >= end {
@@ -154,7 +198,14 @@ impl FileData {
         Ok(())
     }
 
+    /// The committed content, when the file is not being changed (for per-handle readers).
+    pub fn lazy_content(&self) -> Option<&Content> {
+        self.lazy.as_ref()
+    }
+
     pub fn write(&mut self, v: &Vault, w: &mut WriteSession<'_>, off: u64, data: &[u8]) -> Result<()> {
+        self.generation += 1;
+        self.load(v, w)?;
         self.unfinalize(v, w)?;
         self.dirty = true;
         if off > self.size() {
@@ -301,6 +352,8 @@ impl FileData {
     }
 
     pub fn truncate(&mut self, v: &Vault, w: &mut WriteSession<'_>, size: u64) -> Result<()> {
+        self.generation += 1;
+        self.load(v, w)?;
         self.unfinalize(v, w)?;
         self.dirty = true;
         let cur = self.size();
@@ -327,7 +380,7 @@ impl FileData {
 
     /// Cuts the whole content into stored chunks and records it as committed with `state`.
     pub fn finalize(&mut self, v: &Vault, w: &mut WriteSession<'_>, state: FileState) -> Result<&Committed> {
-        if self.dirty || self.committed.is_none() {
+        if self.lazy.is_none() && (self.dirty || self.committed.is_none()) {
             self.materialize(v, w)?;
             if !self.tail.is_empty() {
                 let mut c = StreamChunker::new(w.vault().chunker_params());
@@ -339,10 +392,12 @@ impl FileData {
             }
             self.finalized = !self.chunks.is_empty();
             self.dirty = false;
-        }
-        let size = self.size();
-        if self.tail.is_empty() && self.overlay.is_empty() {
-            self.committed = Some(Committed { chunks: self.chunks.clone(), size, state });
+            let mut b = ContentBuilder::default();
+            b.push(w, &self.chunks)?;
+            let content = b.finish(w)?;
+            self.committed = Some(Committed { content, size: self.size(), state });
+        } else if let Some(c) = &mut self.committed {
+            c.state = state;
         }
         self.committed.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::Io, "file content not committed"))
     }

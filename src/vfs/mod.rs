@@ -115,8 +115,9 @@ struct Handle {
     write: bool,
     /// Process that opened it (thread group id), to tell its own close from a forked copy's.
     owner: u32,
-    /// For files of sealed snapshots: chunk table and read-ahead, built once per open.
-    reader: Option<crate::repo::FileReader<'static>>,
+    /// Chunk table and read-ahead, built once per open, for files of sealed snapshots and
+    /// committed files nobody is writing (with the content generation it was built for).
+    reader: Option<(crate::repo::FileReader<'static>, u64)>,
 }
 
 pub struct VaultFs {
@@ -263,13 +264,13 @@ impl VaultFs {
                 NodeKind::Dir { tree } => {
                     (Body::Dir { children: BTreeMap::new(), dirty: false, tree: Some(*tree) }, n.name.clone())
                 }
-                NodeKind::File { state, chunks } => {
+                NodeKind::File { state, content } => {
                     let mut name = n.name.clone();
                     // A file that was never closed is never shown under its real name.
                     if *state == FileState::Incomplete && !name.ends_with(b".incomplete") {
                         name.extend_from_slice(b".incomplete");
                     }
-                    (Body::File(Box::new(FileData::from_chunks(chunks.clone(), *state))), name)
+                    (Body::File(Box::new(FileData::from_content(content.clone(), *state))), name)
                 }
                 NodeKind::Symlink { target } => (Body::Symlink(target.clone()), n.name.clone()),
             };
@@ -578,8 +579,16 @@ impl VaultFs {
 
     /// Reads through an open handle (uses its read-ahead for sealed files).
     pub fn read_fh(&mut self, fh: u64, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
-        if let Some(Handle { reader: Some(r), .. }) = self.handles.get(&fh) {
-            return r.read_at(off, len);
+        if let Some(Handle { reader: Some((r, generation)), .. }) = self.handles.get(&fh) {
+            let valid = match self.nodes.get(&ino) {
+                Some(Inode::Live(LiveNode { body: Body::File(f), .. })) => {
+                    f.lazy_content().is_some() && f.generation == *generation
+                }
+                _ => true,
+            };
+            if valid {
+                return r.read_at(off, len);
+            }
         }
         self.read(ino, off, len)
     }
@@ -615,7 +624,10 @@ impl VaultFs {
             }
         }
         let reader = match self.nodes.get(&ino) {
-            Some(Inode::Sealed { node }) => Some(self.v.file_reader(node)?),
+            Some(Inode::Sealed { node }) => Some((self.v.file_reader(node)?, 0)),
+            Some(Inode::Live(LiveNode { body: Body::File(f), .. })) if !write => {
+                f.lazy_content().map(|c| (crate::repo::FileReader::new(self.v, c), f.generation))
+            }
             _ => None,
         };
         let fh = self.next_fh;
@@ -769,6 +781,9 @@ impl VaultFs {
         }
         if last {
             self.commit_file(h.ino, FileState::Complete)?;
+            if let Some(Inode::Live(LiveNode { body: Body::File(f), .. })) = self.nodes.get_mut(&h.ino) {
+                f.unload();
+            }
         }
         if let Some(p) = period {
             if p != self.cur {
@@ -836,7 +851,7 @@ impl VaultFs {
                         bytes += cm.size;
                         Node {
                             name,
-                            kind: NodeKind::File { state: cm.state, chunks: cm.chunks.clone() },
+                            kind: NodeKind::File { state: cm.state, content: cm.content.clone() },
                             mode,
                             uid,
                             gid,

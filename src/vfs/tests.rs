@@ -206,7 +206,7 @@ fn sealed_periods_are_read_only_and_reserved_names_refused() {
                 &[b"old".to_vec()],
                 crate::format::tree::Node {
                     name: vec![],
-                    kind: NodeKind::File { state: FileState::Complete, chunks: vec![] },
+                    kind: NodeKind::File { state: FileState::Complete, content: Default::default() },
                     mode: 0o100644,
                     uid: 0,
                     gid: 0,
