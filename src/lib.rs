@@ -14,6 +14,7 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod mongo;
 pub mod period;
 pub mod repo;
 pub mod store;
