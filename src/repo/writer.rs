@@ -63,6 +63,11 @@ pub struct ContentBuilder {
 }
 
 impl ContentBuilder {
+    /// A builder continuing after pages already stored.
+    pub fn with_pages(pages: Vec<PageRef>) -> Self {
+        ContentBuilder { pages, cur: Vec::new() }
+    }
+
     pub fn push(&mut self, w: &mut WriteSession<'_>, refs: &[ChunkRef]) -> Result<()> {
         for r in refs {
             self.cur.push(*r);

@@ -11,7 +11,7 @@
 
 use crate::chunker::{ChunkBatch, StreamChunker};
 use crate::error::{Error, Result};
-use crate::format::tree::{ChunkRef, Content, FileState};
+use crate::format::tree::{ChunkRef, Content, FileState, PageRef, PAGE_CHUNKS};
 use crate::id::BlobRef;
 use crate::repo::writer::ContentBuilder;
 use crate::repo::{FileReader, Vault, WriteSession};
@@ -28,8 +28,12 @@ pub struct FileData {
     /// Committed content not expanded into `chunks` (files nobody is writing): only the page
     /// references stay in memory.
     lazy: Option<Content>,
+    /// Stored prefix of the chunk table: pages written as the file grew. `chunks` and
+    /// `starts` continue from `paged_len`, so the table in memory stays under two pages.
+    paged: Vec<PageRef>,
+    paged_len: u64,
     chunks: Vec<ChunkRef>,
-    /// `starts[i]` = offset of chunk i; one extra entry = `chunked_len`.
+    /// `starts[i]` = absolute offset of `chunks[i]`; one extra entry = `chunked_len`.
     starts: Vec<u64>,
     tail: Vec<u8>,
     overlay: BTreeMap<u64, Vec<u8>>,
@@ -68,21 +72,67 @@ impl FileData {
         f
     }
 
-    /// Expands lazy content into the chunk table before the file changes.
+    /// Turns lazy content back into a writable chunk table: its pages stay stored.
     fn load(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
         let Some(content) = self.lazy.take() else { return Ok(()) };
-        if content.pages.iter().any(|p| w.is_pending(&BlobRef::list(p.id))) {
+        self.paged = content.pages;
+        self.paged_len = self.paged.iter().map(|p| p.bytes).sum();
+        self.chunks.clear();
+        self.starts = vec![self.paged_len];
+        if !content.inline.is_empty() {
+            // Inline chunks come before pages: expand everything (only for foreign content).
+            let pages = std::mem::take(&mut self.paged);
+            self.paged_len = 0;
+            self.starts = vec![0];
+            let mut all = content.inline;
+            all.extend(Self::load_pages(v, w, &pages)?);
+            self.push_chunks(&all);
+        }
+        self.finalized = true;
+        Ok(())
+    }
+
+    fn load_pages(v: &Vault, w: &mut WriteSession<'_>, pages: &[PageRef]) -> Result<Vec<ChunkRef>> {
+        if pages.iter().any(|p| w.is_pending(&BlobRef::list(p.id))) {
             w.flush()?;
         }
-        let mut chunks = Vec::new();
-        FileReader::new(v, &content).for_each_chunk(&mut |c| {
-            chunks.push(*c);
-            Ok(())
-        })?;
+        let mut out = Vec::new();
+        for p in pages {
+            out.extend(v.load_list(p)?);
+        }
+        Ok(out)
+    }
+
+    /// Brings the stored pages holding `off` and everything after it back into the table.
+    fn unpage_from(&mut self, v: &Vault, w: &mut WriteSession<'_>, off: u64) -> Result<()> {
+        if off >= self.paged_len || self.paged.is_empty() {
+            return Ok(());
+        }
+        let mut start = 0u64;
+        let mut k = 0;
+        while k < self.paged.len() && start + self.paged[k].bytes <= off {
+            start += self.paged[k].bytes;
+            k += 1;
+        }
+        let back = self.paged.split_off(k);
+        let mut all = Self::load_pages(v, w, &back)?;
+        all.extend_from_slice(&self.chunks);
+        self.paged_len = start;
         self.chunks.clear();
-        self.starts = vec![0];
-        self.append_chunks(&chunks);
-        self.finalized = true;
+        self.starts = vec![start];
+        self.push_chunks(&all);
+        Ok(())
+    }
+
+    /// Writes the oldest full page of the table out once the table holds two.
+    fn page_out(&mut self, w: &mut WriteSession<'_>) -> Result<()> {
+        while self.chunks.len() >= 2 * PAGE_CHUNKS {
+            let page = w.write_list(&self.chunks[..PAGE_CHUNKS])?;
+            self.paged_len += page.bytes;
+            self.paged.push(page);
+            self.chunks.drain(..PAGE_CHUNKS);
+            self.starts.drain(..PAGE_CHUNKS);
+        }
         Ok(())
     }
 
@@ -93,19 +143,25 @@ impl FileData {
         }
         if let Some(c) = &self.committed {
             self.lazy = Some(c.content.clone());
+            self.paged = Vec::new();
+            self.paged_len = 0;
             self.chunks = Vec::new();
             self.starts = vec![0];
             self.finalized = true;
         }
     }
 
-    fn append_chunks(&mut self, refs: &[ChunkRef]) -> u64 {
+    fn push_chunks(&mut self, refs: &[ChunkRef]) {
         for c in refs {
             let last = *self.starts.last().unwrap_or(&0);
             self.chunks.push(*c);
             self.starts.push(last + c.len as u64);
         }
-        self.chunked_len()
+    }
+
+    fn append_chunks(&mut self, w: &mut WriteSession<'_>, refs: &[ChunkRef]) -> Result<()> {
+        self.push_chunks(refs);
+        self.page_out(w)
     }
 
     fn chunked_len(&self) -> u64 {
@@ -119,6 +175,7 @@ impl FileData {
         self.chunked_len() + self.tail.len() as u64
     }
 
+    /// Index in `chunks` of the chunk holding `off` (which must be at or after `paged_len`).
     fn chunk_at(&self, off: u64) -> usize {
         match self.starts.binary_search(&off) {
             Ok(i) => i,
@@ -149,20 +206,35 @@ impl FileData {
         }
         let mut out = Vec::with_capacity((end - off) as usize);
         let cl = self.chunked_len();
+        let mut w = w;
         if off < cl {
             let cend = end.min(cl);
-            let (first, last) = (self.chunk_at(off), self.chunk_at(cend - 1));
-            if let Some(w) = w {
-                Self::readable(w, &self.chunks[first..=last])?;
+            if off < self.paged_len {
+                // The stored pages: read through a reader over them.
+                if let Some(w) = w.as_deref_mut() {
+                    if self.paged.iter().any(|p| w.is_pending(&BlobRef::list(p.id))) {
+                        w.flush()?;
+                    }
+                }
+                let pe = cend.min(self.paged_len);
+                let content = Content { inline: Vec::new(), pages: self.paged.clone() };
+                out.extend(FileReader::new(v, &content).read_at(off, (pe - off) as usize)?);
             }
-            use rayon::prelude::*;
-            let blobs: Vec<Vec<u8>> =
-                self.chunks[first..=last].par_iter().map(|c| Self::read_chunk(v, c)).collect::<Result<_>>()?;
-            for (i, b) in (first..=last).zip(blobs) {
-                let s = self.starts[i];
-                let from = off.saturating_sub(s) as usize;
-                let to = ((cend - s) as usize).min(b.len());
-                out.extend_from_slice(&b[from..to]);
+            let fs = off.max(self.paged_len);
+            if fs < cend {
+                let (first, last) = (self.chunk_at(fs), self.chunk_at(cend - 1));
+                if let Some(w) = w {
+                    Self::readable(w, &self.chunks[first..=last])?;
+                }
+                use rayon::prelude::*;
+                let blobs: Vec<Vec<u8>> =
+                    self.chunks[first..=last].par_iter().map(|c| Self::read_chunk(v, c)).collect::<Result<_>>()?;
+                for (i, b) in (first..=last).zip(blobs) {
+                    let s = self.starts[i];
+                    let from = fs.saturating_sub(s) as usize;
+                    let to = ((cend - s) as usize).min(b.len());
+                    out.extend_from_slice(&b[from..to]);
+                }
             }
             // Apply overlay extents intersecting [off, cend).
             for (&o, data) in self.overlay.range(..cend) {
@@ -188,6 +260,9 @@ impl FileData {
             return Ok(());
         }
         self.finalized = false;
+        if self.chunks.is_empty() && self.paged_len > 0 {
+            self.unpage_from(v, w, self.paged_len - 1)?;
+        }
         if let Some(last) = self.chunks.pop() {
             self.starts.pop();
             Self::readable(w, &[last])?;
@@ -248,7 +323,7 @@ impl FileData {
             let mut batch = ChunkBatch::default();
             c.push(&std::mem::take(&mut self.tail), &mut batch);
             let refs = w.add_chunks(&batch)?;
-            self.append_chunks(&refs);
+            self.append_chunks(w, &refs)?;
             self.tail = c.into_pending();
         }
         Ok(())
@@ -293,6 +368,7 @@ impl FileData {
             return Ok(());
         };
         let dirty_end = lo + ld.len() as u64;
+        self.unpage_from(v, w, first)?;
         let i0 = self.chunk_at(first);
         Self::readable(w, &self.chunks[i0..])?;
         let overlay = std::mem::take(&mut self.overlay);
@@ -341,14 +417,14 @@ impl FileData {
         let pending = if resync.is_some() { Vec::new() } else { chunker.into_pending() };
         self.chunks.truncate(i0);
         self.starts.truncate(i0 + 1);
-        self.append_chunks(&new_refs);
-        self.append_chunks(&rest);
+        self.push_chunks(&new_refs);
+        self.push_chunks(&rest);
         if resync.is_none() {
             let mut t = pending;
             t.extend_from_slice(&self.tail);
             self.tail = t;
         }
-        Ok(())
+        self.page_out(w)
     }
 
     pub fn truncate(&mut self, v: &Vault, w: &mut WriteSession<'_>, size: u64) -> Result<()> {
@@ -366,6 +442,7 @@ impl FileData {
             self.tail.truncate((size - cl) as usize);
             return Ok(());
         }
+        self.unpage_from(v, w, size)?;
         let k = self.chunk_at(size);
         let keep = (size - self.starts[k]) as usize;
         let c = self.chunks[k];
@@ -388,11 +465,11 @@ impl FileData {
                 c.push(&std::mem::take(&mut self.tail), &mut batch);
                 c.finish(&mut batch);
                 let refs = w.add_chunks(&batch)?;
-                self.append_chunks(&refs);
+                self.append_chunks(w, &refs)?;
             }
-            self.finalized = !self.chunks.is_empty();
+            self.finalized = !self.chunks.is_empty() || !self.paged.is_empty();
             self.dirty = false;
-            let mut b = ContentBuilder::default();
+            let mut b = ContentBuilder::with_pages(self.paged.clone());
             b.push(w, &self.chunks)?;
             let content = b.finish(w)?;
             self.committed = Some(Committed { content, size: self.size(), state });

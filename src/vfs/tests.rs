@@ -292,3 +292,59 @@ fn a_forked_copy_closing_does_not_complete_the_file() {
     fs.release(fh).unwrap();
     assert_eq!(committed(&store, "today").unwrap(), b"first half, second half");
 }
+
+#[test]
+fn long_files_page_their_chunk_table_out_and_back() {
+    // 40 MiB at 1 KiB chunks: ~40k chunks, so the table pages out while writing; rewrites,
+    // reads and truncation inside the stored pages bring them back.
+    let store = new_store();
+    let mut fs = VaultFs::new(vault(&store), true, 0, 0).unwrap();
+    let (a, fh) = fs.create(ROOT, b"big.dump", 0o600, 0, 0, 7).unwrap();
+    let mut model = Vec::new();
+    let mut x = 7u64;
+    for _ in 0..(40 << 20) / 65536 {
+        let block: Vec<u8> = (0..65536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        fs.write(fh, model.len() as u64, &block).unwrap();
+        model.extend_from_slice(&block);
+    }
+    let check = |fs: &mut VaultFs, model: &[u8], off: usize, len: usize| {
+        let e = (off + len).min(model.len());
+        same(
+            Some(&fs.read(a.ino, off as u64, len).unwrap()),
+            Some(&model[off..e].to_vec()),
+            &format!("read {off}+{len}"),
+        );
+    };
+    for off in [0usize, 100, 16 << 20, 20 << 20, (40 << 20) - 5000] {
+        check(&mut fs, &model, off, 300_000);
+    }
+    fs.write(fh, 100, b"rewritten inside the first page").unwrap();
+    model[100..131].copy_from_slice(b"rewritten inside the first page");
+    check(&mut fs, &model, 0, 1000);
+    fs.fsync(fh).unwrap();
+    check(&mut fs, &model, 50, 100_000);
+    fs.setattr(a.ino, &SetAttr { size: Some(20 << 20), ..Default::default() }).unwrap();
+    model.truncate(20 << 20);
+    fs.write(fh, model.len() as u64, b"appended after the truncation").unwrap();
+    model.extend_from_slice(b"appended after the truncation");
+    check(&mut fs, &model, (20 << 20) - 100, 1000);
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh).unwrap();
+    same(committed(&store, "big.dump").as_ref(), Some(&model), "after close");
+    // Reopened for appending: the stored pages are reused.
+    let fh = fs.open(a.ino, true, false, 7).unwrap();
+    fs.write(fh, model.len() as u64, b"!").unwrap();
+    model.push(b'!');
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh).unwrap();
+    same(committed(&store, "big.dump").as_ref(), Some(&model), "after append");
+    let v = Vault::open(store.clone(), &secret(), &OpenOptions::default()).unwrap();
+    assert!(crate::commands::check::check(&v, true).unwrap().ok());
+}
