@@ -133,13 +133,7 @@ fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 fn cache_dir(cli: &Cli) -> Option<PathBuf> {
-    if let Some(d) = &cli.cache_dir {
-        return Some(d.clone());
-    }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        return Some(PathBuf::from(x).join("vault"));
-    }
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("vault"))
+    cli.cache_dir.clone().or_else(vault::repo::default_cache_dir)
 }
 
 /// Reads a secret from `<prefix>PASSPHRASE`, `<prefix>PASSPHRASE_FILE`, `<prefix>KEY`,

@@ -88,6 +88,15 @@ impl std::fmt::Debug for Vault {
     }
 }
 
+/// The cache directory when none is given: `$XDG_CACHE_HOME/vault`, else `~/.cache/vault`,
+/// else none (the index is then kept in memory).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("vault"));
+    }
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("vault"))
+}
+
 pub(crate) fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }

@@ -213,17 +213,22 @@ impl<'v> WriteSession<'v> {
         Ok(ids.into_iter().zip(chunks.iter()).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect())
     }
 
+    /// Packs a metadata blob unless the vault (or this session) already has it.
+    fn pack_if_new(&mut self, blob: BlobRef, plain: &[u8]) -> Result<()> {
+        if !self.pending.contains(&blob.key()) && self.v.index.get(&blob)?.is_none() {
+            self.pending.insert(blob.key());
+            let s = seal_blob(&self.v.sealer, self.v.settings.zstd_level, blob, plain);
+            self.uncommitted_bytes += s.bytes.len() as u64;
+            self.packer.add(s)?;
+        }
+        Ok(())
+    }
+
     /// Stores a directory listing (deduplicated by its id) and returns its id.
     pub fn write_tree(&mut self, t: Tree) -> Result<TreeId> {
         let plain = t.encode();
         let id = self.v.keys.tree_id(&plain);
-        let blob = BlobRef::tree(id);
-        if !self.pending.contains(&blob.key()) && self.v.index.get(&blob)?.is_none() {
-            self.pending.insert(blob.key());
-            let s = seal_blob(&self.v.sealer, self.v.settings.zstd_level, blob, &plain);
-            self.uncommitted_bytes += s.bytes.len() as u64;
-            self.packer.add(s)?;
-        }
+        self.pack_if_new(BlobRef::tree(id), &plain)?;
         self.pending_trees.insert(id, Arc::new(t));
         Ok(id)
     }
@@ -232,13 +237,7 @@ impl<'v> WriteSession<'v> {
     pub fn write_list(&mut self, chunks: &[ChunkRef]) -> Result<PageRef> {
         let plain = encode_list(chunks);
         let id = ListId(self.v.keys.tree_id(&plain).0);
-        let blob = BlobRef::list(id);
-        if !self.pending.contains(&blob.key()) && self.v.index.get(&blob)?.is_none() {
-            self.pending.insert(blob.key());
-            let s = seal_blob(&self.v.sealer, self.v.settings.zstd_level, blob, &plain);
-            self.uncommitted_bytes += s.bytes.len() as u64;
-            self.packer.add(s)?;
-        }
+        self.pack_if_new(BlobRef::list(id), &plain)?;
         Ok(PageRef { id, chunks: chunks.len() as u32, bytes: chunks.iter().map(|c| c.len as u64).sum() })
     }
 

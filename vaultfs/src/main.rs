@@ -73,13 +73,7 @@ fn main() -> ExitCode {
 }
 
 fn cache_dir(a: &MountArgs) -> Option<PathBuf> {
-    if let Some(d) = &a.cache_dir {
-        return Some(d.clone());
-    }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        return Some(PathBuf::from(x).join("vault"));
-    }
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("vault"))
+    a.cache_dir.clone().or_else(vault::repo::default_cache_dir)
 }
 
 fn vault_dir(a: &MountArgs) -> anyhow::Result<PathBuf> {

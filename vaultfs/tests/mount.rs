@@ -120,6 +120,16 @@ impl Mount {
         }
     }
 
+    /// Name of the first dated directory at the root.
+    fn first_period(&self) -> String {
+        fs::read_dir(&self.mnt)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("20"))
+            .expect("a dated directory at the root")
+    }
+
     /// Opens the vault in this process (in-memory index: the daemon may hold the cache).
     fn open(&self) -> vault::repo::Vault {
         let store = Arc::new(vault::store::local::LocalStore::new(&self.vault));
@@ -193,12 +203,7 @@ fn streaming_write_and_read_back() {
     let want = *h.finalize().as_bytes();
     assert_eq!(fs::metadata(m.p("today")).unwrap().len(), size);
     assert_eq!(sha(&m.p("today")), want);
-    let period = fs::read_dir(&m.mnt)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("20"))
-        .unwrap();
+    let period = m.first_period();
     m.unmount();
     m.mount();
     assert_eq!(sha(&m.p(&format!("{period}/today"))), want);
@@ -392,12 +397,7 @@ fn tampered_pack_gives_eio_and_a_log_line() {
     b[5000] ^= 0x40;
     fs::write(victim, &b).unwrap();
     m.mount();
-    let period = fs::read_dir(&m.mnt)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("20"))
-        .unwrap();
+    let period = m.first_period();
     let mut f = File::open(m.p(&format!("{period}/x.bin"))).unwrap();
     let mut out = Vec::new();
     let err = f.read_to_end(&mut out).unwrap_err();
