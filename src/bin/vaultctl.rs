@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use vault::commands::{browse, check, keys, put, rebuild_index, restore, stats};
+use vault::commands::{browse, check, keys, put, rebuild_index, remote, restore, stats, sync};
 use vault::crypto::Secret;
 use vault::format::config::PeriodKind;
 use vault::format::tree::{FileState, NodeKind};
@@ -89,6 +89,39 @@ enum Cmd {
     },
     /// Rebuild the index files from the pack headers (after index files were lost).
     RebuildIndex,
+    /// Manage offsite remotes.
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
+    },
+    /// Copy to a remote what it lacks (packs, index, snapshots, then the manifest last).
+    Sync {
+        /// Remote name (see `vaultctl remote list`).
+        name: String,
+        /// Check every object of the remote against its manifest (no upload); damaged objects
+        /// are sent again by the next sync.
+        #[arg(long)]
+        verify: bool,
+        /// Print the plan without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RemoteCmd {
+    /// Add a remote: file:///path (a mounted disk or NAS).
+    Add {
+        name: String,
+        url: String,
+        /// Never delete anything on this remote.
+        #[arg(long)]
+        keep_all: bool,
+    },
+    /// List remotes.
+    List,
+    /// Remove a remote (nothing on it is deleted).
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -393,6 +426,91 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let id = keys::passwd(&v, &new, wait)?;
                     println!("replaced the key slot; new slot {}", &id.to_hex()[..12]);
                 }
+            }
+        }
+        Cmd::Remote { cmd } => {
+            let v = open(&cli)?;
+            match cmd {
+                RemoteCmd::Add { name, url, keep_all } => {
+                    let r = remote::add(&v, name, url, *keep_all, wait)?;
+                    println!("added remote {} -> {}{}", r.name, r.url, if r.keep_all { " (keep-all)" } else { "" });
+                }
+                RemoteCmd::List => {
+                    for r in remote::list(&v)? {
+                        println!("{}  {}{}", r.name, r.url, if r.keep_all { "  keep-all" } else { "" });
+                    }
+                }
+                RemoteCmd::Remove { name } => {
+                    remote::remove(&v, name, wait)?;
+                    println!("removed remote {name}");
+                }
+            }
+        }
+        Cmd::Sync { name, verify, dry_run } => {
+            let v = open(&cli)?;
+            let r = remote::find(&v, name)?;
+            let dst = remote::open_store(&r.url)?;
+            if *verify {
+                let rep = sync::verify(&*dst)?;
+                for b in &rep.bad {
+                    println!("damaged: {b}");
+                }
+                println!(
+                    "verified {} objects ({}) on {}: {}",
+                    rep.checked,
+                    human(rep.bytes),
+                    r.name,
+                    if rep.bad.is_empty() {
+                        "all match the manifest".to_string()
+                    } else {
+                        format!("{} missing or damaged; the next sync sends them again", rep.bad.len())
+                    }
+                );
+                if !rep.bad.is_empty() {
+                    return Ok(ExitCode::from(4));
+                }
+            } else if *dry_run {
+                let p = sync::plan(&v, &r, &*dst)?;
+                for (k, n, s) in &p.upload {
+                    println!("upload {} ({})", k.path(n), human(*s));
+                }
+                for (k, n) in &p.delete {
+                    println!("delete {}", k.path(n));
+                }
+                println!(
+                    "plan for {}: upload {} objects ({}), delete {}, {} already there",
+                    r.name,
+                    p.upload.len(),
+                    human(p.upload_bytes()),
+                    p.delete.len(),
+                    p.unchanged
+                );
+            } else {
+                let tty = std::io::stderr().is_terminal();
+                let progress = |done: u64, total: u64| {
+                    if tty && total > 0 {
+                        eprint!(
+                            "\r{} / {} ({:.0} %)   ",
+                            human(done),
+                            human(total),
+                            done as f64 * 100.0 / total as f64
+                        );
+                    }
+                };
+                let rep = sync::sync(&v, &r, &*dst, &progress)?;
+                if tty {
+                    eprintln!();
+                }
+                println!(
+                    "synced {}: uploaded {} objects ({}), {} already there from an interrupted sync, {} unchanged, deleted {}, in {:.1} s",
+                    r.name,
+                    rep.uploaded,
+                    human(rep.uploaded_bytes),
+                    rep.resumed,
+                    rep.plan.unchanged,
+                    rep.deleted,
+                    rep.elapsed.as_secs_f64()
+                );
             }
         }
         Cmd::RebuildIndex => {

@@ -6,5 +6,7 @@ pub mod check;
 pub mod keys;
 pub mod put;
 pub mod rebuild_index;
+pub mod remote;
 pub mod restore;
 pub mod stats;
+pub mod sync;

@@ -28,6 +28,7 @@ pub enum Domain {
     Settings = 13,
     KeySlot = 14,
     Log = 15,
+    Remotes = 16,
 }
 
 pub struct Sealer {

@@ -7,6 +7,8 @@ pub mod codec;
 pub mod config;
 pub mod index;
 pub mod keyslot;
+pub mod manifest;
 pub mod pack;
+pub mod remotes;
 pub mod snapshot;
 pub mod tree;

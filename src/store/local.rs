@@ -64,7 +64,7 @@ fn poisoned<T>(_: T) -> Error {
 /// name can escape the vault directory.
 fn check_name(kind: ObjKind, name: &str) -> Result<()> {
     let ok = match kind {
-        ObjKind::Config => name == "config",
+        ObjKind::Config => super::CONFIG_NAMES.contains(&name),
         _ => {
             !name.is_empty()
                 && name.len() <= 128
@@ -142,8 +142,10 @@ impl Store for LocalStore {
     fn list(&self, kind: ObjKind) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
         if kind == ObjKind::Config {
-            if let Ok(m) = fs::metadata(self.root.join("config")) {
-                out.push(("config".to_string(), m.len()));
+            for n in super::CONFIG_NAMES {
+                if let Ok(m) = fs::metadata(self.root.join(n)) {
+                    out.push((n.to_string(), m.len()));
+                }
             }
             return Ok(out);
         }

@@ -29,9 +29,28 @@ pub enum ObjKind {
     Log,
 }
 
+/// Top-level objects of kind `Config`: the vault config, the remotes registry, and (in an
+/// offsite copy) the sync manifest.
+pub const CONFIG_NAMES: [&str; 3] = ["config", "remotes", "manifest"];
+
 impl ObjKind {
     pub const ALL: [ObjKind; 6] =
         [ObjKind::Config, ObjKind::Key, ObjKind::Pack, ObjKind::Index, ObjKind::Snapshot, ObjKind::Log];
+
+    pub fn code(self) -> u8 {
+        match self {
+            ObjKind::Config => 0,
+            ObjKind::Key => 1,
+            ObjKind::Pack => 2,
+            ObjKind::Index => 3,
+            ObjKind::Snapshot => 4,
+            ObjKind::Log => 5,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Self> {
+        ObjKind::ALL.into_iter().find(|k| k.code() == c)
+    }
 
     /// Directory (or key prefix) of the kind; `Config` lives at the top as the file `config`.
     pub fn dir(self) -> &'static str {
@@ -48,7 +67,7 @@ impl ObjKind {
     /// Relative path of an object: packs are fanned out by the first two hex digits.
     pub fn path(self, name: &str) -> String {
         match self {
-            ObjKind::Config => "config".to_string(),
+            ObjKind::Config => name.to_string(),
             ObjKind::Pack if name.len() > 2 => format!("packs/{}/{}", &name[..2], name),
             _ => format!("{}/{}", self.dir(), name),
         }
