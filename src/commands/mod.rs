@@ -3,6 +3,7 @@
 
 pub mod browse;
 pub mod check;
+pub mod drill;
 pub mod keys;
 pub mod put;
 pub mod rebuild_index;

@@ -336,7 +336,6 @@ impl<'v> WriteSession<'v> {
         self.flush()?;
         snap.seq = base.map(|b| b.snap.seq + 1).unwrap_or(1);
         snap.new_bytes += std::mem::take(&mut self.uncommitted_bytes);
-        snap.updated_unix_ns = snap.updated_unix_ns.max(now_unix_ns());
         let id = SnapshotId::random();
         let sealed = self.v.sealer.seal(Domain::Snapshot, id.as_bytes(), &snap.encode());
         self.v.store.put(ObjKind::Snapshot, &id.to_hex(), &sealed).map_err(|e| e.context("writing snapshot"))?;
