@@ -85,3 +85,29 @@ fn drill_fails_on_crc_mismatch_truncation_bad_metadata_and_damaged_data() {
     assert_eq!(j["ok"], false);
     assert!(j["errors"][0].as_str().unwrap().contains("authentication failed"), "{j}");
 }
+
+#[test]
+fn status_shows_age_last_sync_and_last_drill_and_alerts_when_stale() {
+    let e = Env::new();
+    e.ok_at(T0, &["init", "--time-zone", "UTC"]);
+    put_at(&e, T0, "today", &fixture("test.bar.archive"));
+    let out = e.ok_at(T0, &["status"]);
+    assert!(out.contains("last drill:      never") && out.contains("newest backup:   2026-11-20"), "{out}");
+    e.ok_at(T0, &["remote", "add", "offsite", &format!("file://{}", e.path("off").display())]);
+    e.ok_at(T0, &["seal"]);
+    e.ok_at(T2, &["sync", "offsite"]);
+    e.ok_at(T2, &["drill"]);
+    let out = e.ok_at(T2, &["status"]);
+    assert!(out.contains("last write 2.0 h ago"), "{out}");
+    assert!(out.contains("last sync:       offsite at"), "{out}");
+    assert!(out.contains("last drill:      2026-11-20 at") && out.contains(": OK"), "{out}");
+    let o = e.cmd_at(Some(T2), &["status", "--max-age-hours", "1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ALERT"));
+    // The offsite copy carries the evidence too, from the next sync on.
+    e.ok_at(T2, &["sync", "offsite"]);
+    let mut r = Env::new();
+    r.repo = e.path("off");
+    r.secret = e.secret.clone();
+    assert!(r.ok_at(T2, &["status"]).contains("last drill:      2026-11-20"));
+}

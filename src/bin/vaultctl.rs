@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use vault::commands::{browse, check, drill, keys, put, rebuild_index, remote, restore, stats, sync};
+use vault::commands::{browse, check, drill, keys, put, rebuild_index, remote, restore, stats, status, sync};
 use vault::crypto::Secret;
 use vault::format::config::PeriodKind;
 use vault::format::tree::{FileState, NodeKind};
@@ -97,6 +97,13 @@ enum Cmd {
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Newest backup and its age, current period, last sync per remote, last drill. Exits 6
+    /// when the newest backup is older than --max-age (for monitoring).
+    Status {
+        /// Oldest acceptable age of the newest backup, in hours.
+        #[arg(long, default_value_t = 26.0)]
+        max_age_hours: f64,
     },
     /// Manage offsite remotes.
     Remote {
@@ -468,6 +475,54 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if !rep.ok {
                 return Ok(ExitCode::from(4));
+            }
+        }
+        Cmd::Status { max_age_hours } => {
+            let v = open(&cli)?;
+            let s = status::status(&v)?;
+            let when = |t: Option<i64>| {
+                t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "?".into())
+            };
+            println!("vault:           {}", v.store().describe());
+            match (&s.newest_period, s.age_seconds) {
+                (Some(p), Some(a)) => println!("newest backup:   {p}, last write {:.1} h ago", a / 3600.0),
+                _ => println!("newest backup:   none"),
+            }
+            println!("latest sealed:   {}", s.newest_sealed.as_deref().unwrap_or("none"));
+            match &s.current {
+                Some((p, sealed, files, bytes)) => println!(
+                    "current period:  {p} ({}, {files} files, {})",
+                    if *sealed { "sealed" } else { "open" },
+                    human(*bytes)
+                ),
+                None => println!("current period:  {} (nothing written yet)", v.clock().current()),
+            }
+            for (name, last) in &s.syncs {
+                match last {
+                    Some(j) => println!(
+                        "last sync:       {name} at {} ({} objects uploaded)",
+                        when(j["time_unix"].as_i64()),
+                        j["uploaded"].as_u64().unwrap_or(0)
+                    ),
+                    None => println!("last sync:       {name} never"),
+                }
+            }
+            match &s.last_drill {
+                Some(j) => println!(
+                    "last drill:      {} at {}: {} (RTO {:.1} s)",
+                    j["snapshot"].as_str().unwrap_or("?"),
+                    when(j["started_unix"].as_i64()),
+                    if j["ok"] == true { "OK" } else { "FAILED" },
+                    j["rto_seconds"].as_f64().unwrap_or(0.0)
+                ),
+                None => println!("last drill:      never"),
+            }
+            let stale = s.age_seconds.map(|a| a > max_age_hours * 3600.0).unwrap_or(true);
+            if stale {
+                println!("ALERT: no backup in the last {max_age_hours} h");
+                return Ok(ExitCode::from(6));
             }
         }
         Cmd::Remote { cmd } => {

@@ -8,14 +8,11 @@
 //! A drill only reads; writing its log entry adds one fresh object under a random name, which
 //! cannot disturb a writer, so it takes no lock.
 
-use crate::crypto::Domain;
 use crate::error::{Error, Result};
 use crate::format::tree::{FileState, NodeKind};
-use crate::id::SnapshotId;
 use crate::mongo;
 use crate::repo::trees::show;
 use crate::repo::{FileReader, Vault};
-use crate::store::ObjKind;
 use serde_json::json;
 use std::io::Read;
 use std::time::Instant;
@@ -48,6 +45,7 @@ pub struct DrillReport {
 impl DrillReport {
     pub fn to_json(&self) -> serde_json::Value {
         json!({
+            "type": "drill",
             "ok": self.ok,
             "snapshot": self.snapshot,
             "repo": self.repo,
@@ -161,27 +159,7 @@ pub fn drill(v: &Vault, spec: &str) -> Result<DrillReport> {
     Ok(rep)
 }
 
-/// Appends a drill report to the vault's drill log (one sealed object per drill).
+/// Appends a drill report to the vault's log.
 pub fn log(v: &Vault, rep: &DrillReport) -> Result<()> {
-    let id = SnapshotId::random();
-    let line = rep.to_json().to_string();
-    v.store().put(ObjKind::Log, &id.to_hex(), &v.sealer.seal(Domain::Log, id.as_bytes(), line.as_bytes()))
-}
-
-/// Every drill logged in the vault, oldest first (entries that fail to open are errors).
-pub fn history(v: &Vault) -> Result<Vec<serde_json::Value>> {
-    let mut out = Vec::new();
-    for (name, _) in v.store().list(ObjKind::Log)? {
-        let id = SnapshotId::from_hex(&name)?;
-        let raw = v.store().get(ObjKind::Log, &name)?;
-        let plain = v
-            .sealer
-            .open(Domain::Log, id.as_bytes(), &raw)
-            .map_err(|e| e.context(format!("drill log {}", id.short())))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&plain).map_err(|e| Error::corrupt(format!("drill log {}: {e}", id.short())))?;
-        out.push(value);
-    }
-    out.sort_by_key(|j| j["started_unix"].as_i64().unwrap_or(0));
-    Ok(out)
+    crate::repo::log::append(v, &rep.to_json())
 }

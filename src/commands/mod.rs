@@ -10,4 +10,5 @@ pub mod rebuild_index;
 pub mod remote;
 pub mod restore;
 pub mod stats;
+pub mod status;
 pub mod sync;

@@ -156,6 +156,19 @@ pub fn sync(v: &Vault, remote: &Remote, dst: &dyn Store, progress: &(dyn Fn(u64,
     }
     report.plan = p;
     report.elapsed = start.elapsed();
+    let entry = serde_json::json!({
+        "type": "sync",
+        "remote": remote.name,
+        "time_unix": crate::repo::now_unix(),
+        "complete": true,
+        "uploaded": report.uploaded,
+        "uploaded_bytes": report.uploaded_bytes,
+        "seconds": report.elapsed.as_secs_f64(),
+    });
+    if let Err(e) = crate::repo::log::append(v, &entry) {
+        // The copy is complete; only the record of it is missing.
+        return Err(e.context("the sync completed but could not be logged"));
+    }
     Ok(report)
 }
 

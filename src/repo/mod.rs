@@ -7,6 +7,7 @@
 //! the vault.
 
 pub mod lock;
+pub mod log;
 pub mod packer;
 pub mod reader;
 pub mod snapshots;
