@@ -1,6 +1,7 @@
 //! `vaultctl`: the command line over the vault engine. Parses arguments, reads secrets from
 //! the environment or a prompt (never from argv), prints reports, maps errors to exit codes:
-//! 0 ok, 1 error, 2 usage, 3 wrong passphrase or key, 4 damage found, 5 vault locked.
+//! 0 ok, 1 error, 2 usage, 3 wrong passphrase or key, 4 damage found or drill failed, 5 vault
+//! locked, 6 newest backup older than `status --max-age-hours`.
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};

@@ -161,5 +161,5 @@ pub fn drill(v: &Vault, spec: &str) -> Result<DrillReport> {
 
 /// Appends a drill report to the vault's log.
 pub fn log(v: &Vault, rep: &DrillReport) -> Result<()> {
-    crate::repo::log::append(v, &rep.to_json())
+    crate::repo::log::append(v, &rep.to_json()).map(|_| ())
 }

@@ -147,14 +147,7 @@ pub fn sync(v: &Vault, remote: &Remote, dst: &dyn Store, progress: &(dyn Fn(u64,
     for d in &p.delete {
         entries.remove(d);
     }
-    let mut list: Vec<Entry> = entries.into_values().collect();
-    list.sort_by(|a, b| (a.kind.code(), &a.name).cmp(&(b.kind.code(), &b.name)));
-    dst.put(ObjKind::Config, "manifest", &manifest::encode(&list))?;
-    for (k, name) in &p.delete {
-        dst.delete(*k, name)?;
-        report.deleted += 1;
-    }
-    report.plan = p;
+    // The record of this sync travels with it: appended locally, sent before the manifest.
     report.elapsed = start.elapsed();
     let entry = serde_json::json!({
         "type": "sync",
@@ -165,10 +158,26 @@ pub fn sync(v: &Vault, remote: &Remote, dst: &dyn Store, progress: &(dyn Fn(u64,
         "uploaded_bytes": report.uploaded_bytes,
         "seconds": report.elapsed.as_secs_f64(),
     });
-    if let Err(e) = crate::repo::log::append(v, &entry) {
-        // The copy is complete; only the record of it is missing.
-        return Err(e.context("the sync completed but could not be logged"));
+    let log_name = crate::repo::log::append(v, &entry)?;
+    let log_bytes = v.store().get(ObjKind::Log, &log_name)?;
+    dst.put(ObjKind::Log, &log_name, &log_bytes)?;
+    entries.insert(
+        (ObjKind::Log, log_name.clone()),
+        Entry { kind: ObjKind::Log, name: log_name, size: log_bytes.len() as u64, hash: hash(&log_bytes) },
+    );
+    let mut list: Vec<Entry> = entries.into_values().collect();
+    list.sort_by(|a, b| (a.kind.code(), &a.name).cmp(&(b.kind.code(), &b.name)));
+    if let Err(e) = dst.put(ObjKind::Config, "manifest", &manifest::encode(&list)) {
+        let failed = serde_json::json!({"type": "sync", "remote": remote.name, "time_unix": crate::repo::now_unix(),
+            "complete": false, "error": e.to_string()});
+        let _ = crate::repo::log::append(v, &failed);
+        return Err(e);
     }
+    for (k, name) in &p.delete {
+        dst.delete(*k, name)?;
+        report.deleted += 1;
+    }
+    report.plan = p;
     Ok(report)
 }
 

@@ -8,10 +8,12 @@ use crate::error::{Error, Result};
 use crate::id::SnapshotId;
 use crate::store::ObjKind;
 
-pub fn append(v: &Vault, entry: &serde_json::Value) -> Result<()> {
+/// Appends an entry; returns the name of the new log object.
+pub fn append(v: &Vault, entry: &serde_json::Value) -> Result<String> {
     let id = SnapshotId::random();
     let sealed = v.sealer.seal(Domain::Log, id.as_bytes(), entry.to_string().as_bytes());
-    v.store.put(ObjKind::Log, &id.to_hex(), &sealed)
+    v.store.put(ObjKind::Log, &id.to_hex(), &sealed)?;
+    Ok(id.to_hex())
 }
 
 /// Every entry, oldest first by its `time_unix` (or `started_unix`) field.
