@@ -130,6 +130,8 @@ pub struct VaultFs {
     periods: BTreeMap<String, Ino>,
     /// Sealed snapshot roots by period.
     sealed_roots: HashMap<String, TreeId>,
+    /// Read-only mounts: roots of periods that are not sealed yet.
+    open_roots: HashMap<String, TreeId>,
     /// Stable inode numbers of sealed nodes: (parent, name) -> ino.
     sealed_children: HashMap<(Ino, Vec<u8>), Ino>,
     /// Writable periods: root inode of their live tree.
@@ -169,6 +171,7 @@ impl VaultFs {
             next_ino: FIRST_FREE,
             periods: BTreeMap::new(),
             sealed_roots: HashMap::new(),
+            open_roots: HashMap::new(),
             sealed_children: HashMap::new(),
             live_roots: BTreeMap::new(),
             bases: HashMap::new(),
@@ -215,6 +218,9 @@ impl VaultFs {
         for s in self.v.snapshots()? {
             if s.snap.sealed {
                 self.sealed_roots.insert(s.snap.period.clone(), s.snap.root);
+            } else if self.w.is_none() {
+                // A read-only mount shows open periods as they were last committed.
+                self.open_roots.insert(s.snap.period.clone(), s.snap.root);
             }
             self.period_ino(&s.snap.period);
         }
@@ -505,7 +511,7 @@ impl VaultFs {
                 _ => Err(Error::new(ErrorKind::NotDir, "not a directory")),
             },
             Some(Inode::Period { name: p }) => {
-                let root = *self.sealed_roots.get(p).ok_or_else(missing)?;
+                let root = *self.sealed_roots.get(p).or_else(|| self.open_roots.get(p)).ok_or_else(missing)?;
                 self.sealed_child(d, root, name)
             }
             Some(Inode::Sealed { node }) => match node.kind {
@@ -547,7 +553,7 @@ impl VaultFs {
                 Body::Dir { children, .. } => children.keys().cloned().collect(),
                 _ => return Err(Error::new(ErrorKind::NotDir, "not a directory")),
             },
-            Some(Inode::Period { name }) => match self.sealed_roots.get(name) {
+            Some(Inode::Period { name }) => match self.sealed_roots.get(name).or_else(|| self.open_roots.get(name)) {
                 Some(t) => self.v.load_tree(*t)?.nodes.iter().map(|n| n.name.clone()).collect(),
                 None => Vec::new(),
             },

@@ -348,3 +348,26 @@ fn long_files_page_their_chunk_table_out_and_back() {
     let v = Vault::open(store.clone(), &secret(), &OpenOptions::default()).unwrap();
     assert!(crate::commands::check::check(&v, true).unwrap().ok());
 }
+
+#[test]
+fn read_only_mount_shows_open_periods_and_refuses_changes() {
+    let store = new_store();
+    {
+        let v = vault(&store);
+        let o = crate::commands::put::PutOptions {
+            path: "today".into(),
+            mode: 0o644,
+            mtime_ns: None,
+            lock_wait: std::time::Duration::ZERO,
+        };
+        crate::commands::put::put(v, &o, &mut &b"open period content"[..]).unwrap();
+    }
+    let v = vault(&store);
+    let mut fs = VaultFs::new(v, false, 0, 0).unwrap();
+    let cur = v.clock().current();
+    let dated = fs.lookup(ROOT, cur.as_bytes()).unwrap().ino;
+    let f = fs.lookup(dated, b"today").unwrap().ino;
+    assert_eq!(read_all(&mut fs, f), b"open period content");
+    assert_eq!(fs.create(ROOT, b"x", 0o644, 0, 0, 0).unwrap_err().kind(), ErrorKind::ReadOnly);
+    assert_eq!(fs.open(f, true, false, 0).unwrap_err().kind(), ErrorKind::ReadOnly);
+}
