@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The nightly backup job, configured by one env file (default /etc/vault/vault.env, see
+# scripts/vault.env.example): mount the vault if needed, run the dump into the mount, sync
+# offsite, run a restore drill on the drill day, print the status. Exits non-zero if any step
+# fails, so that cron or systemd reports it.
+#
+#   scripts/nightly.sh [ENV_FILE]
+set -euo pipefail
+
+ENV_FILE="${1:-/etc/vault/vault.env}"
+[ -r "$ENV_FILE" ] || { echo "nightly: cannot read $ENV_FILE" >&2; exit 1; }
+set -a
+# shellcheck disable=SC1090
+. "$ENV_FILE"
+set +a
+
+: "${VAULT_REPO:?VAULT_REPO must be set in $ENV_FILE}"
+: "${VAULT_MOUNT:?VAULT_MOUNT must be set in $ENV_FILE}"
+: "${DUMP_CMD:?DUMP_CMD must be set in $ENV_FILE}"
+VAULTCTL="${VAULTCTL:-vaultctl}"
+VAULTFS="${VAULTFS:-vaultfs}"
+VAULT_DRILL_DAY="${VAULT_DRILL_DAY:-01}"
+VAULT_MAX_AGE_HOURS="${VAULT_MAX_AGE_HOURS:-26}"
+
+say() { printf '%s nightly: %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*"; }
+
+if ! mountpoint -q "$VAULT_MOUNT"; then
+  say "mounting $VAULT_REPO at $VAULT_MOUNT"
+  mkdir -p "$VAULT_MOUNT"
+  "$VAULTFS" mount "$VAULT_REPO" "$VAULT_MOUNT"
+fi
+
+say "dump: $DUMP_CMD"
+if ! bash -c "$DUMP_CMD"; then
+  say "the dump command failed"
+  exit 2
+fi
+
+if [ -n "${VAULT_REMOTE:-}" ]; then
+  say "sync to $VAULT_REMOTE"
+  "$VAULTCTL" sync "$VAULT_REMOTE"
+fi
+
+if [ "$(date +%d)" = "$VAULT_DRILL_DAY" ]; then
+  say "restore drill of the newest sealed snapshot"
+  "$VAULTCTL" drill
+fi
+
+"$VAULTCTL" status --max-age-hours "$VAULT_MAX_AGE_HOURS"
+say "done"
