@@ -62,7 +62,18 @@ impl Index {
     /// Opens (or creates) the sled cache at `dir`. A damaged cache is deleted and recreated;
     /// a cache locked by another process, or any other failure, gives an in-memory index.
     pub fn open_cache(dir: &Path) -> Self {
-        match Self::try_sled(dir) {
+        // A previous process (or a just-dropped handle) may still be letting go of the lock.
+        let mut attempt = Self::try_sled(dir);
+        for _ in 0..5 {
+            match &attempt {
+                Err(e) if e.to_string().contains("lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    attempt = Self::try_sled(dir);
+                }
+                _ => break,
+            }
+        }
+        match attempt {
             Ok(i) => i,
             Err(first) => {
                 let locked = first.to_string().contains("lock");
@@ -248,7 +259,16 @@ mod tests {
             let second = Index::open_cache(&p);
             assert!(!second.is_persistent());
         }
-        let i = Index::open_cache(&p);
+        // sled lets go of its lock asynchronously after a drop.
+        let mut i = Index::open_cache(&p);
+        for _ in 0..100 {
+            if i.is_persistent() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            i = Index::open_cache(&p);
+        }
+        assert!(i.is_persistent());
         assert_eq!(i.len(), 1);
     }
 }
