@@ -128,6 +128,17 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
+    /// A u32 count followed by that many items, each read by `item` and taking at least
+    /// `min_item` bytes (see [`Reader::count`]).
+    pub fn items<T>(&mut self, min_item: usize, mut item: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
+        let n = self.count(min_item)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }

@@ -34,18 +34,12 @@ pub fn encode(packs: &[IndexPack]) -> Vec<u8> {
 pub fn decode(b: &[u8]) -> Result<Vec<IndexPack>> {
     let mut r = Reader::new(b, "index file");
     r.version(VERSION)?;
-    let n = r.count(44)?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    let out = r.items(44, |r| {
         let pack = PackId(r.array()?);
         let size = r.u64()?;
-        let m = r.count(ENTRY_LEN)?;
-        let mut entries = Vec::with_capacity(m);
-        for _ in 0..m {
-            entries.push(decode_entry(&mut r)?);
-        }
-        out.push(IndexPack { pack, size, entries });
-    }
+        let entries = r.items(ENTRY_LEN, decode_entry)?;
+        Ok(IndexPack { pack, size, entries })
+    })?;
     r.end()?;
     Ok(out)
 }

@@ -38,12 +38,10 @@ pub fn decode(b: &[u8]) -> Result<Vec<Entry>> {
     }
     let mut r = Reader::new(&b[MAGIC.len()..], "manifest");
     r.version(VERSION)?;
-    let n = r.count(43)?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    let out = r.items(43, |r| {
         let kind = ObjKind::from_code(r.u8()?).ok_or_else(|| Error::corrupt("manifest: unknown object kind"))?;
-        out.push(Entry { kind, name: r.string16()?, size: r.u64()?, hash: r.array()? });
-    }
+        Ok(Entry { kind, name: r.string16()?, size: r.u64()?, hash: r.array()? })
+    })?;
     r.end()?;
     Ok(out)
 }

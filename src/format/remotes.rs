@@ -28,11 +28,7 @@ pub fn encode(remotes: &[Remote]) -> Vec<u8> {
 pub fn decode(b: &[u8]) -> Result<Vec<Remote>> {
     let mut r = Reader::new(b, "remotes");
     r.version(VERSION)?;
-    let n = r.count(5)?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(Remote { name: r.string16()?, url: r.string16()?, keep_all: r.u8()? != 0 });
-    }
+    let out = r.items(5, |r| Ok(Remote { name: r.string16()?, url: r.string16()?, keep_all: r.u8()? != 0 }))?;
     r.end()?;
     Ok(out)
 }

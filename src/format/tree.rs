@@ -68,11 +68,7 @@ pub fn encode_list(chunks: &[ChunkRef]) -> Vec<u8> {
 pub fn decode_list(b: &[u8]) -> Result<Vec<ChunkRef>> {
     let mut r = Reader::new(b, "chunk list");
     r.version(VERSION)?;
-    let n = r.count(36)?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? });
-    }
+    let out = r.items(36, |r| Ok(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? }))?;
     r.end()?;
     Ok(out)
 }
@@ -162,16 +158,9 @@ impl Tree {
                         2 => FileState::Failed,
                         s => return Err(Error::corrupt(format!("tree: bad file state {s}"))),
                     };
-                    let m = r.count(36)?;
-                    let mut inline = Vec::with_capacity(m);
-                    for _ in 0..m {
-                        inline.push(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? });
-                    }
-                    let k = r.count(44)?;
-                    let mut pages = Vec::with_capacity(k);
-                    for _ in 0..k {
-                        pages.push(PageRef { id: ListId(r.array()?), chunks: r.u32()?, bytes: r.u64()? });
-                    }
+                    let inline = r.items(36, |r| Ok(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? }))?;
+                    let pages =
+                        r.items(44, |r| Ok(PageRef { id: ListId(r.array()?), chunks: r.u32()?, bytes: r.u64()? }))?;
                     let content = Content { inline, pages };
                     if content.size() != size {
                         return Err(Error::corrupt("tree: file size differs from its chunk lengths"));

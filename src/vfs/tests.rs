@@ -35,6 +35,25 @@ fn same(a: Option<&Vec<u8>>, b: Option<&Vec<u8>>, what: &str) {
     }
 }
 
+/// Writes `len` bytes of a deterministic stream in 64 KiB writes; returns what was written.
+fn write_stream(fs: &mut VaultFs, fh: u64, len: usize, seed: u64) -> Vec<u8> {
+    let mut model = Vec::with_capacity(len);
+    let mut x = seed | 1;
+    while model.len() < len {
+        let block: Vec<u8> = (0..65536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        fs.write(fh, model.len() as u64, &block).unwrap();
+        model.extend_from_slice(&block);
+    }
+    model
+}
+
 fn read_all(fs: &mut VaultFs, ino: Ino) -> Vec<u8> {
     let size = fs.getattr(ino).unwrap().size as usize;
     fs.read(ino, 0, size + 10).unwrap()
@@ -172,18 +191,7 @@ fn large_sequential_write_then_rewrite_of_the_header() {
     let store = new_store();
     let mut fs = VaultFs::new(vault(&store), true, 0, 0).unwrap();
     let (a, fh) = fs.create(ROOT, b"app.pgdump", 0o600, 0, 0, 0).unwrap();
-    let mut model = Vec::new();
-    let mut x = 1u64;
-    for _ in 0..(20 << 20) / 65536 {
-        let block: Vec<u8> = (0..65536)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (x >> 59) as u8
-            })
-            .collect();
-        fs.write(fh, model.len() as u64, &block).unwrap();
-        model.extend_from_slice(&block);
-    }
+    let mut model = write_stream(&mut fs, fh, 20 << 20, 1);
     fs.write(fh, 100, b"TABLE OF CONTENTS, REWRITTEN").unwrap();
     model[100..128].copy_from_slice(b"TABLE OF CONTENTS, REWRITTEN");
     assert_eq!(fs.read(a.ino, 90, 50).unwrap(), &model[90..140]);
@@ -300,20 +308,7 @@ fn long_files_page_their_chunk_table_out_and_back() {
     let store = new_store();
     let mut fs = VaultFs::new(vault(&store), true, 0, 0).unwrap();
     let (a, fh) = fs.create(ROOT, b"big.dump", 0o600, 0, 0, 7).unwrap();
-    let mut model = Vec::new();
-    let mut x = 7u64;
-    for _ in 0..(40 << 20) / 65536 {
-        let block: Vec<u8> = (0..65536)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        fs.write(fh, model.len() as u64, &block).unwrap();
-        model.extend_from_slice(&block);
-    }
+    let mut model = write_stream(&mut fs, fh, 40 << 20, 7);
     let check = |fs: &mut VaultFs, model: &[u8], off: usize, len: usize| {
         let e = (off + len).min(model.len());
         same(
