@@ -14,6 +14,8 @@ command -v diff >/dev/null || need+=(diffutils)
 command -v python3 >/dev/null || need+=(python3)
 command -v cc >/dev/null || need+=(gcc)
 [ -x /usr/bin/time ] || need+=(time)
+command -v rclone >/dev/null || need+=(rclone)
+python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 if [ "${VAULT_BENCH_DEPS:-0}" = 1 ]; then
   command -v restic >/dev/null || need+=(restic)
   command -v borg >/dev/null || need+=(borgbackup)
@@ -25,6 +27,17 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Test servers from PyPI, in a venv inside the checkout (.venv, ignored by git): an
+# S3-compatible server for the s3:// remote tests and a MongoDB wire-compatible server for the
+# restore drills. Pinned, so that a test run means the same thing tomorrow.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+PY_PKGS=("moto[server]==5.2.5" "SecantusDB==0.7.0b3")
+if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/secantusd-py" ]; then
+  echo "creating $VENV with ${PY_PKGS[*]}"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
 fi
 
 # The mount tests need a usable FUSE device; say so plainly instead of failing obscurely.

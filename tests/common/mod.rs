@@ -170,3 +170,78 @@ pub fn packs_by_size(repo: &Path) -> Vec<(PathBuf, u64)> {
     v.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
     v
 }
+
+/// A program from the test venv (`.venv`, made by scripts/install-deps.sh). Fails, never
+/// skips, when it is missing.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = root.join(".venv/bin").join(name);
+    assert!(p.exists(), "this test needs {}; run scripts/install-deps.sh", p.display());
+    p
+}
+
+/// A free TCP port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server process on loopback, killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `cmd` (which must listen on `port`) and waits up to 60 s until the port accepts
+    /// connections; fails with the server's log otherwise.
+    pub fn start(mut cmd: Command, port: u16, log: PathBuf) -> Server {
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let mut s = Server { child, port, log };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return s;
+            }
+            if let Ok(Some(st)) = s.child.try_wait() {
+                panic!("server exited ({st}): {}", std::fs::read_to_string(&s.log).unwrap_or_default());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server on port {port} not ready after 60 s: {}",
+                std::fs::read_to_string(&s.log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// An S3-compatible server (moto) on loopback.
+    pub fn moto(dir: &Path) -> Server {
+        let port = free_port();
+        let mut c = Command::new(venv_bin("moto_server"));
+        c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        Server::start(c, port, dir.join(format!("moto-{port}.log")))
+    }
+
+    /// A MongoDB wire-compatible server (SecantusDB) on loopback, in memory.
+    pub fn mongo(dir: &Path) -> Server {
+        let port = free_port();
+        let mut c = Command::new(venv_bin("secantusd-py"));
+        c.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", ":memory:", "--standalone"]);
+        c.current_dir(dir);
+        Server::start(c, port, dir.join(format!("secantus-{port}.log")))
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
