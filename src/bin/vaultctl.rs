@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use vault::commands::{browse, check, drill, keys, put, rebuild_index, remote, restore, stats, status, sync};
+use vault::commands::{browse, check, drill, keys, prune, put, rebuild_index, remote, restore, stats, status, sync};
 use vault::crypto::Secret;
 use vault::format::config::PeriodKind;
+use vault::format::policy::Policy;
 use vault::format::tree::{FileState, NodeKind};
 use vault::repo::{InitOptions, OpenOptions, Vault};
 use vault::store::{local::LocalStore, Store};
@@ -123,6 +124,77 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Forget snapshots by the retention policy (flags, or the stored policy) and reclaim
+    /// their space. Never removes the current period or the newest sealed snapshot.
+    Prune {
+        #[command(flatten)]
+        keep: KeepArgs,
+        /// Print which snapshots go and how much space is freed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Repack a pack when more than this percentage of it is unused.
+        #[arg(long, default_value_t = 25.0)]
+        max_unused: f64,
+    },
+    /// The retention policy stored in the vault.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+/// Retention rules, as in restic's `forget`: a snapshot is kept when any rule keeps it.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct KeepArgs {
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest hours (hourly vaults).
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest days.
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks.
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest months.
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest years.
+    #[arg(long, value_name = "N")]
+    keep_yearly: Option<u32>,
+}
+
+impl KeepArgs {
+    fn policy(&self) -> Option<Policy> {
+        let p = Policy {
+            last: self.keep_last.unwrap_or(0),
+            hourly: self.keep_hourly.unwrap_or(0),
+            daily: self.keep_daily.unwrap_or(0),
+            weekly: self.keep_weekly.unwrap_or(0),
+            monthly: self.keep_monthly.unwrap_or(0),
+            yearly: self.keep_yearly.unwrap_or(0),
+        };
+        let given =
+            [self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly, self.keep_monthly, self.keep_yearly]
+                .iter()
+                .any(Option::is_some);
+        given.then_some(p)
+    }
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Store the retention policy in the vault (`prune` without flags uses it).
+    Set {
+        #[command(flatten)]
+        keep: KeepArgs,
+    },
+    /// Show the stored retention policy.
+    Show,
+    /// Remove the stored retention policy.
+    Clear,
 }
 
 #[derive(Subcommand)]
@@ -227,6 +299,27 @@ fn open(cli: &Cli) -> anyhow::Result<Vault> {
     let store = open_store(cli)?;
     let secret = read_secret("VAULT_", false)?;
     Ok(Vault::open(store, &secret, &OpenOptions { cache_dir: cache_dir(cli) })?)
+}
+
+fn print_prune_plan(p: &prune::Plan, policy: &Policy) {
+    println!("policy: {policy}");
+    for d in &p.snapshots {
+        let s = &d.info.snap;
+        let what = if d.keep() { format!("keep    ({})", d.reasons.join(", ")) } else { "forget".to_string() };
+        println!("  {:<13} {:>6} files {:>10}  {what}", s.period, s.files, human(s.logical_bytes));
+    }
+    let forgotten = p.forgotten().count();
+    println!(
+        "snapshots: {} kept, {} forgotten; packs: {} of {} deleted, {} repacked ({} live copied), {} unindexed",
+        p.snapshots.len() - forgotten,
+        forgotten,
+        p.delete.len(),
+        p.packs_before,
+        p.repack.len(),
+        human(p.repack_bytes()),
+        p.orphans.len()
+    );
+    println!("space: {} stored, about {} freed", human(p.stored_before), human(p.freed_bytes()));
 }
 
 fn mode_string(mode: u32, kind: &NodeKind) -> String {
@@ -610,6 +703,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rep.elapsed.as_secs_f64()
                 );
             }
+        }
+        Cmd::Policy { cmd } => {
+            let v = open(&cli)?;
+            match cmd {
+                PolicyCmd::Set { keep } => {
+                    let p = keep.policy().ok_or_else(|| anyhow!("give at least one --keep-* rule"))?;
+                    prune::save_policy(&v, &p, wait)?;
+                    println!("policy: {p}");
+                }
+                PolicyCmd::Show => match prune::load_policy(&v)? {
+                    Some(p) => println!("policy: {p}"),
+                    None => println!("policy: none (prune needs --keep-* flags)"),
+                },
+                PolicyCmd::Clear => {
+                    prune::save_policy(&v, &Policy::default(), wait)?;
+                    println!("policy removed");
+                }
+            }
+        }
+        Cmd::Prune { keep, dry_run, max_unused } => {
+            let v = open(&cli)?;
+            let policy = match keep.policy() {
+                Some(p) => p,
+                None => prune::load_policy(&v)?.ok_or_else(|| {
+                    anyhow!("no retention policy: give --keep-* flags or store one with `vaultctl policy set`")
+                })?,
+            };
+            if !(0.0..=100.0).contains(max_unused) {
+                bail!("--max-unused is a percentage (0-100)");
+            }
+            let o = prune::Options { policy, max_unused: max_unused / 100.0 };
+            let p = if *dry_run {
+                prune::plan(&v, &o)?
+            } else {
+                let tty = std::io::stderr().is_terminal();
+                let progress = |m: &str| {
+                    if tty {
+                        eprintln!("{m}");
+                    }
+                };
+                let r = prune::prune(&v, &o, wait, &progress)?;
+                print_prune_plan(&r.plan, &policy);
+                println!(
+                    "pruned: forgot {} snapshots, deleted {} packs, wrote {}; stored {} -> {} in {:.1} s",
+                    r.forgotten,
+                    r.packs_deleted,
+                    r.packs_written,
+                    human(r.plan.stored_before),
+                    human(r.stored_after),
+                    r.elapsed.as_secs_f64()
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            print_prune_plan(&p, &policy);
+            println!("dry run: nothing was changed");
         }
         Cmd::RebuildIndex => {
             let v = open(&cli)?;

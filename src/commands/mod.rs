@@ -5,6 +5,7 @@ pub mod browse;
 pub mod check;
 pub mod drill;
 pub mod keys;
+pub mod prune;
 pub mod put;
 pub mod rebuild_index;
 pub mod remote;

@@ -29,6 +29,7 @@ pub enum Domain {
     KeySlot = 14,
     Log = 15,
     Remotes = 16,
+    Policy = 17,
 }
 
 pub struct Sealer {

@@ -9,6 +9,7 @@ pub mod index;
 pub mod keyslot;
 pub mod manifest;
 pub mod pack;
+pub mod policy;
 pub mod remotes;
 pub mod snapshot;
 pub mod tree;

@@ -19,10 +19,16 @@ pub struct VaultLock {
 impl VaultLock {
     /// Waits up to `wait` for the lock.
     pub fn exclusive(store: &dyn Store, wait: Duration, holder: &str) -> Result<Self> {
+        Self::exclusive_named(store, "lock", wait, holder)
+    }
+
+    /// The same on another lock file of the vault directory (`mount.lock`: one writable mount
+    /// per vault, held for the life of the mount while `lock` is taken only to write).
+    pub fn exclusive_named(store: &dyn Store, file: &str, wait: Duration, holder: &str) -> Result<Self> {
         let Some(root) = store.local_path() else {
             return Ok(VaultLock { _file: None });
         };
-        let path = root.join("lock");
+        let path = root.join(file);
         let mut f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -45,15 +51,13 @@ impl VaultLock {
                 let mut who = String::new();
                 let _ = f.read_to_string(&mut who);
                 let who = who.trim();
-                return Err(Error::new(
-                    ErrorKind::Locked,
-                    format!(
-                        "the vault {} is locked by another writer ({}); wait for it to finish{}",
-                        root.display(),
-                        if who.is_empty() { "unknown process" } else { who },
-                        if who.contains("vaultfs") { ", or write through its mount" } else { "" }
-                    ),
-                ));
+                let who = if who.is_empty() { "unknown process" } else { who };
+                let msg = if file == "lock" {
+                    format!("the vault {} is locked by another writer ({who}); wait for it to finish", root.display())
+                } else {
+                    format!("the vault {} is already mounted writable ({who}); unmount it first", root.display())
+                };
+                return Err(Error::new(ErrorKind::Locked, msg));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -76,6 +76,8 @@ pub struct Vault {
     pub(crate) vault_id: [u8; 16],
     pub(crate) clock: PeriodClock,
     pub(crate) index: Index,
+    /// One index reload at a time (readers reload when a prune moved what they look for).
+    index_sync: std::sync::Mutex<()>,
     /// The slot the user unlocked with (for `key passwd`).
     pub(crate) unlocked_slot: SlotId,
     /// Kept only to wrap new key slots; zeroized on drop.
@@ -184,6 +186,7 @@ impl Vault {
             vault_id: cfg.vault_id,
             clock,
             index,
+            index_sync: std::sync::Mutex::new(()),
             unlocked_slot: slot_id,
             master: Some(master),
             tree_cache: trees::TreeCache::new(256),
@@ -219,6 +222,7 @@ impl Vault {
     /// Brings the local index cache in line with the vault's index files: loads the ones it
     /// has not seen; if it knows a file the vault no longer has, it starts over.
     pub fn sync_index(&self) -> Result<()> {
+        let _one = self.index_sync.lock().unwrap_or_else(|e| e.into_inner());
         let listed: std::collections::HashSet<IndexId> =
             self.store.list(ObjKind::Index)?.into_iter().filter_map(|(n, _)| IndexId::from_hex(&n).ok()).collect();
         let mut known = self.index.known_files()?;

@@ -19,24 +19,36 @@ const READ_AHEAD: usize = 64;
 impl Vault {
     /// Fetches, authenticates and verifies one blob.
     pub fn read_blob(&self, blob: BlobRef) -> Result<Vec<u8>> {
-        let e = self.index.get(&blob)?.ok_or_else(|| {
-            Error::corrupt(format!(
+        match self.try_read_blob(blob)? {
+            Ok(plain) => Ok(plain),
+            Err(_) => {
+                // Not where the index said (or not in it): a prune may have moved it since the
+                // index was loaded. Reload the index files and look once more.
+                self.sync_index()?;
+                self.try_read_blob(blob)?
+            }
+        }
+    }
+
+    /// The inner error is a blob the index does not know or whose pack is gone.
+    fn try_read_blob(&self, blob: BlobRef) -> Result<Result<Vec<u8>>> {
+        let Some(e) = self.index.get(&blob)? else {
+            return Ok(Err(Error::corrupt(format!(
                 "{} is not in the index (missing data; if index files were lost, run `vaultctl rebuild-index`)",
                 blob.describe()
-            ))
-        })?;
+            ))));
+        };
         let what = || format!("{} in pack {}", blob.describe(), e.pack.short());
-        let sealed =
-            self.store.get_range(ObjKind::Pack, &e.pack.to_hex(), e.offset as u64, e.length).map_err(|err| {
-                if err.kind() == crate::ErrorKind::NotFound {
-                    Error::corrupt(format!("{}: pack file is missing", what()))
-                } else {
-                    err.context(what())
-                }
-            })?;
+        let sealed = match self.store.get_range(ObjKind::Pack, &e.pack.to_hex(), e.offset as u64, e.length) {
+            Ok(b) => b,
+            Err(err) if err.kind() == crate::ErrorKind::NotFound => {
+                return Ok(Err(Error::corrupt(format!("{}: pack file is missing", what()))))
+            }
+            Err(err) => return Err(err.context(what())),
+        };
         let plain = open_blob(&self.sealer, blob, &sealed, e.raw_length).map_err(|err| err.context(what()))?;
         self.verify_content(blob, &plain).map_err(|err| err.context(what()))?;
-        Ok(plain)
+        Ok(Ok(plain))
     }
 
     pub(crate) fn verify_content(&self, blob: BlobRef, plain: &[u8]) -> Result<()> {

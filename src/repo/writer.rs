@@ -8,7 +8,7 @@
 //! partial file.
 
 use super::lock::VaultLock;
-use super::packer::{seal_blob, Packer};
+use super::packer::{seal_blob, Packer, SealedBlob};
 use super::snapshots::SnapshotInfo;
 use super::trees::show;
 use super::{now_unix, now_unix_ns, Vault};
@@ -345,6 +345,23 @@ impl<'v> WriteSession<'v> {
             self.delete_revisions(&old)?;
         }
         Ok(SnapshotInfo { id, snap, superseded: Vec::new() })
+    }
+
+    /// Deletes every stored revision of a period (prune's forget). Its data stays until the
+    /// packs are reclaimed.
+    pub fn forget(&mut self, info: &SnapshotInfo) -> Result<()> {
+        let mut ids = info.superseded.clone();
+        ids.push(info.id);
+        self.delete_revisions(&ids)
+    }
+
+    /// Packs an already sealed blob verbatim (prune's repacking: the bytes are authenticated
+    /// by the caller and keep their id, so nothing is decrypted or sealed again).
+    pub fn add_sealed(&mut self, b: SealedBlob) -> Result<()> {
+        if self.pending.insert(b.blob.key()) {
+            self.packer.add(b)?;
+        }
+        Ok(())
     }
 
     fn delete_revisions(&self, ids: &[SnapshotId]) -> Result<()> {

@@ -29,9 +29,9 @@ pub enum ObjKind {
     Log,
 }
 
-/// Top-level objects of kind `Config`: the vault config, the remotes registry, and (in an
-/// offsite copy) the sync manifest.
-pub const CONFIG_NAMES: [&str; 3] = ["config", "remotes", "manifest"];
+/// Top-level objects of kind `Config`: the vault config, the remotes registry, the retention
+/// policy, and (in an offsite copy) the sync manifest.
+pub const CONFIG_NAMES: [&str; 4] = ["config", "remotes", "policy", "manifest"];
 
 impl ObjKind {
     pub const ALL: [ObjKind; 6] =

@@ -38,6 +38,8 @@ pub type Ino = u64;
 pub const ROOT: Ino = 1;
 pub const LATEST: Ino = 2;
 const FIRST_FREE: Ino = 16;
+/// How long a change waits for another writer (a prune, `vaultctl put`) to finish.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
@@ -122,8 +124,13 @@ struct Handle {
 
 pub struct VaultFs {
     v: &'static Vault,
-    /// `None` for a read-only mount.
+    writable: bool,
+    /// The write session, holding the vault's writer lock: taken when something is about to
+    /// change, given back once everything is committed and no file is open for writing, so
+    /// that `vaultctl put/run/prune` can work while the vault stays mounted.
     w: Option<WriteSession<'static>>,
+    /// Held for the life of a writable mount: one writable mount per vault.
+    _mount_lock: Option<crate::repo::lock::VaultLock>,
     nodes: HashMap<Ino, Inode>,
     next_ino: Ino,
     /// Dated directory inode of every period shown.
@@ -163,10 +170,22 @@ impl VaultFs {
     /// Opens the file model over a vault. With `writable`, takes the writer lock for the
     /// life of the mount, seals ended periods and loads the current period's tree.
     pub fn new(v: &'static Vault, writable: bool, uid: u32, gid: u32) -> Result<Self> {
+        let mount_lock = if writable {
+            Some(crate::repo::lock::VaultLock::exclusive_named(
+                &**v.store(),
+                "mount.lock",
+                std::time::Duration::from_secs(5),
+                "vaultfs mount",
+            )?)
+        } else {
+            None
+        };
         let w = if writable { Some(v.begin_write("vaultfs mount", std::time::Duration::from_secs(5))?) } else { None };
         let mut fs = VaultFs {
             v,
+            writable,
             w,
+            _mount_lock: mount_lock,
             nodes: HashMap::new(),
             next_ino: FIRST_FREE,
             periods: BTreeMap::new(),
@@ -182,15 +201,77 @@ impl VaultFs {
             gid,
         };
         fs.refresh_periods()?;
-        if fs.w.is_some() {
+        if fs.writable {
             let cur = fs.cur.clone();
             fs.open_live_period(&cur)?;
         }
+        fs.release_lock_if_idle()?;
         Ok(fs)
     }
 
     pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether this mount holds the vault's writer lock right now.
+    pub fn holds_lock(&self) -> bool {
         self.w.is_some()
+    }
+
+    /// The write session, taking the writer lock first if needed (waiting for another writer,
+    /// such as a prune, to finish). Whatever another writer committed meanwhile is loaded
+    /// before anything changes here.
+    fn session(&mut self) -> Result<&mut WriteSession<'static>> {
+        if !self.writable {
+            return Err(Error::read_only("the vault is mounted read-only"));
+        }
+        if self.w.is_none() {
+            let w = self.v.begin_write("vaultfs mount", LOCK_WAIT)?;
+            self.w = Some(w);
+            if let Err(e) = self.reload_after_lock() {
+                self.w = None;
+                return Err(e);
+            }
+        }
+        self.w.as_mut().ok_or_else(|| Error::read_only("the vault is mounted read-only"))
+    }
+
+    /// After taking the lock again (or listing the root without it): periods another process
+    /// forgot or sealed, and revisions another writer committed, replace what this mount
+    /// remembered. Called only when nothing here is uncommitted.
+    fn reload_after_lock(&mut self) -> Result<()> {
+        let snaps = self.v.snapshots()?;
+        self.apply_periods(&snaps);
+        let live: Vec<String> = self.live_roots.keys().cloned().collect();
+        for period in live {
+            let now = snaps.iter().find(|s| s.snap.period == period).cloned();
+            let known = self.bases.get(&period).cloned().flatten();
+            if now.as_ref().map(|s| s.id) == known.as_ref().map(|s| s.id) {
+                continue;
+            }
+            // The other writer's index files name the blobs of its revision.
+            self.v.sync_index()?;
+            match now {
+                Some(s) if s.snap.sealed => {
+                    self.sealed_roots.insert(period.clone(), s.snap.root);
+                    self.live_roots.remove(&period);
+                    self.bases.remove(&period);
+                }
+                now => self.reload_live(&period, now)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the writer lock back when nothing is uncommitted and no file is open for writing.
+    /// Directory changes are committed first.
+    fn release_lock_if_idle(&mut self) -> Result<()> {
+        if self.w.is_none() || self.handles.values().any(|h| h.write) {
+            return Ok(());
+        }
+        self.commit_all()?;
+        self.w = None;
+        Ok(())
     }
 
     pub fn current_period(&self) -> &str {
@@ -215,20 +296,38 @@ impl VaultFs {
 
     /// Re-reads the list of snapshots (sealed roots and dated directories).
     fn refresh_periods(&mut self) -> Result<()> {
-        for s in self.v.snapshots()? {
+        let snaps = self.v.snapshots()?;
+        self.apply_periods(&snaps);
+        Ok(())
+    }
+
+    fn apply_periods(&mut self, snaps: &[SnapshotInfo]) {
+        let present: std::collections::HashSet<&str> = snaps.iter().map(|s| s.snap.period.as_str()).collect();
+        // Periods forgotten by a prune disappear (unless this mount is writing in them).
+        let gone: Vec<String> = self
+            .periods
+            .keys()
+            .filter(|p| !present.contains(p.as_str()) && !self.live_roots.contains_key(*p) && **p != self.cur)
+            .cloned()
+            .collect();
+        for p in gone {
+            self.periods.remove(&p);
+            self.sealed_roots.remove(&p);
+            self.open_roots.remove(&p);
+        }
+        for s in snaps {
             if s.snap.sealed {
                 self.sealed_roots.insert(s.snap.period.clone(), s.snap.root);
-            } else if self.w.is_none() {
+            } else if !self.writable {
                 // A read-only mount shows open periods as they were last committed.
                 self.open_roots.insert(s.snap.period.clone(), s.snap.root);
             }
             self.period_ino(&s.snap.period);
         }
         let cur = self.cur.clone();
-        if self.w.is_some() {
+        if self.writable {
             self.period_ino(&cur);
         }
-        Ok(())
     }
 
     /// Builds the live tree of a writable period from its last revision (or empty).
@@ -253,7 +352,7 @@ impl VaultFs {
                 self.nodes.remove(&root);
                 return Ok(());
             }
-            self.load_live(root, b.snap.root, period)?;
+            self.load_live(root, b.snap.root, period, &mut Vec::new(), &HashMap::new())?;
             if let Some(Inode::Live(LiveNode { body: Body::Dir { tree, .. }, .. })) = self.nodes.get_mut(&root) {
                 *tree = Some(b.snap.root);
             }
@@ -263,7 +362,57 @@ impl VaultFs {
         Ok(())
     }
 
-    fn load_live(&mut self, dir: Ino, tree: TreeId, period: &str) -> Result<()> {
+    /// Replaces the live tree of a period by its revision `base`, which another writer
+    /// committed. Paths that still exist keep their inode numbers.
+    fn reload_live(&mut self, period: &str, base: Option<SnapshotInfo>) -> Result<()> {
+        let Some(&root) = self.live_roots.get(period) else { return Ok(()) };
+        let mut old: HashMap<Vec<Vec<u8>>, (Ino, Kind)> = HashMap::new();
+        self.collect_paths(root, &mut Vec::new(), &mut old);
+        for (ino, _) in old.values() {
+            if !self.handles.values().any(|h| h.ino == *ino) {
+                self.nodes.remove(ino);
+            }
+        }
+        if let Some(Inode::Live(LiveNode { body: Body::Dir { children, dirty, tree }, .. })) = self.nodes.get_mut(&root)
+        {
+            children.clear();
+            *dirty = false;
+            *tree = base.as_ref().map(|b| b.snap.root);
+        }
+        if let Some(b) = &base {
+            self.load_live(root, b.snap.root, period, &mut Vec::new(), &old)?;
+        }
+        self.bases.insert(period.to_string(), base);
+        Ok(())
+    }
+
+    fn collect_paths(&self, dir: Ino, path: &mut Vec<Vec<u8>>, out: &mut HashMap<Vec<Vec<u8>>, (Ino, Kind)>) {
+        let Some(Inode::Live(LiveNode { body: Body::Dir { children, .. }, .. })) = self.nodes.get(&dir) else {
+            return;
+        };
+        for (name, ino) in children {
+            path.push(name.clone());
+            let kind = match self.nodes.get(ino) {
+                Some(Inode::Live(LiveNode { body: Body::Dir { .. }, .. })) => Kind::Dir,
+                Some(Inode::Live(LiveNode { body: Body::Symlink(_), .. })) => Kind::Symlink,
+                _ => Kind::File,
+            };
+            out.insert(path.clone(), (*ino, kind));
+            if kind == Kind::Dir {
+                self.collect_paths(*ino, path, out);
+            }
+            path.pop();
+        }
+    }
+
+    fn load_live(
+        &mut self,
+        dir: Ino,
+        tree: TreeId,
+        period: &str,
+        path: &mut Vec<Vec<u8>>,
+        reuse: &HashMap<Vec<Vec<u8>>, (Ino, Kind)>,
+    ) -> Result<()> {
         let t = self.v.load_tree(tree)?;
         for n in &t.nodes {
             let (body, name) = match &n.kind {
@@ -281,7 +430,13 @@ impl VaultFs {
                 NodeKind::Symlink { target } => (Body::Symlink(target.clone()), n.name.clone()),
             };
             let sub = if let NodeKind::Dir { tree } = n.kind { Some(tree) } else { None };
-            let ino = self.alloc(Inode::Live(LiveNode {
+            let kind = match &body {
+                Body::Dir { .. } => Kind::Dir,
+                Body::File(_) => Kind::File,
+                Body::Symlink(_) => Kind::Symlink,
+            };
+            path.push(name.clone());
+            let node = Inode::Live(LiveNode {
                 parent: dir,
                 name: name.clone(),
                 period: period.to_string(),
@@ -291,11 +446,19 @@ impl VaultFs {
                 mtime_ns: n.mtime_ns,
                 ctime_ns: n.mtime_ns,
                 body,
-            }));
+            });
+            let ino = match reuse.get(path.as_slice()) {
+                Some((ino, k)) if *k == kind => {
+                    self.nodes.insert(*ino, node);
+                    *ino
+                }
+                _ => self.alloc(node),
+            };
             self.live_mut(dir)?.children_mut()?.insert(name, ino);
             if let Some(t) = sub {
-                self.load_live(ino, t, period)?;
+                self.load_live(ino, t, period, path, reuse)?;
             }
+            path.pop();
         }
         Ok(())
     }
@@ -304,7 +467,7 @@ impl VaultFs {
     /// open for writing in it.
     fn tick(&mut self) -> Result<()> {
         let now = self.v.clock().current();
-        if now == self.cur || self.w.is_none() {
+        if now == self.cur || !self.writable {
             return Ok(());
         }
         let old = std::mem::replace(&mut self.cur, now.clone());
@@ -327,10 +490,14 @@ impl VaultFs {
         if open_writers {
             return Ok(());
         }
+        // Taking the lock may show that another writer sealed it already.
+        self.session()?;
+        if !self.live_roots.contains_key(period) {
+            return Ok(());
+        }
         self.commit_period(period)?;
         if let Some(Some(base)) = self.bases.get(period).cloned() {
-            let w = self.w.as_mut().ok_or_else(|| Error::read_only("read-only mount"))?;
-            let sealed = w.seal(&base)?;
+            let sealed = self.session()?.seal(&base)?;
             self.sealed_roots.insert(period.to_string(), sealed.snap.root);
         }
         // The live nodes stay (open read handles may use them) but are no longer writable.
@@ -372,9 +539,7 @@ impl VaultFs {
     /// A writable directory: its live inode. Sealed places give `ReadOnly`.
     fn writable_dir(&mut self, parent: Ino) -> Result<Ino> {
         self.tick()?;
-        if self.w.is_none() {
-            return Err(Error::read_only("the vault is mounted read-only"));
-        }
+        self.session()?;
         let d = self.dir_target(parent);
         match self.nodes.get(&d) {
             Some(Inode::Live(n)) if self.live_roots.contains_key(&n.period) => match n.body {
@@ -390,9 +555,7 @@ impl VaultFs {
 
     fn writable_node(&mut self, ino: Ino) -> Result<()> {
         self.tick()?;
-        if self.w.is_none() {
-            return Err(Error::read_only("the vault is mounted read-only"));
-        }
+        self.session()?;
         match self.nodes.get(&ino) {
             Some(Inode::Live(n)) if self.live_roots.contains_key(&n.period) => Ok(()),
             Some(Inode::Live(_)) if self.handles.values().any(|h| h.ino == ino && h.write) => Ok(()),
@@ -538,6 +701,11 @@ impl VaultFs {
     pub fn readdir(&mut self, ino: Ino) -> Result<Vec<DirEntry>> {
         self.tick()?;
         let mut out = Vec::new();
+        if ino == ROOT && self.w.is_none() {
+            // Listing the root shows what other processes did meanwhile (a prune, a put).
+            // Without the lock nothing here is uncommitted, so reloading loses nothing.
+            self.reload_after_lock()?;
+        }
         if ino == ROOT {
             let periods: Vec<(String, Ino)> = self.periods.iter().map(|(k, v)| (k.clone(), *v)).collect();
             for (p, i) in periods {
@@ -585,6 +753,31 @@ impl VaultFs {
 
     /// Reads through an open handle (uses its read-ahead for sealed files).
     pub fn read_fh(&mut self, fh: u64, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
+        match self.read_fh_once(fh, ino, off, len) {
+            Err(e) if e.kind() == ErrorKind::NotFound && self.nodes.contains_key(&ino) => {
+                // A prune may have moved the blobs to new packs: reload the index, read again.
+                self.v.sync_index()?;
+                let reader = self.make_reader(ino)?;
+                if let Some(h) = self.handles.get_mut(&fh) {
+                    h.reader = reader;
+                }
+                self.read_fh_once(fh, ino, off, len)
+            }
+            r => r,
+        }
+    }
+
+    fn make_reader(&self, ino: Ino) -> Result<Option<(crate::repo::FileReader<'static>, u64)>> {
+        Ok(match self.nodes.get(&ino) {
+            Some(Inode::Sealed { node }) => Some((self.v.file_reader(node)?, 0)),
+            Some(Inode::Live(LiveNode { body: Body::File(f), .. })) => {
+                f.lazy_content().map(|c| (crate::repo::FileReader::new(self.v, c), f.generation))
+            }
+            _ => None,
+        })
+    }
+
+    fn read_fh_once(&mut self, fh: u64, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
         if let Some(Handle { reader: Some((r, generation)), .. }) = self.handles.get(&fh) {
             let valid = match self.nodes.get(&ino) {
                 Some(Inode::Live(LiveNode { body: Body::File(f), .. })) => {
@@ -621,7 +814,15 @@ impl VaultFs {
                 _ => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
             }
             if truncate {
-                self.setattr(ino, &SetAttr { size: Some(0), ..Default::default() })?;
+                // With the handle registered first, the truncation is committed with the file.
+                let fh = self.next_fh;
+                self.next_fh += 1;
+                self.handles.insert(fh, Handle { ino, write, owner, reader: None });
+                if let Err(e) = self.setattr(ino, &SetAttr { size: Some(0), ..Default::default() }) {
+                    self.handles.remove(&fh);
+                    return Err(e);
+                }
+                return Ok(fh);
             }
         } else {
             self.tick()?;
@@ -629,13 +830,7 @@ impl VaultFs {
                 return Err(Error::new(ErrorKind::IsDir, "is a directory"));
             }
         }
-        let reader = match self.nodes.get(&ino) {
-            Some(Inode::Sealed { node }) => Some((self.v.file_reader(node)?, 0)),
-            Some(Inode::Live(LiveNode { body: Body::File(f), .. })) if !write => {
-                f.lazy_content().map(|c| (crate::repo::FileReader::new(self.v, c), f.generation))
-            }
-            _ => None,
-        };
+        let reader = if write { None } else { self.make_reader(ino)? };
         let fh = self.next_fh;
         self.next_fh += 1;
         self.handles.insert(fh, Handle { ino, write, owner, reader });
@@ -698,6 +893,7 @@ impl VaultFs {
         let ino = h.ino;
         self.writable_node(ino)?;
         let v = self.v;
+        self.session()?;
         let w = self.w.as_mut().ok_or_else(|| Error::read_only("read-only mount"))?;
         let Some(Inode::Live(n)) = self.nodes.get_mut(&ino) else { return Err(Error::not_found("stale inode")) };
         let Body::File(f) = &mut n.body else { return Err(Error::new(ErrorKind::IsDir, "is a directory")) };
@@ -711,6 +907,7 @@ impl VaultFs {
         let v = self.v;
         let now = now_ns();
         {
+            self.session()?;
             let w = self.w.as_mut().ok_or_else(|| Error::read_only("read-only mount"))?;
             let Some(Inode::Live(n)) = self.nodes.get_mut(&ino) else { return Err(Error::not_found("stale inode")) };
             if let Some(size) = a.size {
@@ -740,6 +937,7 @@ impl VaultFs {
         }
         let parent = self.live(ino)?.parent;
         self.mark_dirty(parent);
+        self.release_lock_if_idle()?;
         self.getattr(ino)
     }
 
@@ -796,12 +994,13 @@ impl VaultFs {
                 self.try_seal(&p)?;
             }
         }
-        Ok(())
+        self.release_lock_if_idle()
     }
 
     fn commit_file(&mut self, ino: Ino, state: FileState) -> Result<()> {
         let v = self.v;
         let (period, parent) = {
+            self.session()?;
             let w = self.w.as_mut().ok_or_else(|| Error::read_only("read-only mount"))?;
             let Some(Inode::Live(n)) = self.nodes.get_mut(&ino) else { return Ok(()) };
             let Body::File(f) = &mut n.body else { return Ok(()) };
@@ -819,6 +1018,11 @@ impl VaultFs {
     /// Writes the changed directories of a period and a new snapshot revision.
     pub fn commit_period(&mut self, period: &str) -> Result<()> {
         let Some(&root) = self.live_roots.get(period) else { return Ok(()) };
+        let empty = matches!(self.live(root)?.children(), Ok(c) if c.is_empty());
+        if empty && self.bases.get(period).cloned().flatten().is_none() {
+            // Nothing was ever written in this period: no revision yet.
+            return Ok(());
+        }
         let (root_tree, files, bytes) = self.build_dir(root)?;
         let base = self.bases.get(period).cloned().flatten();
         if let Some(b) = &base {
@@ -826,6 +1030,7 @@ impl VaultFs {
                 return Ok(());
             }
         }
+        self.session()?;
         let w = self.w.as_mut().ok_or_else(|| Error::read_only("read-only mount"))?;
         let info = w.commit(period, base.as_ref(), root_tree, files, bytes)?;
         self.bases.insert(period.to_string(), Some(info));
@@ -880,6 +1085,7 @@ impl VaultFs {
         let id = match (dirty, cached) {
             (false, Some(t)) => t,
             _ => {
+                self.session()?;
                 let w = self.w.as_mut().ok_or_else(|| Error::read_only("read-only mount"))?;
                 w.write_tree(tree)?
             }
@@ -902,11 +1108,13 @@ impl VaultFs {
             gid,
             Body::Dir { children: BTreeMap::new(), dirty: true, tree: None },
         )?;
+        self.release_lock_if_idle()?;
         self.getattr(ino)
     }
 
     pub fn symlink(&mut self, parent: Ino, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<Attr> {
         let ino = self.make_node(parent, name, S_IFLNK | 0o777, uid, gid, Body::Symlink(target.to_vec()))?;
+        self.release_lock_if_idle()?;
         self.getattr(ino)
     }
 
@@ -937,7 +1145,7 @@ impl VaultFs {
         p.mtime_ns = now;
         self.mark_dirty(dir);
         // The inode stays for open handles; it is simply no longer reachable.
-        Ok(())
+        self.release_lock_if_idle()
     }
 
     pub fn rename(&mut self, parent: Ino, name: &[u8], newparent: Ino, newname: &[u8], noreplace: bool) -> Result<()> {
@@ -998,12 +1206,12 @@ impl VaultFs {
         self.live_mut(nd)?.mtime_ns = now;
         self.mark_dirty(d);
         self.mark_dirty(nd);
-        Ok(())
+        self.release_lock_if_idle()
     }
 
     /// Commits every writable period (fsyncdir, unmount).
     pub fn commit_all(&mut self) -> Result<()> {
-        if self.w.is_none() {
+        if !self.writable {
             return Ok(());
         }
         let v = self.v;
@@ -1016,6 +1224,7 @@ impl VaultFs {
             .collect();
         for ino in dirty {
             let open = self.handles.values().any(|h| h.write && h.ino == ino);
+            self.session()?;
             let w = self.w.as_mut().ok_or_else(|| Error::read_only("read-only mount"))?;
             if let Some(Inode::Live(n)) = self.nodes.get_mut(&ino) {
                 if let Body::File(f) = &mut n.body {

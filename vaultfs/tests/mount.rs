@@ -474,3 +474,175 @@ fn refuses_overlapping_mountpoints_and_cleans_stale_mounts() {
     m.mount();
     assert_eq!(fs::read(m.p("f")).unwrap(), b"kept");
 }
+
+fn vaultctl_bin() -> PathBuf {
+    let p = vaultfs_bin().with_file_name("vaultctl");
+    assert!(p.exists(), "{} is not built (run the workspace's tests: cargo test --workspace)", p.display());
+    p
+}
+
+impl Mount {
+    fn vaultctl(&self, faketime: Option<&str>, args: &[&str]) -> String {
+        let mut c = match faketime {
+            Some(t) => {
+                let mut c = Command::new("faketime");
+                c.arg(t).arg(vaultctl_bin());
+                c
+            }
+            None => Command::new(vaultctl_bin()),
+        };
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VAULT_") {
+                c.env_remove(k);
+            }
+        }
+        let out = c
+            .args(args)
+            .env("VAULT_REPO", &self.vault)
+            .env("VAULT_KEY", KEY)
+            .env("VAULT_CACHE_DIR", self._dir.path().join("cache-ctl"))
+            .env("TZ", "UTC")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "vaultctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Writes `mib` MiB of a seeded stream to `path` in 1 MiB writes, pausing between them;
+/// returns the hash of what was written.
+fn slow_write(path: &Path, seed: u64, mib: usize, pause: Duration) -> [u8; 32] {
+    let mut g = Gen(seed);
+    let mut h = blake3::Hasher::new();
+    let mut f = File::create(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        g.fill(&mut buf);
+        f.write_all(&buf).unwrap();
+        h.update(&buf);
+        std::thread::sleep(pause);
+    }
+    drop(f);
+    *h.finalize().as_bytes()
+}
+
+#[test]
+fn prune_while_the_mount_is_writing_loses_nothing() {
+    let mut m = Mount::new();
+    // A week of history before the mount: days of their own data.
+    let input = m._dir.path().join("input");
+    for d in 1..=6u64 {
+        let mut b = vec![0u8; 3 << 20];
+        Gen(100 + d).fill(&mut b);
+        fs::write(&input, &b).unwrap();
+        m.vaultctl(Some(&format!("2026-11-{d:02} 12:00:00")), &["put", "today", input.to_str().unwrap()]);
+    }
+    m.mount();
+    let before = m.open().snapshots().unwrap().len();
+    assert_eq!(before, 6);
+
+    // Two writers, one starting while the first prune waits and runs.
+    let p1 = m.p("dump-1");
+    let p2 = m.p("dump-2");
+    let w1 = std::thread::spawn(move || slow_write(&p1, 1, 48, Duration::from_millis(20)));
+    std::thread::sleep(Duration::from_millis(300));
+    let prune_vault = m.open();
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = started.clone();
+    let pruner = std::thread::spawn(move || {
+        let o = vault::commands::prune::Options {
+            policy: vault::format::policy::Policy { last: 1, ..Default::default() },
+            max_unused: 0.25,
+        };
+        let progress = |_: &str| flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        vault::commands::prune::prune(&prune_vault, &o, Duration::from_secs(120), &progress).unwrap()
+    });
+    // The second writer starts while the prune holds the lock: its writes wait, then go on.
+    while !started.load(std::sync::atomic::Ordering::SeqCst) && !pruner.is_finished() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let w2 = {
+        let p2 = p2.clone();
+        std::thread::spawn(move || slow_write(&p2, 2, 24, Duration::from_millis(30)))
+    };
+    let h1 = w1.join().unwrap();
+    let report = pruner.join().unwrap();
+    let h2 = w2.join().unwrap();
+    assert!(report.forgotten >= 4, "forgot {}", report.forgotten);
+
+    // A second prune while nothing writes, then everything is read back.
+    let r2 = vault::commands::prune::prune(
+        &m.open(),
+        &vault::commands::prune::Options {
+            policy: vault::format::policy::Policy { last: 1, ..Default::default() },
+            max_unused: 0.0,
+        },
+        Duration::from_secs(60),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(r2.forgotten, 0);
+    assert_eq!(sha(&m.p("dump-1")), h1);
+    assert_eq!(sha(&m.p("dump-2")), h2);
+    // The forgotten days are gone from the mount too.
+    let names: Vec<String> =
+        fs::read_dir(&m.mnt).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.starts_with("2026-11-0") && n.as_str() < "2026-11-05"), "{names:?}");
+    m.unmount();
+    let c = m.check();
+    assert!(c.ok(), "{:?}", c.errors);
+    m.mount();
+    assert_eq!(sha(&m.p("dump-1")), h1);
+    assert_eq!(sha(&m.p("dump-2")), h2);
+    m.unmount();
+}
+
+#[test]
+fn vaultctl_put_works_while_mounted_and_the_mount_keeps_it() {
+    let mut m = Mount::new();
+    m.mount();
+    fs::write(m.p("from-mount-1"), b"one").unwrap();
+    let input = m._dir.path().join("input");
+    fs::write(&input, b"from vaultctl").unwrap();
+    // The mount holds the writer lock only while something is uncommitted.
+    m.vaultctl(None, &["put", "from-put", input.to_str().unwrap()]);
+    // The mount shows it once the root is listed, and its own next commit keeps it.
+    let names: Vec<String> =
+        fs::read_dir(&m.mnt).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.contains(&"from-put".to_string()), "{names:?}");
+    fs::write(m.p("from-mount-2"), b"two").unwrap();
+    assert_eq!(fs::read(m.p("from-put")).unwrap(), b"from vaultctl");
+    m.unmount();
+    let ls = m.vaultctl(None, &["ls", "current"]);
+    for n in ["from-mount-1", "from-put", "from-mount-2"] {
+        assert!(ls.contains(n), "{n} missing: {ls}");
+    }
+    // A second writable mount of the same vault is refused.
+    m.mount();
+    let other = m._dir.path().join("mnt2");
+    fs::create_dir_all(&other).unwrap();
+    let out = Command::new(vaultfs_bin())
+        .arg("mount")
+        .arg(&m.vault)
+        .arg(&other)
+        .arg("--cache-dir")
+        .arg(m._dir.path().join("cache2"))
+        .env("VAULT_KEY", KEY)
+        .env_remove("VAULT_PASSPHRASE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already mounted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.unmount();
+}
