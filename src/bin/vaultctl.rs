@@ -586,8 +586,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let files = j["files"].as_array().cloned().unwrap_or_default();
                     for f in files.iter().take(10) {
                         println!(
-                            "  {}:    {}/{} ({})",
-                            if j["ok"] == true { "wrote " } else { "failed" },
+                            "  file:          {}/{} ({})",
                             f["period"].as_str().unwrap_or("?"),
                             f["path"].as_str().unwrap_or("?"),
                             human(f["size"].as_u64().unwrap_or(0))
