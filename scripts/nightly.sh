@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The nightly backup job, configured by one env file (default /etc/vault/vault.env, see
-# scripts/vault.env.example): mount the vault if needed, run the dump into the mount, sync
-# offsite, run a restore drill on the drill day, print the status. Exits non-zero if any step
-# fails, so that cron or systemd reports it.
+# scripts/vault.env.example): mount the vault if needed, run the dump into the mount as a
+# recorded job (`vaultctl run`), sync offsite, run a restore drill on the drill day, print the
+# status. Exits non-zero if any step fails, so that cron or systemd reports it.
 #
 #   scripts/nightly.sh [ENV_FILE]
 set -euo pipefail
@@ -30,9 +30,14 @@ if ! mountpoint -q "$VAULT_MOUNT"; then
   "$VAULTFS" mount "$VAULT_REPO" "$VAULT_MOUNT"
 fi
 
+# Through `vaultctl run`: the job (command, exit status, files written) goes into the vault's
+# log, and if the dump fails, the files it wrote are marked failed (a drill of them fails,
+# `vaultctl status` alerts).
 say "dump: $DUMP_CMD"
-if ! bash -c "$DUMP_CMD"; then
-  say "the dump command failed"
+rc=0
+"$VAULTCTL" run -- bash -c "$DUMP_CMD" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  say "the dump command failed (exit $rc); the files it wrote are marked failed"
   exit 2
 fi
 

@@ -1,16 +1,21 @@
 //! `vaultctl`: the command line over the vault engine. Parses arguments, reads secrets from
 //! the environment or a prompt (never from argv), prints reports, maps errors to exit codes:
 //! 0 ok, 1 error, 2 usage, 3 wrong passphrase or key, 4 damage found or drill failed, 5 vault
-//! locked, 6 newest backup older than `status --max-age-hours`.
+//! locked, 6 newest backup older than `status --max-age-hours`, 7 (`status`) the last backup
+//! job failed; `run` exits with its command's status (126/127 when it cannot be started, 128 +
+//! signal when a signal ended it).
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use vault::commands::{browse, check, drill, keys, prune, put, rebuild_index, remote, restore, stats, status, sync};
+use vault::commands::{
+    browse, check, drill, keys, mark, prune, put, rebuild_index, remote, restore, run as job, stats, status, sync,
+};
 use vault::crypto::Secret;
 use vault::format::config::PeriodKind;
 use vault::format::policy::Policy;
@@ -29,9 +34,9 @@ struct Cli {
     /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault).
     #[arg(long, global = true, env = "VAULT_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Seconds to wait for another writer to release the vault.
-    #[arg(long, global = true, default_value_t = 30)]
-    lock_wait: u64,
+    /// Seconds to wait for another writer to release the vault [default: 30; `run`: 600].
+    #[arg(long, global = true)]
+    lock_wait: Option<u64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -63,7 +68,8 @@ enum Cmd {
     Put { name: String, file: Option<PathBuf> },
     /// Seal the current period now (it becomes immutable).
     Seal,
-    /// One line per snapshot: period, state, files, logical and new bytes.
+    /// One line per snapshot: period, state, files, logical and new bytes, files marked failed
+    /// or incomplete.
     Snapshots,
     /// List a snapshot directory: PERIOD[/PATH] (PERIOD may be `latest`).
     Ls { spec: Option<String> },
@@ -100,12 +106,36 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Newest backup and its age, current period, last sync per remote, last drill. Exits 6
-    /// when the newest backup is older than --max-age (for monitoring).
+    /// Newest backup and its age, current period, last sync per remote, last drill, last job.
+    /// Exits 6 when the newest backup is older than --max-age-hours, 7 when the last backup
+    /// job (`vaultctl run`) failed (for monitoring).
     Status {
         /// Oldest acceptable age of the newest backup, in hours.
         #[arg(long, default_value_t = 26.0)]
         max_age_hours: f64,
+    },
+    /// Run a backup job: `vaultctl run -- CMD ARGS...`. Records its exit status and the files
+    /// of the current period it wrote in the vault's log; if it fails, marks those files
+    /// failed. Exits with the command's status.
+    Run {
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Set the state of files of the current period: PATH... --failed|--complete|--incomplete.
+    #[command(group(clap::ArgGroup::new("state").required(true).args(["failed", "complete", "incomplete"])))]
+    Mark {
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Mark failed (a drill of them fails).
+        #[arg(long)]
+        failed: bool,
+        /// Mark complete (clears a failed or incomplete mark).
+        #[arg(long)]
+        complete: bool,
+        /// Mark incomplete.
+        #[arg(long)]
+        incomplete: bool,
     },
     /// Manage offsite remotes.
     Remote {
@@ -342,7 +372,7 @@ fn fmt_time_ns(ns: i64) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let wait = Duration::from_secs(cli.lock_wait);
+    let wait = Duration::from_secs(cli.lock_wait.unwrap_or(30));
     match &cli.cmd {
         Cmd::Init { chunk_avg, pack_size, period, time_zone, zstd_level, label } => {
             let store = open_store(&cli)?;
@@ -409,14 +439,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Snapshots => {
             let v = open(&cli)?;
+            let mut memo = std::collections::HashMap::new();
             for s in v.snapshots()? {
+                let (failed, incomplete) = mark::marked_counts(&v, s.snap.root, &mut memo)?;
+                let marks: Vec<String> = [(failed, "failed"), (incomplete, "incomplete")]
+                    .iter()
+                    .filter(|(n, _)| *n > 0)
+                    .map(|(n, what)| format!("{n} {what}"))
+                    .collect();
                 println!(
-                    "{}  {:6}  {:>6} files  {:>10} logical  {:>10} new",
+                    "{}  {:6}  {:>6} files  {:>10} logical  {:>10} new{}",
                     s.snap.period,
                     if s.snap.sealed { "sealed" } else { "open" },
                     s.snap.files,
                     human(s.snap.logical_bytes),
-                    human(s.snap.new_bytes)
+                    human(s.snap.new_bytes),
+                    if marks.is_empty() { String::new() } else { format!("  [{}]", marks.join(", ")) }
                 );
             }
         }
@@ -613,10 +651,89 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 None => println!("last drill:      never"),
             }
+            match &s.last_job {
+                Some(j) => {
+                    let cmd: Vec<String> = j["command"]
+                        .as_array()
+                        .map(|a| a.iter().map(|x| x.as_str().unwrap_or("?").to_string()).collect())
+                        .unwrap_or_default();
+                    let outcome = match (j["exit_code"].as_i64(), j["signal"].as_i64()) {
+                        (_, Some(sig)) => format!("killed by signal {sig}"),
+                        (Some(c), _) => format!("exit {c}"),
+                        _ => "?".into(),
+                    };
+                    println!(
+                        "last job:        {} at {}: {outcome}{} ({:.0} s)",
+                        if j["ok"] == true { "OK" } else { "FAILED" },
+                        when(j["started_unix"].as_i64()),
+                        match j["interrupted_by"].as_i64() {
+                            Some(sig) => format!(", interrupted by signal {sig}"),
+                            None => String::new(),
+                        },
+                        j["seconds"].as_f64().unwrap_or(0.0)
+                    );
+                    println!("  command:       {}", job::shell_words(&cmd));
+                    if let Some(e) = j["error"].as_str() {
+                        println!("  error:         {e}");
+                    }
+                    let files = j["files"].as_array().cloned().unwrap_or_default();
+                    for f in files.iter().take(10) {
+                        println!(
+                            "  file:          {}/{} ({})",
+                            f["period"].as_str().unwrap_or("?"),
+                            f["path"].as_str().unwrap_or("?"),
+                            human(f["size"].as_u64().unwrap_or(0))
+                        );
+                    }
+                    if files.len() > 10 {
+                        println!("  ... and {} more files", files.len() - 10);
+                    }
+                    if files.is_empty() {
+                        println!("  files:         none written");
+                    }
+                }
+                None => println!("last job:        none recorded (`vaultctl run`)"),
+            }
+            if s.last_job_failed() {
+                println!("ALERT: the last backup job failed");
+                return Ok(ExitCode::from(7));
+            }
             let stale = s.age_seconds.map(|a| a > max_age_hours * 3600.0).unwrap_or(true);
             if stale {
                 println!("ALERT: no backup in the last {max_age_hours} h");
                 return Ok(ExitCode::from(6));
+            }
+        }
+        Cmd::Run { command } => {
+            return run_job(&cli, command, Duration::from_secs(cli.lock_wait.unwrap_or(600)));
+        }
+        Cmd::Mark { paths, failed, complete, .. } => {
+            let v = open(&cli)?;
+            let state = match (*failed, *complete) {
+                (true, _) => FileState::Failed,
+                (_, true) => FileState::Complete,
+                _ => FileState::Incomplete,
+            };
+            let period = v.clock().current();
+            let changes: Vec<mark::StateChange> = paths
+                .iter()
+                .map(|p| mark::StateChange { period: period.clone(), path: p.clone(), state, if_content: None })
+                .collect();
+            let r = mark::set_states(&v, &changes, "vaultctl mark", wait)?;
+            for p in &r.sealed_periods {
+                eprintln!("sealed period {p}");
+            }
+            for c in &r.changed {
+                println!("marked {c} {}", state_name(state));
+            }
+            for c in &r.unchanged {
+                println!("{c} is already {}", state_name(state));
+            }
+            for (c, why) in &r.skipped {
+                eprintln!("vaultctl: error: {c}: {why}");
+            }
+            if !r.skipped.is_empty() {
+                return Ok(ExitCode::from(1));
             }
         }
         Cmd::Remote { cmd } => {
@@ -775,4 +892,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn state_name(s: FileState) -> &'static str {
+    match s {
+        FileState::Complete => "complete",
+        FileState::Incomplete => "incomplete",
+        FileState::Failed => "failed",
+    }
+}
+
+/// `vaultctl run`: note the current period's files, run the command with the vault closed
+/// (it writes through the mount or `vaultctl put`), then record the job and mark the files of
+/// a failed one. The exit status is the command's, whatever happens in the recording.
+fn run_job(cli: &Cli, command: &[OsString], lock_wait: Duration) -> anyhow::Result<ExitCode> {
+    let before = {
+        let v = open(cli)?;
+        job::before(&v).context("reading the current period before the job")?
+    };
+    let forwarding = job::SignalForwarding::install();
+    let exec = job::execute(command);
+    if let job::Outcome::NotStarted { message, .. } = &exec.outcome {
+        eprintln!("vaultctl run: {message}");
+    }
+    let code = exec.exit_code();
+    let record = || -> anyhow::Result<()> {
+        let v = open(cli)?;
+        let files = job::written_since(&v, &before).context("finding the files the job wrote")?;
+        job::log(&v, &exec, &files).context("recording the job in the vault's log")?;
+        // The job is on record: from here on a signal ends this process as usual.
+        drop(forwarding);
+        let names = |fs: &[job::JobFile]| fs.iter().map(|f| format!("{}/{}", f.period, f.path)).collect::<Vec<_>>();
+        if exec.ok() {
+            eprintln!("vaultctl run: job ok ({} files written)", files.len());
+            return Ok(());
+        }
+        eprintln!("vaultctl run: job FAILED ({}); files written: {}", exec.describe(), files.len());
+        if files.is_empty() {
+            return Ok(());
+        }
+        let r = job::mark_failed(&v, &files, lock_wait)
+            .with_context(|| format!("marking the job's files failed ({})", names(&files).join(", ")))?;
+        for c in &r.changed {
+            eprintln!("vaultctl run: marked {c} failed");
+        }
+        for (c, why) in &r.skipped {
+            eprintln!("vaultctl run: warning: not marked failed: {c}: {why}");
+        }
+        Ok(())
+    };
+    if let Err(e) = record() {
+        eprintln!("vaultctl run: error: {e:#}");
+        return Ok(ExitCode::from(if code == 0 { 1 } else { code }));
+    }
+    Ok(ExitCode::from(code))
 }

@@ -1,5 +1,6 @@
 //! `status`: what a monitoring check needs: the newest backup and its age (the RPO right now),
-//! the current period, the last sync of each remote, the last drill.
+//! the current period, the last sync of each remote, the last drill, the last backup job
+//! (`vaultctl run`) and whether it failed.
 
 use crate::error::Result;
 use crate::repo::Vault;
@@ -13,6 +14,15 @@ pub struct Status {
     pub current: Option<(String, bool, u64, u64)>,
     pub syncs: Vec<(String, Option<serde_json::Value>)>,
     pub last_drill: Option<serde_json::Value>,
+    /// The newest `job` entry of the log (see commands/run.rs).
+    pub last_job: Option<serde_json::Value>,
+}
+
+impl Status {
+    /// Whether the last recorded backup job failed.
+    pub fn last_job_failed(&self) -> bool {
+        self.last_job.as_ref().is_some_and(|j| j["ok"] != true)
+    }
 }
 
 pub fn status(v: &Vault) -> Result<Status> {
@@ -34,5 +44,10 @@ pub fn status(v: &Vault) -> Result<Status> {
         s.syncs.push((r.name, last));
     }
     s.last_drill = log.iter().rev().find(|j| j["type"] == "drill").cloned();
+    s.last_job = log
+        .iter()
+        .filter(|j| j["type"] == "job")
+        .max_by_key(|j| (j["time_unix"].as_i64(), j["ended_unix_ns"].as_i64()))
+        .cloned();
     Ok(s)
 }

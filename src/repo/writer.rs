@@ -94,19 +94,26 @@ impl Vault {
     /// Takes the writer lock (waiting up to `wait`), brings the index up to date, removes
     /// leftovers of interrupted writers, and seals every period that has ended.
     pub fn begin_write(&self, holder: &str, wait: Duration) -> Result<WriteSession<'_>> {
+        let mut s = self.begin_write_keeping_ended(holder, wait)?;
+        s.seal_ended_periods()?;
+        Ok(s)
+    }
+
+    /// Like [`Vault::begin_write`], but leaves ended periods open, so that a change that
+    /// belongs to an ended period (the failed mark of a job that ran across the period's end)
+    /// can still be written to it. The caller seals them when done.
+    pub fn begin_write_keeping_ended(&self, holder: &str, wait: Duration) -> Result<WriteSession<'_>> {
         let lock = VaultLock::exclusive(&*self.store, wait, holder)?;
         self.sync_index()?;
         self.store.remove_temporaries()?;
-        let mut s = WriteSession {
+        Ok(WriteSession {
             v: self,
             _lock: lock,
             packer: Packer::new(self.store.clone(), self.sealer.clone(), self.settings.pack_target),
             pending: HashSet::new(),
             pending_trees: HashMap::new(),
             uncommitted_bytes: 0,
-        };
-        s.seal_ended_periods()?;
-        Ok(s)
+        })
     }
 }
 
@@ -330,6 +337,18 @@ impl<'v> WriteSession<'v> {
             host: hostname(),
         };
         self.write_revision(snap, base)
+    }
+
+    /// Commits a new revision of `base`'s period that changes metadata only (file states):
+    /// the counts and the time of the newest write stay those of `base`.
+    pub fn commit_metadata(&mut self, base: &SnapshotInfo, root: TreeId) -> Result<SnapshotInfo> {
+        if base.snap.sealed {
+            return Err(Error::read_only(format!("period {} is sealed", base.snap.period)));
+        }
+        let mut snap = base.snap.clone();
+        snap.root = root;
+        snap.host = hostname();
+        self.write_revision(snap, Some(base))
     }
 
     fn write_revision(&mut self, mut snap: Snapshot, base: Option<&SnapshotInfo>) -> Result<SnapshotInfo> {

@@ -646,3 +646,31 @@ fn vaultctl_put_works_while_mounted_and_the_mount_keeps_it() {
     );
     m.unmount();
 }
+
+#[test]
+fn a_failed_job_writing_into_the_mount_is_marked_failed() {
+    let mut m = Mount::new();
+    m.mount();
+    fs::write(m.p("before"), b"written before the job").unwrap();
+    let job = format!("printf 'half a dump' > {}/today && exit 3", m.mnt.display());
+    let out = Command::new(vaultctl_bin())
+        .args(["run", "--lock-wait", "60", "--", "sh", "-c", &job])
+        .env("VAULT_REPO", &m.vault)
+        .env("VAULT_KEY", KEY)
+        .env("VAULT_CACHE_DIR", m._dir.path().join("cache-ctl"))
+        .env_remove("VAULT_PASSPHRASE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    // The mark is in the vault at once, and the mount's next commit keeps it.
+    let ls = m.vaultctl(None, &["ls", "current"]);
+    let line = |n: &str| ls.lines().find(|l| l.contains(n)).unwrap_or_default().to_string();
+    assert!(line("today").contains("[failed]"), "{ls}");
+    assert!(!line("before").contains("[failed]"), "{ls}");
+    fs::write(m.p("after"), b"a later write").unwrap();
+    m.unmount();
+    let ls = m.vaultctl(None, &["ls", "current"]);
+    assert!(ls.lines().any(|l| l.contains("today") && l.contains("[failed]")), "{ls}");
+    assert!(ls.contains("after"), "{ls}");
+}

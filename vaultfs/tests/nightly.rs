@@ -74,6 +74,9 @@ fn the_nightly_job_dumps_syncs_drills_and_reports() {
     assert!(stdout.contains("synced offsite"), "{stdout}");
     assert!(stdout.contains("result:          OK"), "the drill must have run: {stdout}");
     assert!(stdout.contains("last drill:      2026-01-10"), "{stdout}");
+    // The dump ran as a recorded job (vaultctl run) and wrote today's file.
+    assert!(stdout.contains("last job:        OK"), "{stdout}");
+    assert!(stdout.contains("/today ("), "{stdout}");
     std::thread::sleep(std::time::Duration::from_millis(500));
     // Today's dump is in the vault and in the offsite copy.
     let ls = vaultctl(d, None, &["ls", "current"]);
