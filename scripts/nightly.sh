@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The nightly backup job, configured by one env file (default /etc/vault/vault.env, see
 # scripts/vault.env.example): mount the vault if needed, run the dump into the mount as a
-# recorded job (`vaultctl run`), sync offsite, run a restore drill on the drill day, print the
-# status. Exits non-zero if any step fails, so that cron or systemd reports it.
+# recorded job (`vaultctl run`), prune by the stored policy, sync offsite, run a restore drill
+# on the drill day, print the status. Exits non-zero if any step fails, so that cron or systemd reports it.
 #
 #   scripts/nightly.sh [ENV_FILE]
 set -euo pipefail
@@ -39,6 +39,13 @@ rc=0
 if [ "$rc" -ne 0 ]; then
   say "the dump command failed (exit $rc); the files it wrote are marked failed"
   exit 2
+fi
+
+# Retention: when a policy is stored in the vault (`vaultctl policy set ...`), prune by it
+# (VAULT_PRUNE=no skips it). Before the sync, so that the remote follows the same night.
+if [ "${VAULT_PRUNE:-auto}" != no ] && "$VAULTCTL" policy show | grep -q '^policy: --'; then
+  say "prune by the stored policy"
+  "$VAULTCTL" prune
 fi
 
 if [ -n "${VAULT_REMOTE:-}" ]; then

@@ -38,8 +38,11 @@ fn the_nightly_job_dumps_syncs_drills_and_reports() {
     let d = dir.path();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mongo-archives/dump-w-oplog.archive");
     // Yesterday's backup exists (sealed by the first write of today), so the drill has a target.
-    vaultctl(d, Some("2026-01-10 02:00:00"), &["init", "--time-zone", "UTC"]);
+    vaultctl(d, Some("2026-01-09 02:00:00"), &["init", "--time-zone", "UTC"]);
+    vaultctl(d, Some("2026-01-09 02:00:00"), &["put", "old", "/etc/hostname"]);
     vaultctl(d, Some("2026-01-10 02:00:00"), &["put", "today", fixture.to_str().unwrap()]);
+    // Retention: keep the last one (plus, always, the current period and the newest sealed).
+    vaultctl(d, None, &["policy", "set", "--keep-last", "1"]);
     vaultctl(d, None, &["remote", "add", "offsite", &format!("file://{}", d.join("offsite").display())]);
     std::fs::write(d.join("key"), KEY).unwrap();
     let mnt = d.join("mnt");
@@ -72,6 +75,7 @@ fn the_nightly_job_dumps_syncs_drills_and_reports() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "nightly failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("synced offsite"), "{stdout}");
+    assert!(stdout.contains("pruned: forgot 1 snapshots"), "{stdout}");
     assert!(stdout.contains("result:          OK"), "the drill must have run: {stdout}");
     assert!(stdout.contains("last drill:      2026-01-10"), "{stdout}");
     // The dump ran as a recorded job (vaultctl run) and wrote today's file.
@@ -83,4 +87,5 @@ fn the_nightly_job_dumps_syncs_drills_and_reports() {
     assert!(ls.contains("today"), "{ls}");
     let snaps = vaultctl(d, None, &["--repo", &format!("file://{}", d.join("offsite").display()), "snapshots"]);
     assert!(snaps.contains("2026-01-10  sealed"), "{snaps}");
+    assert!(!snaps.contains("2026-01-09"), "the forgotten day leaves the offsite copy too: {snaps}");
 }
