@@ -30,6 +30,10 @@ const UPLOAD_ORDER: [ObjKind; 6] =
 const LIST_ORDER: [ObjKind; 6] =
     [ObjKind::Config, ObjKind::Snapshot, ObjKind::Log, ObjKind::Key, ObjKind::Index, ObjKind::Pack];
 
+/// Above this many uploads of one kind, a sync lists the remote's objects of that kind once
+/// instead of asking for each object's size (to find what an interrupted sync left).
+const LIST_THRESHOLD: usize = 16;
+
 /// Default number of parallel uploads: network stores are latency-bound.
 pub const DEFAULT_JOBS: usize = 8;
 
@@ -195,6 +199,14 @@ pub fn sync(
         old.into_iter().map(|e| ((e.kind, e.name.clone()), e)).collect();
     for kind in UPLOAD_ORDER {
         let batch: Vec<&(ObjKind, String, u64)> = p.upload.iter().filter(|(k, _, _)| *k == kind).collect();
+        // What already arrived from an interrupted sync: for a large batch one listing of the
+        // kind beats asking object by object; a small batch asks per object.
+        let listed: Option<HashMap<String, u64>> =
+            if batch.len() > LIST_THRESHOLD { Some(dst.list(kind)?.into_iter().collect()) } else { None };
+        let remote_size = |k: ObjKind, name: &str| match &listed {
+            Some(m) => m.get(name).copied(),
+            None => dst.size(k, name).ok(),
+        };
         let results: Vec<Result<(Entry, bool)>> = pool.install(|| {
             batch
                 .par_iter()
@@ -202,7 +214,7 @@ pub fn sync(
                     let bytes = v.store().get(*k, name)?;
                     let h = hash(&bytes);
                     // Already there from an interrupted sync?
-                    let arrived = dst.size(*k, name).ok() == Some(bytes.len() as u64)
+                    let arrived = remote_size(*k, name) == Some(bytes.len() as u64)
                         && dst.get(*k, name).map(|b| hash(&b) == h).unwrap_or(false);
                     if !arrived {
                         if let Some(l) = &limiter {
