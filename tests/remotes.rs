@@ -173,6 +173,8 @@ fn week(e: &Env, r: &Remote) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
 }
 
 fn scenario(r: Remote) {
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("[{} +{:.1}s] {what}", r.url, t0.elapsed().as_secs_f64());
     // The store itself, on its own prefix.
     let scratch = r.store(&r.scratch_url);
     conformance::run(&*scratch);
@@ -181,14 +183,17 @@ fn scenario(r: Remote) {
         conformance::run_many(&*r.store("s3://vault-test/many"), 1100);
     }
 
+    phase("conformance done");
     let e = Env::new();
     let days = week(&e, &r);
+    phase("week written");
     run_ok(&e, &r, &["remote", "add", "offsite", &r.url]);
     let out = run_ok(&e, &r, &["sync", "offsite", "--jobs", "4"]);
     assert!(out.contains("synced offsite"), "{out}");
     let out = run_ok(&e, &r, &["sync", "offsite"]);
     assert!(out.contains("uploaded 0 objects"), "a second sync sends nothing: {out}");
 
+    phase("synced");
     // The remote alone, with a fresh cache: every file of every day.
     let x = reader(&e, &r);
     let snaps = ok(cmd(&x, &r, None, &["snapshots"]).output().unwrap(), &["snapshots"]);
@@ -209,8 +214,10 @@ fn scenario(r: Remote) {
     let spec = format!("{last}/{}", files[0].0);
     let o = cmd(&x, &r, None, &["cat", &spec]).output().unwrap();
     assert!(o.status.success() && o.stdout == files[0].1, "cat {spec}: {}", String::from_utf8_lossy(&o.stderr));
+    phase("restored every day");
     let out = ok(cmd(&x, &r, None, &["check", "--read-data"]).output().unwrap(), &["check"]);
     assert!(out.contains("no errors"), "{out}");
+    phase("checked");
     // A remote is written only by sync.
     let o = cmd(&x, &r, None, &["put", "x", "/etc/hostname"]).output().unwrap();
     let err = fails(o, &["put"], 1);
@@ -233,6 +240,7 @@ fn scenario(r: Remote) {
         let o = cmd(&x, &r, None, &["cat", &prev]).output().unwrap();
         assert!(o.status.success() && o.stdout == files[1].1, "after a kill at {delay_ms} ms: {prev} unreadable");
     }
+    phase("killed syncs");
     let plan = run_ok(&e, &r, &["sync", "offsite", "--dry-run"]);
     let planned = number_after(&plan, "upload ", " objects").unwrap_or(0);
     let out = run_ok(&e, &r, &["sync", "offsite"]);
@@ -246,6 +254,7 @@ fn scenario(r: Remote) {
     let out = run_ok(&e, &r, &["sync", "offsite", "--verify"]);
     assert!(out.contains("all match"), "{out}");
 
+    phase("resumed");
     // Damage a remote pack through the store itself; --verify finds it, the next sync repairs.
     let dst = r.store(&r.url);
     let (pack, _) = dst.list(ObjKind::Pack).unwrap().into_iter().max_by_key(|(_, s)| *s).unwrap();
@@ -262,6 +271,7 @@ fn scenario(r: Remote) {
     let fresh = reader(&e, &r);
     let out = ok(cmd(&fresh, &r, None, &["check", "--read-data"]).output().unwrap(), &["check"]);
     assert!(out.contains("no errors"), "{out}");
+    phase("repaired");
 }
 
 /// The number between `before` and `after` in `s` ("uploaded 3 objects" -> 3).
