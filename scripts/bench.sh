@@ -22,6 +22,13 @@
 #   BENCH_MOUNT=0      skip the mount section (on by default when vault is in BENCH_TOOLS)
 #   BENCH_BIG=1        also write 4 GiB (the day files repeated) through a fresh mount and
 #                      report the daemon's peak RSS (VmHWM) and throughput
+#   BENCH_SYNC=0       skip the sync section (on by default when vault is in BENCH_TOOLS): vault
+#                      sync of the week's vault to a file remote and to a local S3 server (moto,
+#                      from the checkout's .venv: scripts/install-deps.sh), next to `restic copy`
+#                      of the week's restic repository (to disk and to the same S3 server) and
+#                      `rclone sync` of the vault directory (to disk and to S3); then the time
+#                      of a no-op sync of a vault of BENCH_SYNC_CHUNKS chunks
+#   BENCH_SYNC_CHUNKS  chunks of the vault whose no-op sync is timed (default 100000)
 #   BENCH_BUILD=0      do not run `cargo build --release -p vault -p vaultfs -p dumpgen`; use
 #                      the binaries already in target/release
 #
@@ -50,6 +57,8 @@ KEEP="${BENCH_KEEP:-0}"
 BUILD="${BENCH_BUILD:-1}"
 MOUNT="${BENCH_MOUNT:-1}"
 BIG="${BENCH_BIG:-0}"
+SYNC="${BENCH_SYNC:-1}"
+SYNC_CHUNKS="${BENCH_SYNC_CHUNKS:-100000}"
 
 [[ "$DOCS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DOCS must be a positive integer, got '$DOCS'"
 [[ "$DAYS" =~ ^[1-9][0-9]*$ ]] && ((DAYS <= 30)) || die "BENCH_DAYS must be 1..30, got '$DAYS'"
@@ -61,6 +70,9 @@ done
 want() { [[ " $TOOLS " == *" $1 "* ]]; }
 [[ "$MOUNT" == 0 || "$MOUNT" == 1 ]] || die "BENCH_MOUNT must be 0 or 1, got '$MOUNT'"
 [[ "$BIG" == 0 || "$BIG" == 1 ]] || die "BENCH_BIG must be 0 or 1, got '$BIG'"
+[[ "$SYNC" == 0 || "$SYNC" == 1 ]] || die "BENCH_SYNC must be 0 or 1, got '$SYNC'"
+[[ "$SYNC_CHUNKS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SYNC_CHUNKS must be a positive integer"
+want vault || SYNC=0
 NEED_VAULT=0
 if want vault || [[ "$SWEEP" == 1 ]]; then NEED_VAULT=1; fi
 # The mount section writes the week through vaultfs; BENCH_BIG=1 adds the 4 GiB write.
@@ -75,6 +87,8 @@ want restic && ! command -v restic >/dev/null && missing+=(restic)
 want borg && ! command -v borg >/dev/null && missing+=(borgbackup)
 [[ "$NEED_VAULT" == 1 ]] && ! command -v faketime >/dev/null && missing+=(faketime)
 [[ "$NEED_FS" == 1 ]] && ! command -v fusermount3 >/dev/null && missing+=(fuse3)
+[[ "$SYNC" == 1 ]] && ! command -v rclone >/dev/null && missing+=(rclone)
+[[ "$SYNC" == 1 ]] && ! command -v curl >/dev/null && missing+=(curl)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}" >&2
     SUDO=()
@@ -107,6 +121,8 @@ VAULTFS="$BIN/vaultfs"
 [[ -x "$DUMPGEN" ]] || die "$DUMPGEN not found after the build"
 [[ "$NEED_VAULT" == 0 || -x "$VAULTCTL" ]] || die "$VAULTCTL not found after the build"
 [[ "$NEED_FS" == 0 || -x "$VAULTFS" ]] || die "$VAULTFS not found after the build"
+MOTO="$ROOT/.venv/bin/moto_server"
+[[ "$SYNC" == 0 || -x "$MOTO" ]] || die "$MOTO not found: run scripts/install-deps.sh (or set BENCH_SYNC=0)"
 
 # --- working directory and a clean environment ------------------------------------------
 if [[ -n "${BENCH_DIR:-}" ]]; then
@@ -120,6 +136,8 @@ WORK="$(cd "$WORK" && pwd)"
 # The mount of the moment (set by fs_mount, cleared by fs_unmount), taken down on any exit.
 MNT_DIR=""
 MNT_PID=""
+# The S3 server of the sync section, stopped on any exit.
+MOTO_PID=""
 pid_alive() { [[ -r "/proc/$1/status" ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 unmount_on_exit() {
     local i
@@ -139,6 +157,10 @@ unmount_on_exit() {
 }
 cleanup() {
     unmount_on_exit
+    if [[ -n "$MOTO_PID" ]]; then
+        kill "$MOTO_PID" 2>/dev/null || true
+        wait "$MOTO_PID" 2>/dev/null || true
+    fi
     if [[ "$KEEP" == 1 ]]; then
         echo "kept $WORK" >&2
     else
@@ -152,7 +174,7 @@ trap 'exit 143' TERM
 mkdir -p "$WORK/days" "$WORK/logs"
 
 # Settings of the caller must not leak into the benchmark.
-while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(VAULT_|RESTIC_|BORG_)' || true)
+while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(VAULT_|RESTIC_|BORG_|RCLONE_)' || true)
 export TZ=UTC
 export VAULT_PASSPHRASE="bench-passphrase-not-secret"
 export RESTIC_PASSWORD="$VAULT_PASSPHRASE"
@@ -489,4 +511,105 @@ if [[ "$SWEEP" == 1 ]]; then
     echo "| --chunk-avg | stored MiB | stored bytes | store s | store MB/s | read MB/s |"
     echo "|---|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows[@]}"
+fi
+
+# --- sync -------------------------------------------------------------------------------
+
+# timed_cmd LABEL CMD...: runs CMD (output to logs/LABEL.log) and prints its wall time.
+timed_cmd() {
+    local label="$1" t0 t1
+    shift
+    t0="$(now)"
+    logged "$label" "$@"
+    t1="$(now)"
+    calc "$t1 - $t0" 6
+}
+
+start_moto() {
+    local i
+    MOTO_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    "$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/logs/moto.log" 2>&1 &
+    MOTO_PID=$!
+    for ((i = 0; i < 300; i++)); do
+        curl -s -o /dev/null "http://127.0.0.1:$MOTO_PORT/" && break
+        sleep 0.1
+    done
+    curl -sf -o /dev/null -X PUT "http://127.0.0.1:$MOTO_PORT/bench" || die "moto did not start (see $WORK/logs/moto.log)"
+    # The S3 settings for vault and restic; AWS_CA_BUNDLE, when the caller sets it, stays set.
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
+    # rclone's S3 remote on the same server (rclone runs without AWS_CA_BUNDLE: 1.60 refuses it).
+    export RCLONE_CONFIG_BENCHS3_TYPE=s3 RCLONE_CONFIG_BENCHS3_PROVIDER=Other RCLONE_CONFIG_BENCHS3_REGION=us-east-1
+    export RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=bench RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=bench
+    export RCLONE_CONFIG_BENCHS3_ENDPOINT="$AWS_ENDPOINT_URL"
+}
+
+declare -A SYNC_S
+bench_sync() {
+    local repo="$WORK/repo-vault" c
+    export VAULT_CACHE_DIR="$WORK/cache/vault"
+    SYNC_BYTES="$(stored_bytes "$repo")"
+    start_moto
+    logged sync "$VAULTCTL" --repo "$repo" remote add file "file://$WORK/sync-file"
+    logged sync "$VAULTCTL" --repo "$repo" remote add s3 "s3://bench/vault"
+    SYNC_S[vault-file]="$(timed_cmd sync "$VAULTCTL" --repo "$repo" sync file)"
+    SYNC_S[vault-s3]="$(timed_cmd sync "$VAULTCTL" --repo "$repo" sync s3)"
+    SYNC_S[rclone-file]="$(timed_cmd sync env -u AWS_CA_BUNDLE rclone sync --transfers 8 "$repo" "$WORK/rclone-file")"
+    SYNC_S[rclone-s3]="$(timed_cmd sync env -u AWS_CA_BUNDLE rclone sync --transfers 8 "$repo" benchs3:bench/rclone)"
+    if want restic; then
+        export RESTIC_FROM_PASSWORD="$RESTIC_PASSWORD"
+        RESTIC_BYTES="$(stored_bytes "$WORK/repo-restic")"
+        for c in file s3; do
+            local dst="$WORK/restic-copy"
+            [[ "$c" == s3 ]] && dst="s3:$AWS_ENDPOINT_URL/bench/restic"
+            logged sync restic -r "$dst" init --from-repo "$WORK/repo-restic" --copy-chunker-params
+            SYNC_S[restic-$c]="$(timed_cmd sync restic -r "$dst" copy --from-repo "$WORK/repo-restic")"
+        done
+    fi
+
+    # No-op sync of a vault of about SYNC_CHUNKS chunks (random data), to both remotes.
+    local big="$WORK/repo-sync-noop"
+    export VAULT_CACHE_DIR="$WORK/cache/sync-noop"
+    logged sync "$VAULTCTL" --repo "$big" init --chunk-avg 4KiB
+    # Random data cut with a 4 KiB average yields chunks of about 5,000 bytes.
+    head -c $((SYNC_CHUNKS * 5120)) /dev/urandom >"$WORK/noop.bin"
+    logged sync "$VAULTCTL" --repo "$big" put random.bin "$WORK/noop.bin"
+    rm -f -- "$WORK/noop.bin"
+    NOOP_CHUNKS="$("$VAULTCTL" --repo "$big" stats | awk '/^chunks:/ { print $2 }')"
+    logged sync "$VAULTCTL" --repo "$big" remote add file "file://$WORK/sync-noop-file"
+    logged sync "$VAULTCTL" --repo "$big" remote add s3 "s3://bench/noop"
+    for c in file s3; do
+        logged sync "$VAULTCTL" --repo "$big" sync "$c"
+        SYNC_S[noop-$c]="$(timed_cmd sync "$VAULTCTL" --repo "$big" sync "$c")"
+        tail -n 1 "$WORK/logs/sync.log" | grep -q "uploaded 0 objects" || die "the second sync to $c was not a no-op"
+    done
+}
+
+if [[ "$SYNC" == 1 ]]; then
+    echo "running the sync section" >&2
+    bench_sync
+    echo
+    echo "## Sync"
+    echo
+    echo "The week's vault ($(mib "$SYNC_BYTES") MiB) copied by \`vaultctl sync\` (default --jobs 8) to a file"
+    echo "remote and to a local S3 server (moto on loopback), and by \`rclone sync --transfers 8\` of the"
+    echo "vault directory to the same places.$(want restic && echo " \`restic copy\` of the week's restic repository ($(mib "$RESTIC_BYTES") MiB) to a new repository with the same chunker parameters (restic decrypts and re-encrypts every blob).")"
+    echo
+    echo "| copy | to disk s | MB/s | to S3 (moto) s | MB/s |"
+    echo "|---|---:|---:|---:|---:|"
+    echo "| vault sync | $(calc "${SYNC_S[vault-file]}" 2) | $(rate "$SYNC_BYTES" "${SYNC_S[vault-file]}") |" \
+        "$(calc "${SYNC_S[vault-s3]}" 2) | $(rate "$SYNC_BYTES" "${SYNC_S[vault-s3]}") |"
+    echo "| rclone sync (vault dir) | $(calc "${SYNC_S[rclone-file]}" 2) | $(rate "$SYNC_BYTES" "${SYNC_S[rclone-file]}") |" \
+        "$(calc "${SYNC_S[rclone-s3]}" 2) | $(rate "$SYNC_BYTES" "${SYNC_S[rclone-s3]}") |"
+    if want restic; then
+        echo "| restic copy | $(calc "${SYNC_S[restic-file]}" 2) | $(rate "$RESTIC_BYTES" "${SYNC_S[restic-file]}") |" \
+            "$(calc "${SYNC_S[restic-s3]}" 2) | $(rate "$RESTIC_BYTES" "${SYNC_S[restic-s3]}") |"
+    fi
+    echo
+    echo "- vault sync MB/s / rclone sync MB/s: disk $(calc "${SYNC_S[rclone-file]} / ${SYNC_S[vault-file]}" 3), S3 $(calc "${SYNC_S[rclone-s3]} / ${SYNC_S[vault-s3]}" 3)"
+    if want restic; then
+        echo "- vault sync MB/s / restic copy MB/s: disk $(calc "($SYNC_BYTES / ${SYNC_S[vault-file]}) / ($RESTIC_BYTES / ${SYNC_S[restic-file]})" 3)," \
+            "S3 $(calc "($SYNC_BYTES / ${SYNC_S[vault-s3]}) / ($RESTIC_BYTES / ${SYNC_S[restic-s3]})" 3)"
+    fi
+    echo "- no-op sync of a vault of $NOOP_CHUNKS chunks: file remote $(calc "${SYNC_S[noop-file]}" 2) s, S3 $(calc "${SYNC_S[noop-s3]}" 2) s"
 fi

@@ -28,7 +28,8 @@ use vault::ErrorKind;
 #[derive(Parser)]
 #[command(name = "vaultctl", version, about = "Encrypted, deduplicating vault of dated backup snapshots")]
 struct Cli {
-    /// Vault directory (or file:///path).
+    /// Vault directory (or file:///path); a remote copy can be read directly through its URL
+    /// (s3://bucket/prefix, rclone:REMOTE:path).
     #[arg(long, global = true, env = "VAULT_REPO")]
     repo: Option<String>,
     /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault).
@@ -153,6 +154,12 @@ enum Cmd {
         /// Print the plan without changing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Parallel uploads (and reads for --verify).
+        #[arg(long, default_value_t = sync::DEFAULT_JOBS)]
+        jobs: usize,
+        /// Upload bandwidth limit per second, e.g. 10MiB (default: unlimited).
+        #[arg(long)]
+        bwlimit: Option<String>,
     },
     /// Forget snapshots by the retention policy (flags, or the stored policy) and reclaim
     /// their space. Never removes the current period or the newest sealed snapshot.
@@ -229,7 +236,8 @@ enum PolicyCmd {
 
 #[derive(Subcommand)]
 enum RemoteCmd {
-    /// Add a remote: file:///path (a mounted disk or NAS).
+    /// Add a remote: file:///path (a mounted disk or NAS), s3://bucket/prefix (credentials and
+    /// endpoint from the AWS_* variables) or rclone:REMOTE:path (any rclone remote).
     Add {
         name: String,
         url: String,
@@ -277,11 +285,32 @@ fn main() -> ExitCode {
 
 fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
     let repo = cli.repo.as_deref().ok_or_else(|| anyhow!("no vault given: use --repo DIR or set VAULT_REPO"))?;
+    if remote::is_remote_url(repo) {
+        if cli.cmd.writes() {
+            bail!(
+                "{repo} is a remote copy: it is written only by `vaultctl sync` from the vault it copies \
+                 (run this command on that vault; a remote URL can be read: snapshots, ls, cat, restore, check, drill)"
+            );
+        }
+        return Ok(remote::open_for_reading(repo, cache_dir(cli).as_deref())?);
+    }
     let path = repo.strip_prefix("file://").unwrap_or(repo);
     if path.contains("://") {
-        bail!("unsupported vault location {repo:?} (use a directory path or file:///path)");
+        bail!("unsupported vault location {repo:?} (use a directory, file:///path, s3://bucket/prefix or rclone:REMOTE:path)");
     }
     Ok(Arc::new(LocalStore::new(path)))
+}
+
+impl Cmd {
+    /// Commands that change the vault (refused on a remote URL, which only `sync` writes).
+    fn writes(&self) -> bool {
+        match self {
+            Cmd::Init { .. } | Cmd::Put { .. } | Cmd::Seal | Cmd::RebuildIndex | Cmd::Sync { .. } => true,
+            Cmd::Key { cmd } => !matches!(cmd, KeyCmd::List),
+            Cmd::Remote { cmd } => !matches!(cmd, RemoteCmd::List),
+            _ => false,
+        }
+    }
 }
 
 fn cache_dir(cli: &Cli) -> Option<PathBuf> {
@@ -754,12 +783,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Sync { name, verify, dry_run } => {
+        Cmd::Sync { name, verify, dry_run, jobs, bwlimit } => {
+            if *jobs == 0 {
+                bail!("--jobs must be at least 1");
+            }
+            let bwlimit = match bwlimit {
+                Some(b) => match parse_size(b).with_context(|| format!("--bwlimit {b}"))? {
+                    0 => bail!("--bwlimit must be more than 0"),
+                    n => Some(n),
+                },
+                None => None,
+            };
+            let o = sync::SyncOptions { jobs: *jobs, bwlimit };
             let v = open(&cli)?;
             let r = remote::find(&v, name)?;
             let dst = remote::open_store(&r.url)?;
             if *verify {
-                let rep = sync::verify(&*dst)?;
+                let rep = sync::verify(&*dst, &o)?;
                 for b in &rep.bad {
                     println!("damaged: {b}");
                 }
@@ -805,7 +845,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                 };
-                let rep = sync::sync(&v, &r, &*dst, &progress)?;
+                let rep = sync::sync(&v, &r, &*dst, &o, &progress)?;
                 if tty {
                     eprintln!();
                 }

@@ -5,8 +5,12 @@ use crate::crypto::Domain;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::remotes::{self, Remote};
 use crate::repo::Vault;
+use crate::store::cache::{PackCache, ReadOnly, DEFAULT_CACHE_BYTES};
 use crate::store::local::LocalStore;
+use crate::store::rclone::RcloneStore;
+use crate::store::s3::S3Store;
 use crate::store::{ObjKind, Store};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +60,16 @@ pub fn remove(v: &Vault, name: &str, lock_wait: Duration) -> Result<()> {
     save(v, &all)
 }
 
-/// The store behind a remote URL. `file:///path` (any mounted disk) is supported here.
+/// True for the URLs of remote stores (`s3://`, `rclone:`); `file://` and plain paths are
+/// local directories.
+pub fn is_remote_url(location: &str) -> bool {
+    location.starts_with("s3://") || location.starts_with("rclone:")
+}
+
+/// The store behind a remote URL: `file:///path` (any mounted disk), `s3://bucket/prefix`
+/// (S3-compatible, configured by the `AWS_*` variables) or `rclone:REMOTE:path`. S3 and rclone
+/// stores are checked for reachability here, so that a wrong bucket or a missing rclone is
+/// reported before any work starts.
 pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
@@ -64,8 +77,34 @@ pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
         }
         return Ok(Arc::new(LocalStore::new(path)));
     }
-    if url.starts_with("s3://") || url.starts_with("rclone:") {
-        return Err(Error::unsupported(format!("{url:?}: this build syncs to file:// remotes only")));
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(S3Store::open(url)?));
     }
-    Err(Error::invalid(format!("{url:?} is not a remote URL (use file:///path)")))
+    if url.starts_with("rclone:") {
+        return Ok(Arc::new(RcloneStore::open(url)?));
+    }
+    Err(Error::invalid(format!(
+        "{url:?} is not a remote URL (use file:///path, s3://bucket/prefix or rclone:REMOTE:path)"
+    )))
+}
+
+/// A remote vault opened directly (`--repo s3://...`, `vaultfs mount rclone:...`): read-only
+/// (a remote is written only by `sync`, from the vault it copies), with ranged pack reads
+/// served from a bounded local pack cache under `cache_dir` when there is one.
+pub fn open_for_reading(url: &str, cache_dir: Option<&Path>) -> Result<Arc<dyn Store>> {
+    let mut store = open_store(url)?;
+    if let Some(dir) = cache_dir {
+        let key = &blake3::hash(url.as_bytes()).to_hex()[..16];
+        let limit = match std::env::var("VAULT_PACK_CACHE_SIZE") {
+            Ok(v) if !v.is_empty() => {
+                crate::units::parse_size(&v).map_err(|e| Error::invalid(format!("VAULT_PACK_CACHE_SIZE={v:?}: {e}")))?
+            }
+            _ => DEFAULT_CACHE_BYTES,
+        };
+        store = Arc::new(PackCache::new(store, dir.join(format!("remote-packs-{key}")), limit));
+    }
+    Ok(Arc::new(ReadOnly::new(
+        store,
+        format!("{url} is a remote copy, written only by `vaultctl sync` from the vault it copies"),
+    )))
 }

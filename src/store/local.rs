@@ -62,7 +62,7 @@ fn poisoned<T>(_: T) -> Error {
 
 /// Names are what the engine makes (hex ids, "config"); anything else is refused so that no
 /// name can escape the vault directory.
-fn check_name(kind: ObjKind, name: &str) -> Result<()> {
+pub(crate) fn check_name(kind: ObjKind, name: &str) -> Result<()> {
     let ok = match kind {
         ObjKind::Config => super::CONFIG_NAMES.contains(&name),
         _ => {

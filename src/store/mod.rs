@@ -9,12 +9,17 @@
 //! new one, never a prefix; a crash after `put` returned keeps the object). `list` never shows
 //! an object that a concurrent `put` has not finished.
 
+pub mod cache;
 pub mod fault;
 pub mod local;
 pub mod memory;
+pub mod rclone;
+pub mod s3;
 
-#[cfg(test)]
-mod conformance;
+/// The shared backend tests; public so that the integration tests can run them against
+/// servers they start (S3, rclone).
+#[doc(hidden)]
+pub mod conformance;
 
 use crate::error::Result;
 use std::path::Path;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use vault::crypto::Secret;
 use vault::repo::{OpenOptions, Vault};
 use vault::store::local::LocalStore;
+use vault::store::Store;
 
 #[derive(Parser)]
 #[command(name = "vaultfs", version, about = "Mount a vault: today's backup as a directory, with the past beside it")]
@@ -28,7 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Unlock and mount VAULT (a directory or file:///path) at MOUNTPOINT.
+    /// Unlock and mount VAULT (a directory or file:///path) at MOUNTPOINT; a remote copy
+    /// (s3://bucket/prefix, rclone:REMOTE:path) is mounted read-only.
     Mount(MountArgs),
 }
 
@@ -76,12 +78,19 @@ fn cache_dir(a: &MountArgs) -> Option<PathBuf> {
     a.cache_dir.clone().or_else(vault::repo::default_cache_dir)
 }
 
-fn vault_dir(a: &MountArgs) -> anyhow::Result<PathBuf> {
+/// The local vault directory, or `None` for a remote URL.
+fn vault_dir(a: &MountArgs) -> anyhow::Result<Option<PathBuf>> {
+    if vault::commands::remote::is_remote_url(&a.vault) {
+        return Ok(None);
+    }
     let p = a.vault.strip_prefix("file://").unwrap_or(&a.vault);
     if p.contains("://") {
-        bail!("unsupported vault location {:?} (use a directory path or file:///path)", a.vault);
+        bail!(
+            "unsupported vault location {:?} (use a directory, file:///path, s3://bucket/prefix or rclone:REMOTE:path)",
+            a.vault
+        );
     }
-    Ok(PathBuf::from(p))
+    Ok(Some(PathBuf::from(p)))
 }
 
 /// The secret as given by the environment or a prompt (the daemon gets it on stdin).
@@ -131,11 +140,15 @@ fn to_secret(kind: &str, value: &str) -> anyhow::Result<Secret> {
     })
 }
 
-fn mount(a: MountArgs) -> anyhow::Result<()> {
+fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     let vdir = vault_dir(&a)?;
+    // A remote copy is written only by `vaultctl sync`: its mount is read-only.
+    if vdir.is_none() {
+        a.read_only = true;
+    }
     let cache = cache_dir(&a);
     let daemon_child = std::env::var_os("VAULTFS_DAEMON").is_some();
-    mountpoint::prepare(&a.mountpoint, &vdir, cache.as_deref())?;
+    mountpoint::prepare(&a.mountpoint, vdir.as_deref(), cache.as_deref())?;
     let (kind, value) = if daemon_child {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).context("reading the secret from the parent")?;
@@ -145,7 +158,10 @@ fn mount(a: MountArgs) -> anyhow::Result<()> {
         read_secret()?
     };
     let secret = to_secret(&kind, &value)?;
-    let store = Arc::new(LocalStore::new(&vdir));
+    let store: Arc<dyn Store> = match &vdir {
+        Some(d) => Arc::new(LocalStore::new(d)),
+        None => vault::commands::remote::open_for_reading(&a.vault, cache.as_deref())?,
+    };
     let open = OpenOptions { cache_dir: cache.clone() };
 
     if !a.foreground && !daemon_child {
@@ -178,7 +194,13 @@ fn mount(a: MountArgs) -> anyhow::Result<()> {
         .with_context(|| format!("mounting at {}", a.mountpoint.display()))?;
     let unmounter = session.unmount_callable();
     spawn_signal_thread(fs, unmounter, a.mountpoint.clone());
-    log(&format!("mounted {} at {} (period {})", vdir.display(), a.mountpoint.display(), v.clock().current()));
+    log(&format!(
+        "mounted {} at {}{} (period {})",
+        v.store().describe(),
+        a.mountpoint.display(),
+        if a.read_only { " read-only" } else { "" },
+        v.clock().current()
+    ));
     if daemon_child {
         // Tell the parent we are ready, then let go of its pipe.
         let mut out = std::io::stdout();

@@ -14,7 +14,7 @@ fn overlaps(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-pub fn prepare(mnt: &Path, vault: &Path, cache: Option<&Path>) -> anyhow::Result<()> {
+pub fn prepare(mnt: &Path, vault: Option<&Path>, cache: Option<&Path>) -> anyhow::Result<()> {
     match std::fs::metadata(mnt) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             crate::log(&format!("{} is a stale mount of a dead daemon; cleaning it up", mnt.display()));
@@ -31,9 +31,11 @@ pub fn prepare(mnt: &Path, vault: &Path, cache: Option<&Path>) -> anyhow::Result
     if is_mounted(mnt) {
         bail!("{} is already a mount point (unmount it first)", mnt.display());
     }
-    let (m, v) = (canon(mnt), canon(vault));
-    if overlaps(&m, &v) {
-        bail!("the mountpoint {} and the vault {} overlap; mount somewhere else", m.display(), v.display());
+    let m = canon(mnt);
+    if let Some(v) = vault.map(canon) {
+        if overlaps(&m, &v) {
+            bail!("the mountpoint {} and the vault {} overlap; mount somewhere else", m.display(), v.display());
+        }
     }
     if let Some(c) = cache {
         let c = canon(c);
