@@ -152,3 +152,25 @@ fn jobs_and_bandwidth_limit_are_honoured() {
     let err = e.fails(&["sync", "slow", "--jobs", "0"], 1);
     assert!(err.contains("--jobs"), "{err}");
 }
+
+#[test]
+fn an_offsite_copy_is_written_only_by_sync_until_it_becomes_a_vault_of_its_own() {
+    let e = Env::new();
+    e.init();
+    e.put_bytes("a", b"first");
+    let remote = e.path("offsite");
+    e.ok(&["remote", "add", "offsite", &format!("file://{}", remote.display())]);
+    e.ok(&["sync", "offsite"]);
+    let r = remote_env(&e, &remote);
+    let f = e.path("more");
+    std::fs::write(&f, b"more").unwrap();
+    for args in [vec!["put", "b", f.to_str().unwrap()], vec!["prune", "--keep-last", "1"], vec!["seal"]] {
+        let err = r.fails(&args, 1);
+        assert!(err.contains("offsite copy"), "{args:?}: {err}");
+    }
+    // Reading works; after the manifest is removed (disaster recovery), it is a vault.
+    assert_eq!(r.cat("current/a"), b"first");
+    std::fs::remove_file(remote.join("manifest")).unwrap();
+    r.ok(&["put", "b", f.to_str().unwrap()]);
+    assert_eq!(r.cat("current/b"), b"more");
+}

@@ -21,7 +21,7 @@ use vault::format::config::PeriodKind;
 use vault::format::policy::Policy;
 use vault::format::tree::{FileState, NodeKind};
 use vault::repo::{InitOptions, OpenOptions, Vault};
-use vault::store::{local::LocalStore, Store};
+use vault::store::{local::LocalStore, ObjKind, Store};
 use vault::units::{human, parse_size};
 use vault::ErrorKind;
 
@@ -298,7 +298,15 @@ fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
     if path.contains("://") {
         bail!("unsupported vault location {repo:?} (use a directory, file:///path, s3://bucket/prefix or rclone:REMOTE:path)");
     }
-    Ok(Arc::new(LocalStore::new(path)))
+    let store = LocalStore::new(path);
+    if cli.cmd.writes() && !matches!(cli.cmd, Cmd::Init { .. }) && store.size(ObjKind::Config, "manifest").is_ok() {
+        bail!(
+            "{path} is an offsite copy (it has a sync manifest): it is written only by `vaultctl sync`, or it \
+             would disagree with its manifest. To make it a vault of its own (disaster recovery), copy it and \
+             delete the copy's `manifest` file first"
+        );
+    }
+    Ok(Arc::new(store))
 }
 
 impl Cmd {
@@ -308,6 +316,9 @@ impl Cmd {
             Cmd::Init { .. } | Cmd::Put { .. } | Cmd::Seal | Cmd::RebuildIndex | Cmd::Sync { .. } => true,
             Cmd::Key { cmd } => !matches!(cmd, KeyCmd::List),
             Cmd::Remote { cmd } => !matches!(cmd, RemoteCmd::List),
+            Cmd::Prune { dry_run, .. } => !dry_run,
+            Cmd::Policy { cmd } => !matches!(cmd, PolicyCmd::Show),
+            Cmd::Run { .. } | Cmd::Mark { .. } => true,
             _ => false,
         }
     }

@@ -146,6 +146,16 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     if vdir.is_none() {
         a.read_only = true;
     }
+    // So is an offsite copy on a local disk (it has a sync manifest).
+    if vdir.as_ref().is_some_and(|d| d.join("manifest").exists()) && !a.read_only {
+        if !a.foreground && std::env::var_os("VAULTFS_DAEMON").is_none() {
+            eprintln!(
+                "vaultfs: {} is an offsite copy (written only by `vaultctl sync`): mounting it read-only",
+                a.vault
+            );
+        }
+        a.read_only = true;
+    }
     let cache = cache_dir(&a);
     let daemon_child = std::env::var_os("VAULTFS_DAEMON").is_some();
     mountpoint::prepare(&a.mountpoint, vdir.as_deref(), cache.as_deref())?;
