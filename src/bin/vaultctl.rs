@@ -14,6 +14,7 @@ use vault::commands::{browse, check, drill, keys, put, rebuild_index, remote, re
 use vault::crypto::Secret;
 use vault::format::config::PeriodKind;
 use vault::format::tree::{FileState, NodeKind};
+use vault::mongo::restore::{RestoreOptions, Restorer};
 use vault::repo::{InitOptions, OpenOptions, Vault};
 use vault::store::{local::LocalStore, Store};
 use vault::units::{human, parse_size};
@@ -98,6 +99,19 @@ enum Cmd {
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also restore every mongodump archive into a scratch database on this server
+        /// (mongodb://...) and compare the counts per collection.
+        #[arg(long, value_name = "URI", requires = "restore_db")]
+        mongo_uri: Option<String>,
+        /// The scratch database: must not exist (see --drop-existing); dropped at the end.
+        #[arg(long, value_name = "NAME", requires = "mongo_uri")]
+        restore_db: Option<String>,
+        /// Keep the scratch database after the drill.
+        #[arg(long, requires = "mongo_uri")]
+        keep: bool,
+        /// Drop the scratch database first if it exists.
+        #[arg(long, requires = "mongo_uri")]
+        drop_existing: bool,
     },
     /// Newest backup and its age, current period, last sync per remote, last drill. Exits 6
     /// when the newest backup is older than --max-age (for monitoring).
@@ -445,10 +459,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Drill { snapshot, json } => {
+        Cmd::Drill { snapshot, json, mongo_uri, restore_db, keep, drop_existing } => {
             let v = open(&cli)?;
-            let rep = drill::drill(&v, snapshot)?;
-            if let Err(e) = drill::log(&v, &rep) {
+            // Connect first: an unreachable server or an existing scratch database stops the
+            // drill before anything is read (exit 1), and is not a failed drill.
+            let mut restorer = match (mongo_uri, restore_db) {
+                (Some(uri), Some(db)) => {
+                    let mut o = RestoreOptions::new(uri, db);
+                    o.keep = *keep;
+                    o.drop_existing = *drop_existing;
+                    Some(Restorer::connect(o)?)
+                }
+                _ => None,
+            };
+            let mut rep = drill::drill_with(&v, snapshot, restorer.as_mut())?;
+            if let Some(r) = restorer {
+                let what = format!("{} on {}", r.database(), r.server());
+                match r.close() {
+                    Ok(true) => eprintln!("dropped the scratch database {what}"),
+                    Ok(false) => eprintln!("kept the scratch database {what}"),
+                    Err(e) => {
+                        rep.errors.push(format!("restore: {e}"));
+                        rep.ok = false;
+                    }
+                }
+            }
+            let logged = drill::log(&v, &rep);
+            if let Err(e) = logged {
                 eprintln!("warning: could not append to the drill log: {e}");
             }
             if *json {
@@ -461,13 +498,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     human(rep.bytes_read),
                     rep.archives
                 );
-                for c in &rep.collections {
-                    println!("  {:40} {:>10} docs  CRC {}", c.ns, c.docs, if c.crc_ok { "ok" } else { "MISMATCH" });
+                if let Some(r) = &rep.restore {
+                    println!("  restored into:   {} on {}", r.database, r.server);
                 }
-                println!(
-                    "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s)",
-                    rep.rto_seconds, rep.fetch_decrypt_seconds, rep.parse_seconds
-                );
+                for c in &rep.collections {
+                    let restored = match (&c.restored_to, c.restored, &c.note) {
+                        (Some(_), Some(n), _) => {
+                            format!("  restored {n:>10}{}", if n == c.docs { "" } else { "  MISMATCH" })
+                        }
+                        (Some(_), None, _) => "  restored          ?  MISMATCH".to_string(),
+                        (None, _, Some(note)) if rep.restore.is_some() => format!("  ({note})"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "  {:40} {:>10} docs  CRC {}{restored}",
+                        c.ns,
+                        c.docs,
+                        if c.crc_ok { "ok" } else { "MISMATCH" }
+                    );
+                }
+                match &rep.restore {
+                    Some(r) => {
+                        println!(
+                            "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s, insert {:.2} s, verify {:.2} s)",
+                            rep.rto_seconds,
+                            rep.fetch_decrypt_seconds,
+                            rep.parse_seconds,
+                            rep.insert_seconds,
+                            rep.verify_seconds
+                        );
+                        println!(
+                            "  restored:        {} documents, {:.0} documents/s",
+                            r.documents,
+                            r.documents as f64 / rep.rto_seconds.max(1e-9)
+                        );
+                    }
+                    None => println!(
+                        "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s)",
+                        rep.rto_seconds, rep.fetch_decrypt_seconds, rep.parse_seconds
+                    ),
+                }
                 println!("  RPO:             {:.0} s (age of the snapshot's newest write)", rep.rpo_seconds);
                 for e in &rep.errors {
                     println!("  error: {e}");
