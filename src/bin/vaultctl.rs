@@ -187,8 +187,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// When `repo` is not a path or URL but may name a remote of the vault given by VAULT_REPO
+/// (letters, digits, '-', '_'; no such file here), the URL of that vault.
+fn home_of_remote_name(repo: &str) -> Option<String> {
+    let is_name = !repo.is_empty()
+        && repo.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !std::path::Path::new(repo).exists();
+    let home = std::env::var("VAULT_REPO").ok().filter(|h| is_name && !h.is_empty() && h != repo)?;
+    if home.contains("://") || home.starts_with("rclone:") {
+        return Some(home);
+    }
+    Some(format!("file://{}", std::path::absolute(&home).ok()?.display()))
+}
+
+/// `--repo NAME`, when NAME is a remote of the vault given by VAULT_REPO: that remote's URL,
+/// read from the vault, so that the command works on the remote's copy alone (opening it
+/// needs only the key). Anything else, and the location given to `init`, is returned as it is.
+fn remote_by_name(cli: &Cli, repo: &str) -> anyhow::Result<String> {
+    let home = home_of_remote_name(repo).filter(|_| !matches!(cli.cmd, Cmd::Init { .. }));
+    let Some(home) = home else { return Ok(repo.to_string()) };
+    let v = Vault::open(
+        remote::open_store(&home)?,
+        &read_secret("VAULT_", false)?,
+        &OpenOptions { cache_dir: cache_dir(cli) },
+    )
+    .with_context(|| format!("--repo {repo}: opening the vault {home} (VAULT_REPO) to look up its remote {repo:?}"))?;
+    Ok(remote::find(&v, repo)
+        .with_context(|| format!("--repo {repo}: not a directory or URL, nor a remote of {home}"))?
+        .url)
+}
+
 fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
     let repo = cli.repo.as_deref().ok_or_else(|| anyhow!("no vault given: use --repo DIR or set VAULT_REPO"))?;
+    let repo = &remote_by_name(cli, repo)?;
     let path = repo.strip_prefix("file://").unwrap_or(repo);
     if path.contains("://") {
         bail!("unsupported vault location {repo:?} (use a directory path or file:///path)");
@@ -484,9 +515,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            let logged = drill::log(&v, &rep);
+            // A drill of a remote named by --repo is logged in the vault that names it: `status`
+            // shows it there, and the next sync carries it to every copy under its manifest.
+            let logged = match cli.repo.as_deref().and_then(home_of_remote_name) {
+                Some(home) => {
+                    drop(v);
+                    remote::open_store(&home).map_err(anyhow::Error::from).and_then(|s| {
+                        let h = Vault::open(
+                            s,
+                            &read_secret("VAULT_", false)?,
+                            &OpenOptions { cache_dir: cache_dir(&cli) },
+                        )?;
+                        Ok(drill::log(&h, &rep)?)
+                    })
+                }
+                None => drill::log(&v, &rep).map_err(anyhow::Error::from),
+            };
             if let Err(e) = logged {
-                eprintln!("warning: could not append to the drill log: {e}");
+                eprintln!("warning: could not append to the drill log: {e:#}");
             }
             if *json {
                 println!("{}", rep.to_json());
