@@ -235,7 +235,7 @@ pub fn drill_with(v: &Vault, spec: &str, mut restore: Option<&mut Restorer>) -> 
             Ok(None) => {}
             Err(e) => {
                 rep.errors.push(format!("{label}: {e}"));
-                if !placements.is_empty() {
+                if placements.values().any(|p| p.target.is_some()) {
                     rep.errors.push(format!("{label}: the restore of this archive is incomplete"));
                 }
             }
