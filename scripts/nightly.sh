@@ -54,8 +54,15 @@ if [ -n "${VAULT_REMOTE:-}" ]; then
 fi
 
 if [ "$(date +%d)" = "$VAULT_DRILL_DAY" ]; then
-  say "restore drill of the newest sealed snapshot"
-  "$VAULTCTL" drill
+  drill=("$VAULTCTL")
+  # VAULT_DRILL_REPO=offsite drills the remote's copy alone (a remote name, path or URL).
+  [ -n "${VAULT_DRILL_REPO:-}" ] && drill+=(--repo "$VAULT_DRILL_REPO")
+  drill+=(drill)
+  if [ -n "${VAULT_DRILL_MONGODB_URI:-}" ]; then
+    drill+=(--mongo-uri "$VAULT_DRILL_MONGODB_URI" --restore-db "${VAULT_DRILL_DB:-vault_drill_restore}")
+  fi
+  say "restore drill of the newest sealed snapshot${VAULT_DRILL_REPO:+ from $VAULT_DRILL_REPO}${VAULT_DRILL_MONGODB_URI:+, restored into ${VAULT_DRILL_DB:-vault_drill_restore}}"
+  "${drill[@]}"
 fi
 
 "$VAULTCTL" status --max-age-hours "$VAULT_MAX_AGE_HOURS"

@@ -20,6 +20,7 @@ use vault::crypto::Secret;
 use vault::format::config::PeriodKind;
 use vault::format::policy::Policy;
 use vault::format::tree::{FileState, NodeKind};
+use vault::mongo::restore::{RestoreOptions, Restorer};
 use vault::repo::{InitOptions, OpenOptions, Vault};
 use vault::store::{local::LocalStore, ObjKind, Store};
 use vault::units::{human, parse_size};
@@ -106,6 +107,19 @@ enum Cmd {
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also restore every mongodump archive into a scratch database on this server
+        /// (mongodb://...) and compare the counts per collection.
+        #[arg(long, value_name = "URI", requires = "restore_db")]
+        mongo_uri: Option<String>,
+        /// The scratch database: must not exist (see --drop-existing); dropped at the end.
+        #[arg(long, value_name = "NAME", requires = "mongo_uri")]
+        restore_db: Option<String>,
+        /// Keep the scratch database after the drill.
+        #[arg(long, requires = "mongo_uri")]
+        keep: bool,
+        /// Drop the scratch database first if it exists.
+        #[arg(long, requires = "mongo_uri")]
+        drop_existing: bool,
     },
     /// Newest backup and its age, current period, last sync per remote, last drill, last job.
     /// Exits 6 when the newest backup is older than --max-age-hours, 7 when the last backup
@@ -283,8 +297,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// When `repo` is not a path or URL but may name a remote of the vault given by VAULT_REPO
+/// (letters, digits, '-', '_'; no such file here), the URL of that vault.
+fn home_of_remote_name(repo: &str) -> Option<String> {
+    let is_name = !repo.is_empty()
+        && repo.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !std::path::Path::new(repo).exists();
+    let home = std::env::var("VAULT_REPO").ok().filter(|h| is_name && !h.is_empty() && h != repo)?;
+    if home.contains("://") || home.starts_with("rclone:") {
+        return Some(home);
+    }
+    Some(format!("file://{}", std::path::absolute(&home).ok()?.display()))
+}
+
+/// `--repo NAME`, when NAME is a remote of the vault given by VAULT_REPO: that remote's URL,
+/// read from the vault, so that the command works on the remote's copy alone (opening it
+/// needs only the key). Anything else, and the location given to `init`, is returned as it is.
+fn remote_by_name(cli: &Cli, repo: &str) -> anyhow::Result<String> {
+    let home = home_of_remote_name(repo).filter(|_| !matches!(cli.cmd, Cmd::Init { .. }));
+    let Some(home) = home else { return Ok(repo.to_string()) };
+    let v = Vault::open(
+        remote::open_store(&home)?,
+        &read_secret("VAULT_", false)?,
+        &OpenOptions { cache_dir: cache_dir(cli) },
+    )
+    .with_context(|| format!("--repo {repo}: opening the vault {home} (VAULT_REPO) to look up its remote {repo:?}"))?;
+    Ok(remote::find(&v, repo)
+        .with_context(|| format!("--repo {repo}: not a directory or URL, nor a remote of {home}"))?
+        .url)
+}
+
 fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
     let repo = cli.repo.as_deref().ok_or_else(|| anyhow!("no vault given: use --repo DIR or set VAULT_REPO"))?;
+    let repo = &remote_by_name(cli, repo)?;
     if remote::is_remote_url(repo) {
         if cli.cmd.writes() {
             bail!(
@@ -616,11 +661,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Drill { snapshot, json } => {
+        Cmd::Drill { snapshot, json, mongo_uri, restore_db, keep, drop_existing } => {
             let v = open(&cli)?;
-            let rep = drill::drill(&v, snapshot)?;
-            if let Err(e) = drill::log(&v, &rep) {
-                eprintln!("warning: could not append to the drill log: {e}");
+            // Connect first: an unreachable server or an existing scratch database stops the
+            // drill before anything is read (exit 1), and is not a failed drill.
+            let mut restorer = match (mongo_uri, restore_db) {
+                (Some(uri), Some(db)) => {
+                    let mut o = RestoreOptions::new(uri, db);
+                    o.keep = *keep;
+                    o.drop_existing = *drop_existing;
+                    Some(Restorer::connect(o)?)
+                }
+                _ => None,
+            };
+            let mut rep = drill::drill_with(&v, snapshot, restorer.as_mut())?;
+            if let Some(r) = restorer {
+                let what = format!("{} on {}", r.database(), r.server());
+                match r.close() {
+                    Ok(true) => eprintln!("dropped the scratch database {what}"),
+                    Ok(false) => eprintln!("kept the scratch database {what}"),
+                    Err(e) => {
+                        rep.errors.push(format!("restore: {e}"));
+                        rep.ok = false;
+                    }
+                }
+            }
+            // A drill of a remote named by --repo is logged in the vault that names it: `status`
+            // shows it there, and the next sync carries it to every copy under its manifest.
+            let logged = match cli.repo.as_deref().and_then(home_of_remote_name) {
+                Some(home) => {
+                    drop(v);
+                    remote::open_store(&home).map_err(anyhow::Error::from).and_then(|s| {
+                        let h = Vault::open(
+                            s,
+                            &read_secret("VAULT_", false)?,
+                            &OpenOptions { cache_dir: cache_dir(&cli) },
+                        )?;
+                        Ok(drill::log(&h, &rep)?)
+                    })
+                }
+                None => drill::log(&v, &rep).map_err(anyhow::Error::from),
+            };
+            if let Err(e) = logged {
+                eprintln!("warning: could not append to the drill log: {e:#}");
             }
             if *json {
                 println!("{}", rep.to_json());
@@ -632,13 +715,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     human(rep.bytes_read),
                     rep.archives
                 );
-                for c in &rep.collections {
-                    println!("  {:40} {:>10} docs  CRC {}", c.ns, c.docs, if c.crc_ok { "ok" } else { "MISMATCH" });
+                if let Some(r) = &rep.restore {
+                    println!("  restored into:   {} on {}", r.database, r.server);
                 }
-                println!(
-                    "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s)",
-                    rep.rto_seconds, rep.fetch_decrypt_seconds, rep.parse_seconds
-                );
+                for c in &rep.collections {
+                    let restored = match (&c.restored_to, c.restored, &c.note) {
+                        (Some(_), Some(n), _) => {
+                            format!("  restored {n:>10}{}", if n == c.docs { "" } else { "  MISMATCH" })
+                        }
+                        (Some(_), None, _) => "  restored          ?  MISMATCH".to_string(),
+                        (None, _, Some(note)) if rep.restore.is_some() => format!("  ({note})"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "  {:40} {:>10} docs  CRC {}{restored}",
+                        c.ns,
+                        c.docs,
+                        if c.crc_ok { "ok" } else { "MISMATCH" }
+                    );
+                }
+                match &rep.restore {
+                    Some(r) => {
+                        println!(
+                            "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s, insert {:.2} s, verify {:.2} s)",
+                            rep.rto_seconds,
+                            rep.fetch_decrypt_seconds,
+                            rep.parse_seconds,
+                            rep.insert_seconds,
+                            rep.verify_seconds
+                        );
+                        println!(
+                            "  restored:        {} documents, {:.0} documents/s",
+                            r.documents,
+                            r.documents as f64 / rep.rto_seconds.max(1e-9)
+                        );
+                    }
+                    None => println!(
+                        "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s)",
+                        rep.rto_seconds, rep.fetch_decrypt_seconds, rep.parse_seconds
+                    ),
+                }
                 println!("  RPO:             {:.0} s (age of the snapshot's newest write)", rep.rpo_seconds);
                 for e in &rep.errors {
                     println!("  error: {e}");

@@ -149,6 +149,19 @@ pub fn is_archive(first_bytes: &[u8]) -> bool {
 /// and with `metadata_json_ok == false` for unparseable metadata. Reader failures are
 /// [`Error::io`]. Never holds more than one document (at most [`MAX_DOC`] bytes) at a time.
 pub fn verify<R: Read>(r: R, on_doc: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<ArchiveReport> {
+    verify_with(r, &mut |_| Ok(()), on_doc)
+}
+
+/// [`verify`], and `on_prelude(namespaces)` once the prelude has been read, before the first
+/// body document: one entry per prelude namespace (its `ns`, `db`, `collection` and `kind`
+/// as the prelude names them; counts and CRCs are still zero). A consumer that restores the
+/// data decides there where each namespace goes. An error from `on_prelude` stops
+/// verification and is returned as it is.
+pub fn verify_with<R: Read>(
+    r: R,
+    on_prelude: &mut dyn FnMut(&[NamespaceReport]) -> Result<()>,
+    on_doc: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+) -> Result<ArchiveReport> {
     let mut input = BufReader::with_capacity(1 << 20, r);
     let mut head = [0u8; 4];
     let n = fill(&mut input, &mut head).map_err(|e| Error::io("reading mongodump archive at byte 0", e))?;
@@ -156,11 +169,11 @@ pub fn verify<R: Read>(r: R, on_doc: &mut dyn FnMut(&str, &[u8]) -> Result<()>) 
     if head.starts_with(&GZIP_MAGIC) {
         // The bytes already read go back in front of the rest of the stream.
         let source = Source::new(MultiGzDecoder::new(head.chain(input)), true);
-        run(source, true, on_doc)
+        run(source, true, on_prelude, on_doc)
     } else if head == MAGIC {
         let mut source = Source::new(input, false);
         source.pos = 4;
-        run(source, false, on_doc)
+        run(source, false, on_prelude, on_doc)
     } else if n == 0 {
         Err(Error::corrupt("mongodump archive: the stream is empty"))
     } else if n < MAGIC.len() && (MAGIC.starts_with(head) || GZIP_MAGIC.starts_with(head)) {
@@ -357,6 +370,7 @@ impl State {
 fn run<S: Read>(
     mut src: Source<S>,
     read_magic: bool,
+    on_prelude: &mut dyn FnMut(&[NamespaceReport]) -> Result<()>,
     on_doc: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
 ) -> Result<ArchiveReport> {
     let c = src.compressed;
@@ -428,6 +442,8 @@ fn run<S: Read>(
             Item::End => return Err(bad(c, src.pos, "stream ends inside the prelude (truncated archive)")),
         }
     }
+    let prelude: Vec<NamespaceReport> = st.entries.iter().map(|e| e.report.clone()).collect();
+    on_prelude(&prelude)?;
 
     // Body: segments and EOF blocks until a clean end of stream.
     let mut block = Block::Start;
