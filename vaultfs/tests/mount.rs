@@ -674,3 +674,28 @@ fn a_failed_job_writing_into_the_mount_is_marked_failed() {
     assert!(ls.lines().any(|l| l.contains("today") && l.contains("[failed]")), "{ls}");
     assert!(ls.contains("after"), "{ls}");
 }
+
+#[test]
+fn an_offsite_copy_mounts_read_only_and_reads_back() {
+    let mut m = Mount::new();
+    let input = m._dir.path().join("input");
+    let mut b = vec![0u8; 5 << 20];
+    Gen(77).fill(&mut b);
+    fs::write(&input, &b).unwrap();
+    m.vaultctl(None, &["put", "today", input.to_str().unwrap()]);
+    let copy = m._dir.path().join("copy");
+    m.vaultctl(None, &["remote", "add", "usb", &format!("file://{}", copy.display())]);
+    m.vaultctl(None, &["sync", "usb"]);
+    // Mount the copy (a sync target: read-only without asking) and read it back.
+    m.vault = copy;
+    m.mount();
+    let period = m.first_period();
+    assert_eq!(fs::read(m.p(&format!("{period}/today"))).unwrap(), b);
+    let err = fs::write(m.p(&format!("{period}/new")), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_erofs()), "{err}");
+    m.unmount();
+}
+
+fn libc_erofs() -> i32 {
+    30
+}
