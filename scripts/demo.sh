@@ -2,7 +2,9 @@
 # The main job end to end on an embedded default: a local vault directory, a generated
 # database dump series stored one day at a time (dated with faketime, the vault's own clock
 # names the periods) with `vaultctl put` and then through the vaultfs mount, then snapshots,
-# a restore check, an integrity check and the stats.
+# a restore check, an integrity check, the stats, retention (prune), an offsite copy in a local
+# directory, a restore drill from that copy alone (into a scratch MongoDB-compatible database
+# when the test venv has one), and the status.
 #
 #   bash scripts/demo.sh            # work dir: ./demo (kept, so you can look around)
 #   DEMO_DIR=/tmp/x DEMO_DOCS=200000 bash scripts/demo.sh
@@ -76,6 +78,36 @@ step "vaultctl check --read-data"
 
 step "vaultctl stats"
 "$BIN/vaultctl" stats
+
+last=$(printf '2026-11-%02d' "$DAYS")
+step "retention: vaultctl policy set --keep-daily 2, then prune (dry run first)"
+faketime "$last 23:30:00" "$BIN/vaultctl" policy set --keep-daily 2
+faketime "$last 23:30:00" "$BIN/vaultctl" prune --dry-run
+faketime "$last 23:30:00" "$BIN/vaultctl" prune
+
+step "offsite: vaultctl remote add offsite file://$DEMO_DIR/offsite; sync; sync --verify"
+"$BIN/vaultctl" remote add offsite "file://$DEMO_DIR/offsite"
+"$BIN/vaultctl" sync offsite
+"$BIN/vaultctl" sync offsite --verify
+
+MONGO_ARGS=()
+SECANTUS="$PWD/.venv/bin/secantusd-py"
+if [ -x "$SECANTUS" ]; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$SECANTUS" --host 127.0.0.1 --port "$port" --storage-path :memory: --standalone > "$DEMO_DIR/secantus.log" 2>&1 &
+  SECANTUS_PID=$!
+  trap 'kill $SECANTUS_PID 2>/dev/null || true; fusermount3 -uz "${MNT:-/nonexistent}" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.2
+  done
+  MONGO_ARGS=(--mongo-uri "mongodb://127.0.0.1:$port" --restore-db demo_restore_test)
+fi
+step "restore drill from the offsite copy alone${MONGO_ARGS:+, restored into a scratch MongoDB-compatible database}"
+VAULT_CACHE_DIR="$DEMO_DIR/cache-drill" "$BIN/vaultctl" --repo offsite drill "${MONGO_ARGS[@]}"
+
+step "vaultctl status (the dates are simulated, so the age check is relaxed here)"
+"$BIN/vaultctl" status --max-age-hours 100000
 
 step "the vault directory holds only opaque names"
 find "$VAULT_REPO" -maxdepth 2 | sed "s|$DEMO_DIR/||" | head -12
