@@ -11,7 +11,12 @@
 //! file records it complete; fsync, or a close by another process (a forked copy of the
 //! descriptor), records it incomplete until the last close. After a crash an incomplete file
 //! appears as `NAME.incomplete`, never under its real name.
-//! Directory operations are committed with the next commit, `fsyncdir`, or unmount.
+//! Directory operations are committed at once when no file is open for writing, otherwise with
+//! the next commit, `fsyncdir`, or unmount.
+//!
+//! Locking: a writable mount holds `mount.lock` for its life, and the vault's writer lock only
+//! from the first change until everything is committed and no file is open for writing; on
+//! taking it again it reloads what other writers (put, run, prune) committed meanwhile.
 //!
 //! Period rollover: every call first checks the vault clock. When the period has changed, the
 //! root shows the new period; the old one is committed and sealed as soon as no file is open
@@ -167,8 +172,9 @@ fn validate_name(name: &[u8]) -> Result<()> {
 }
 
 impl VaultFs {
-    /// Opens the file model over a vault. With `writable`, takes the writer lock for the
-    /// life of the mount, seals ended periods and loads the current period's tree.
+    /// Opens the file model over a vault. With `writable`, takes `mount.lock` for the life of
+    /// the mount, seals ended periods (under the writer lock, given back before returning) and
+    /// loads the current period's tree.
     pub fn new(v: &'static Vault, writable: bool, uid: u32, gid: u32) -> Result<Self> {
         let mount_lock = if writable {
             Some(crate::repo::lock::VaultLock::exclusive_named(
@@ -751,22 +757,7 @@ impl VaultFs {
         }
     }
 
-    /// Reads through an open handle (uses its read-ahead for sealed files).
-    pub fn read_fh(&mut self, fh: u64, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
-        match self.read_fh_once(fh, ino, off, len) {
-            Err(e) if e.kind() == ErrorKind::NotFound && self.nodes.contains_key(&ino) => {
-                // A prune may have moved the blobs to new packs: reload the index, read again.
-                self.v.sync_index()?;
-                let reader = self.make_reader(ino)?;
-                if let Some(h) = self.handles.get_mut(&fh) {
-                    h.reader = reader;
-                }
-                self.read_fh_once(fh, ino, off, len)
-            }
-            r => r,
-        }
-    }
-
+    /// The chunk table and read-ahead of a handle that reads a committed file.
     fn make_reader(&self, ino: Ino) -> Result<Option<(crate::repo::FileReader<'static>, u64)>> {
         Ok(match self.nodes.get(&ino) {
             Some(Inode::Sealed { node }) => Some((self.v.file_reader(node)?, 0)),
@@ -777,7 +768,9 @@ impl VaultFs {
         })
     }
 
-    fn read_fh_once(&mut self, fh: u64, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
+    /// Reads through an open handle (uses its read-ahead for sealed files). Blobs that a prune
+    /// moved meanwhile are found again by `Vault::read_blob`.
+    pub fn read_fh(&mut self, fh: u64, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
         if let Some(Handle { reader: Some((r, generation)), .. }) = self.handles.get(&fh) {
             let valid = match self.nodes.get(&ino) {
                 Some(Inode::Live(LiveNode { body: Body::File(f), .. })) => {
