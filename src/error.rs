@@ -57,6 +57,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+    /// A copy of the kind and message (without the source), to report one failure twice.
+    pub fn clone_shallow(&self) -> Self {
+        Error { kind: self.kind, msg: self.msg.clone(), source: None }
+    }
     pub fn corrupt(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Corrupt, msg)
     }

@@ -19,6 +19,5 @@ pub mod period;
 pub mod repo;
 pub mod store;
 pub mod units;
-pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};

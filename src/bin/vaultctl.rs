@@ -1075,7 +1075,12 @@ fn state_name(s: FileState) -> &'static str {
 fn run_job(cli: &Cli, command: &[OsString], lock_wait: Duration) -> anyhow::Result<ExitCode> {
     let before = {
         let v = open(cli)?;
-        job::before(&v).context("reading the current period before the job")?
+        // Whatever a mount wrote before the job is committed first, so it is not counted as
+        // the job's.
+        let w = job::settle(&v, lock_wait).context("waiting for other writers before the job")?;
+        let b = job::before(&v).context("reading the current period before the job")?;
+        drop(w);
+        b
     };
     let forwarding = job::SignalForwarding::install();
     let exec = job::execute(command);
@@ -1085,6 +1090,8 @@ fn run_job(cli: &Cli, command: &[OsString], lock_wait: Duration) -> anyhow::Resu
     let code = exec.exit_code();
     let record = || -> anyhow::Result<()> {
         let v = open(cli)?;
+        // Waits for a mount the job wrote into to commit what it wrote.
+        let mut w = job::settle(&v, lock_wait).context("waiting for the job's writes to be committed")?;
         let files = job::written_since(&v, &before).context("finding the files the job wrote")?;
         job::log(&v, &exec, &files).context("recording the job in the vault's log")?;
         // The job is on record: from here on a signal ends this process as usual.
@@ -1098,7 +1105,7 @@ fn run_job(cli: &Cli, command: &[OsString], lock_wait: Duration) -> anyhow::Resu
         if files.is_empty() {
             return Ok(());
         }
-        let r = job::mark_failed(&v, &files, lock_wait)
+        let r = job::mark_failed(&mut w, &files)
             .with_context(|| format!("marking the job's files failed ({})", names(&files).join(", ")))?;
         for c in &r.changed {
             eprintln!("vaultctl run: marked {c} failed");

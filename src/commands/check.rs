@@ -37,6 +37,21 @@ impl CheckReport {
 
 pub fn check(v: &Vault, read_data: bool) -> Result<CheckReport> {
     let mut r = CheckReport::default();
+    // Journals of a mount (docs/DESIGN.md §10b): committed by the next writer, not damage.
+    let (waiting, damaged_journals) = crate::repo::journal::pending_journals(&**v.store())?;
+    if !waiting.is_empty() {
+        r.warnings.push(format!(
+            "{} journal file(s) of a mount hold changes not yet committed (a mount is running, or one \
+             stopped without unmounting); the next writer (vaultfs mount, vaultctl put) commits them",
+            waiting.len()
+        ));
+    }
+    for j in damaged_journals {
+        r.warnings.push(format!(
+            "journal/{j}: a damaged journal kept aside when it was replayed; what came before the damage \
+             was committed"
+        ));
+    }
     for (id, s) in v.key_slots()? {
         if let Err(e) = s {
             r.errors.push(format!("key slot {}: {e}", id.short()));

@@ -40,10 +40,17 @@ pub struct MarkReport {
 
 /// Applies `changes` (any number of periods), one new revision per period that changed.
 pub fn set_states(v: &Vault, changes: &[StateChange], holder: &str, lock_wait: Duration) -> Result<MarkReport> {
-    let mut rep = MarkReport::default();
     // Ended periods are sealed only after their marks are written: a job that ran across the
     // end of a period still gets its files marked in the period that holds them.
     let mut w = v.begin_write_keeping_ended(holder, lock_wait)?;
+    set_states_in(&mut w, changes)
+}
+
+/// [`set_states`] in a write session the caller already holds (taken with
+/// `begin_write_keeping_ended`); seals ended periods afterwards.
+pub fn set_states_in(w: &mut WriteSession<'_>, changes: &[StateChange]) -> Result<MarkReport> {
+    let v = w.vault();
+    let mut rep = MarkReport::default();
     let snaps = v.snapshots()?;
     let mut by_period: BTreeMap<&str, Vec<&StateChange>> = BTreeMap::new();
     for c in changes {
@@ -74,7 +81,7 @@ pub fn set_states(v: &Vault, changes: &[StateChange], holder: &str, lock_wait: D
                     continue;
                 }
             };
-            let Some(mut node) = lookup(&w, root, &comps)? else {
+            let Some(mut node) = lookup(w, root, &comps)? else {
                 rep.skipped.push((label(c), "no such file".into()));
                 continue;
             };

@@ -426,6 +426,7 @@ mod tests {
                 logical_bytes: 0,
                 new_bytes: 0,
                 host: String::new(),
+                journal: None,
             },
             superseded: Vec::new(),
         }

@@ -34,6 +34,13 @@ pub struct JobFile {
     pub content: Content,
 }
 
+/// Waits until no other writer holds the vault (a mount gives the writer lock back only once
+/// everything written through it is committed), so that the committed revisions show
+/// everything written so far. The session returned holds the lock; ended periods stay open.
+pub fn settle<'v>(v: &'v Vault, lock_wait: Duration) -> Result<crate::repo::WriteSession<'v>> {
+    v.begin_write_keeping_ended("vaultctl run", lock_wait)
+}
+
 /// Every regular file of the current period's newest committed revision.
 pub fn before(v: &Vault) -> Result<Before> {
     let period = v.clock().current();
@@ -177,8 +184,9 @@ pub fn log(v: &Vault, e: &Execution, files: &[JobFile]) -> Result<()> {
     crate::repo::log::append(v, &job_entry(e, files)).map(|_| ())
 }
 
-/// Marks the job's files failed, each only while it still has the content the job wrote.
-pub fn mark_failed(v: &Vault, files: &[JobFile], lock_wait: Duration) -> Result<MarkReport> {
+/// Marks the job's files failed, each only while it still has the content the job wrote, in
+/// the session taken by [`settle`].
+pub fn mark_failed(w: &mut crate::repo::WriteSession<'_>, files: &[JobFile]) -> Result<MarkReport> {
     let changes: Vec<StateChange> = files
         .iter()
         .map(|f| StateChange {
@@ -188,7 +196,7 @@ pub fn mark_failed(v: &Vault, files: &[JobFile], lock_wait: Duration) -> Result<
             if_content: Some(f.content.clone()),
         })
         .collect();
-    mark::set_states(v, &changes, "vaultctl run", lock_wait)
+    mark::set_states_in(w, &changes)
 }
 
 /// The command line as a shell would show it (arguments with special characters quoted).

@@ -30,6 +30,7 @@ pub enum Domain {
     Log = 15,
     Remotes = 16,
     Policy = 17,
+    Journal = 18,
 }
 
 pub struct Sealer {

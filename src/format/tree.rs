@@ -107,36 +107,72 @@ pub struct Tree {
     pub nodes: Vec<Node>,
 }
 
+/// Encodes one node as it appears in a tree (also used by the mount's journal).
+pub fn encode_node(w: &mut Writer, n: &Node) {
+    w.bytes16(&n.name);
+    let t = match n.kind {
+        NodeKind::File { .. } => 1,
+        NodeKind::Dir { .. } => 2,
+        NodeKind::Symlink { .. } => 3,
+    };
+    w.u8(t).u32(n.mode).u32(n.uid).u32(n.gid).i64(n.mtime_ns).u64(n.size);
+    match &n.kind {
+        NodeKind::File { state, content } => {
+            w.u8(*state as u8).u32(content.inline.len() as u32);
+            for c in &content.inline {
+                w.raw(c.id.as_bytes()).u32(c.len);
+            }
+            w.u32(content.pages.len() as u32);
+            for p in &content.pages {
+                w.raw(p.id.as_bytes()).u32(p.chunks).u64(p.bytes);
+            }
+        }
+        NodeKind::Dir { tree } => {
+            w.raw(tree.as_bytes());
+        }
+        NodeKind::Symlink { target } => {
+            w.bytes16(target);
+        }
+    }
+}
+
+/// Decodes one node written by [`encode_node`], checking its name and sizes.
+pub fn decode_node(r: &mut Reader) -> Result<Node> {
+    let name = r.bytes16()?.to_vec();
+    let t = r.u8()?;
+    let (mode, uid, gid, mtime_ns, size) = (r.u32()?, r.u32()?, r.u32()?, r.i64()?, r.u64()?);
+    let kind = match t {
+        1 => {
+            let state = match r.u8()? {
+                0 => FileState::Complete,
+                1 => FileState::Incomplete,
+                2 => FileState::Failed,
+                s => return Err(Error::corrupt(format!("tree: bad file state {s}"))),
+            };
+            let inline = r.items(36, |r| Ok(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? }))?;
+            let pages = r.items(44, |r| Ok(PageRef { id: ListId(r.array()?), chunks: r.u32()?, bytes: r.u64()? }))?;
+            let content = Content { inline, pages };
+            if content.size() != size {
+                return Err(Error::corrupt("tree: file size differs from its chunk lengths"));
+            }
+            NodeKind::File { state, content }
+        }
+        2 => NodeKind::Dir { tree: TreeId(r.array()?) },
+        3 => NodeKind::Symlink { target: r.bytes16()?.to_vec() },
+        _ => return Err(Error::corrupt(format!("tree: unknown node type {t}"))),
+    };
+    if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+        return Err(Error::corrupt("tree: invalid entry name"));
+    }
+    Ok(Node { name, kind, mode, uid, gid, mtime_ns, size })
+}
+
 impl Tree {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u8(VERSION).u32(self.nodes.len() as u32);
         for n in &self.nodes {
-            w.bytes16(&n.name);
-            let t = match n.kind {
-                NodeKind::File { .. } => 1,
-                NodeKind::Dir { .. } => 2,
-                NodeKind::Symlink { .. } => 3,
-            };
-            w.u8(t).u32(n.mode).u32(n.uid).u32(n.gid).i64(n.mtime_ns).u64(n.size);
-            match &n.kind {
-                NodeKind::File { state, content } => {
-                    w.u8(*state as u8).u32(content.inline.len() as u32);
-                    for c in &content.inline {
-                        w.raw(c.id.as_bytes()).u32(c.len);
-                    }
-                    w.u32(content.pages.len() as u32);
-                    for p in &content.pages {
-                        w.raw(p.id.as_bytes()).u32(p.chunks).u64(p.bytes);
-                    }
-                }
-                NodeKind::Dir { tree } => {
-                    w.raw(tree.as_bytes());
-                }
-                NodeKind::Symlink { target } => {
-                    w.bytes16(target);
-                }
-            }
+            encode_node(&mut w, n);
         }
         w.finish()
     }
@@ -147,39 +183,13 @@ impl Tree {
         let n = r.count(32)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
         for _ in 0..n {
-            let name = r.bytes16()?.to_vec();
-            let t = r.u8()?;
-            let (mode, uid, gid, mtime_ns, size) = (r.u32()?, r.u32()?, r.u32()?, r.i64()?, r.u64()?);
-            let kind = match t {
-                1 => {
-                    let state = match r.u8()? {
-                        0 => FileState::Complete,
-                        1 => FileState::Incomplete,
-                        2 => FileState::Failed,
-                        s => return Err(Error::corrupt(format!("tree: bad file state {s}"))),
-                    };
-                    let inline = r.items(36, |r| Ok(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? }))?;
-                    let pages =
-                        r.items(44, |r| Ok(PageRef { id: ListId(r.array()?), chunks: r.u32()?, bytes: r.u64()? }))?;
-                    let content = Content { inline, pages };
-                    if content.size() != size {
-                        return Err(Error::corrupt("tree: file size differs from its chunk lengths"));
-                    }
-                    NodeKind::File { state, content }
-                }
-                2 => NodeKind::Dir { tree: TreeId(r.array()?) },
-                3 => NodeKind::Symlink { target: r.bytes16()?.to_vec() },
-                _ => return Err(Error::corrupt(format!("tree: unknown node type {t}"))),
-            };
-            if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
-                return Err(Error::corrupt("tree: invalid entry name"));
-            }
+            let node = decode_node(&mut r)?;
             if let Some(prev) = nodes.last() {
-                if prev.name >= name {
+                if prev.name >= node.name {
                     return Err(Error::corrupt("tree: entries not sorted or not unique"));
                 }
             }
-            nodes.push(Node { name, kind, mode, uid, gid, mtime_ns, size });
+            nodes.push(node);
         }
         r.end()?;
         Ok(Tree { nodes })

@@ -6,6 +6,9 @@
 //! Must never write anything while merely reading, and never trust the local index cache over
 //! the vault.
 
+pub mod edit;
+pub mod journal;
+pub mod live;
 pub mod lock;
 pub mod log;
 pub mod packer;
@@ -83,6 +86,11 @@ pub struct Vault {
     /// Kept only to wrap new key slots; zeroized on drop.
     pub(crate) master: Option<MasterKey>,
     pub(crate) tree_cache: trees::TreeCache,
+    /// Blobs of this process's write session that no index file names yet.
+    pub(crate) pending: std::sync::RwLock<Option<Arc<packer::Pending>>>,
+    /// Decoded snapshot revisions by id (revisions are immutable once named).
+    pub(crate) snap_cache:
+        std::sync::Mutex<std::collections::HashMap<crate::id::SnapshotId, crate::format::snapshot::Snapshot>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -190,6 +198,8 @@ impl Vault {
             unlocked_slot: slot_id,
             master: Some(master),
             tree_cache: trees::TreeCache::new(256),
+            pending: std::sync::RwLock::new(None),
+            snap_cache: Default::default(),
         };
         v.sync_index()?;
         Ok(v)

@@ -32,6 +32,16 @@ impl Vault {
 
     /// The inner error is a blob the index does not know or whose pack is gone.
     fn try_read_blob(&self, blob: BlobRef) -> Result<Result<Vec<u8>>> {
+        let pending = self.pending.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(p) = pending {
+            if let Some(r) = p.sealed(&*self.store, &blob) {
+                let (sealed, raw) = r?;
+                let what = || format!("{} (written by this process, not yet indexed)", blob.describe());
+                let plain = open_blob(&self.sealer, blob, &sealed, raw).map_err(|err| err.context(what()))?;
+                self.verify_content(blob, &plain).map_err(|err| err.context(what()))?;
+                return Ok(Ok(plain));
+            }
+        }
         let Some(e) = self.index.get(&blob)? else {
             return Ok(Err(Error::corrupt(format!(
                 "{} is not in the index (missing data; if index files were lost, run `vaultctl rebuild-index`)",

@@ -43,10 +43,24 @@ impl Vault {
     }
 
     pub(crate) fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        if let Some(s) = self.snap_cache.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(s.clone());
+        }
         let what = format!("snapshot {}", id.short());
         let raw = self.store.get(ObjKind::Snapshot, &id.to_hex()).map_err(|e| e.context(&what))?;
         let plain = self.sealer.open(Domain::Snapshot, id.as_bytes(), &raw).map_err(|e| e.context(&what))?;
-        Snapshot::decode(&plain).map_err(|e| e.context(&what))
+        let s = Snapshot::decode(&plain).map_err(|e| e.context(&what))?;
+        self.note_revision(*id, &s);
+        Ok(s)
+    }
+
+    /// Remembers a decoded revision (written or read by this process).
+    pub(crate) fn note_revision(&self, id: SnapshotId, s: &Snapshot) {
+        let mut c = self.snap_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() > 4096 {
+            c.clear();
+        }
+        c.insert(id, s.clone());
     }
 
     /// Resolves `latest` (newest sealed), `today`/`current` (the current period) or a period

@@ -8,7 +8,7 @@
 //! partial file.
 
 use super::lock::VaultLock;
-use super::packer::{seal_blob, Packer, SealedBlob};
+use super::packer::{seal_blob, Packer, Pending, SealedBlob};
 use super::snapshots::SnapshotInfo;
 use super::trees::show;
 use super::{now_unix, now_unix_ns, Vault};
@@ -16,12 +16,12 @@ use crate::chunker::{ChunkBatch, StreamChunker};
 use crate::crypto::Domain;
 use crate::error::{Error, Result};
 use crate::format::index as index_format;
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{JournalMark, Snapshot};
 use crate::format::tree::{encode_list, ChunkRef, Content, Node, NodeKind, PageRef, Tree, INLINE_CHUNKS, PAGE_CHUNKS};
 use crate::id::{BlobRef, IndexId, ListId, SnapshotId, TreeId};
 use crate::store::ObjKind;
 use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,12 +37,24 @@ pub struct WriteSession<'v> {
     v: &'v Vault,
     _lock: VaultLock,
     packer: Packer,
-    /// Blobs packed in this session and not yet covered by a durable index file.
-    pending: HashSet<[u8; 33]>,
+    /// Blobs packed in this session and not yet covered by a durable index file (also
+    /// registered in the vault, so that reads of this process find them).
+    pending: Arc<Pending>,
     /// Trees written in this session, readable before their index file exists.
     pending_trees: HashMap<TreeId, Arc<Tree>>,
     /// Sealed bytes added since the last commit (accounted to the committed period).
     uncommitted_bytes: u64,
+    /// What replaying journals found when the session began.
+    replayed: Option<super::journal::ReplayReport>,
+}
+
+impl Drop for WriteSession<'_> {
+    fn drop(&mut self) {
+        let mut p = self.v.pending.write().unwrap_or_else(|e| e.into_inner());
+        if p.as_ref().is_some_and(|x| Arc::ptr_eq(x, &self.pending)) {
+            *p = None;
+        }
+    }
 }
 
 /// What storing a stream produced.
@@ -106,14 +118,19 @@ impl Vault {
         let lock = VaultLock::exclusive(&*self.store, wait, holder)?;
         self.sync_index()?;
         self.store.remove_temporaries()?;
-        Ok(WriteSession {
+        let pending = Arc::new(Pending::default());
+        *self.pending.write().unwrap_or_else(|e| e.into_inner()) = Some(pending.clone());
+        let mut s = WriteSession {
             v: self,
             _lock: lock,
-            packer: Packer::new(self.store.clone(), self.sealer.clone(), self.settings.pack_target),
-            pending: HashSet::new(),
+            packer: Packer::new(self.store.clone(), self.sealer.clone(), self.settings.pack_target, pending.clone()),
+            pending,
             pending_trees: HashMap::new(),
             uncommitted_bytes: 0,
-        })
+            replayed: None,
+        };
+        s.replayed = super::journal::replay(&mut s)?;
+        Ok(s)
     }
 }
 
@@ -179,9 +196,8 @@ impl<'v> WriteSession<'v> {
             let mut builder = ContentBuilder::default();
             for batch in rx {
                 let batch = batch?;
-                let new_before = self.pending.len();
-                let refs = self.add_chunks(&batch)?;
-                stored.new_chunks += self.pending.len().saturating_sub(new_before) as u64;
+                let (refs, new) = self.add_chunks_counted(&batch)?;
+                stored.new_chunks += new as u64;
                 stored.size += refs.iter().map(|c| c.len as u64).sum::<u64>();
                 stored.chunks += refs.len() as u64;
                 builder.push(self, &refs)?;
@@ -194,36 +210,41 @@ impl<'v> WriteSession<'v> {
 
     /// Identifies chunks and packs the ones the vault does not have yet.
     pub fn add_chunks(&mut self, chunks: &ChunkBatch) -> Result<Vec<ChunkRef>> {
-        let keys = &self.v.keys;
-        let ids: Vec<_> = (0..chunks.len()).into_par_iter().map(|i| keys.chunk_id(chunks.get(i))).collect();
-        let mut todo = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            let blob = BlobRef::data(*id);
-            if self.pending.contains(&blob.key()) || self.v.index.get(&blob)?.is_some() {
+        Ok(self.add_chunks_counted(chunks)?.0)
+    }
+
+    /// [`WriteSession::add_chunks`], also returning how many chunks were new.
+    pub fn add_chunks_counted(&mut self, chunks: &ChunkBatch) -> Result<(Vec<ChunkRef>, usize)> {
+        let ids = self.v.chunk_ids(chunks);
+        let todo = self.v.unknown_chunks(&ids, &self.pending)?;
+        let sealed = self.v.seal_chunks(chunks, &ids, &todo);
+        let new = self.add_new(sealed, true)?;
+        Ok((chunk_refs(chunks, ids), new))
+    }
+
+    /// Packs sealed blobs that neither the vault nor this session has yet (another writer of
+    /// this session may have packed the same content meanwhile), into the bulk packs when
+    /// `bulk` (a large file's stream). Returns how many it packed.
+    pub fn add_new(&mut self, sealed: Vec<SealedBlob>, bulk: bool) -> Result<usize> {
+        let mut n = 0;
+        for s in sealed {
+            if self.pending.contains(&s.blob) {
                 continue;
             }
-            self.pending.insert(blob.key());
-            todo.push(i);
-        }
-        let level = self.v.settings.zstd_level;
-        let sealer = &self.v.sealer;
-        let sealed: Vec<_> =
-            todo.par_iter().map(|&i| seal_blob(sealer, level, BlobRef::data(ids[i]), chunks.get(i))).collect();
-        for s in sealed {
             self.uncommitted_bytes += s.bytes.len() as u64;
-            self.packer.add(s)?;
+            self.packer.add_to(s, bulk)?;
+            n += 1;
         }
         if self.pending.len() >= MAX_PENDING {
             // Bound the memory of a long write: make what is packed so far durable and indexed.
             self.flush()?;
         }
-        Ok(ids.into_iter().zip(chunks.iter()).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect())
+        Ok(n)
     }
 
     /// Packs a metadata blob unless the vault (or this session) already has it.
     fn pack_if_new(&mut self, blob: BlobRef, plain: &[u8]) -> Result<()> {
-        if !self.pending.contains(&blob.key()) && self.v.index.get(&blob)?.is_none() {
-            self.pending.insert(blob.key());
+        if !self.pending.contains(&blob) && self.v.index.get(&blob)?.is_none() {
             let s = seal_blob(&self.v.sealer, self.v.settings.zstd_level, blob, plain);
             self.uncommitted_bytes += s.bytes.len() as u64;
             self.packer.add(s)?;
@@ -294,9 +315,11 @@ impl<'v> WriteSession<'v> {
 
     /// Writes all open packs and one index file naming them; afterwards every blob of this
     /// session is in the index.
+    /// On error nothing is lost: packs not written stay in memory, written ones stay listed
+    /// for the next index file.
     pub fn flush(&mut self) -> Result<()> {
         self.packer.flush()?;
-        let written = self.packer.take_written();
+        let written = self.packer.written().to_vec();
         if written.is_empty() {
             return Ok(());
         }
@@ -305,7 +328,7 @@ impl<'v> WriteSession<'v> {
         self.v.store.put(ObjKind::Index, &id.to_hex(), &sealed).map_err(|e| e.context("writing index file"))?;
         self.v.index.add_file(id, &written)?;
         self.v.index.flush()?;
-        self.pending.clear();
+        self.packer.indexed();
         self.pending_trees.clear();
         Ok(())
     }
@@ -318,6 +341,21 @@ impl<'v> WriteSession<'v> {
         root: TreeId,
         files: u64,
         logical_bytes: u64,
+    ) -> Result<SnapshotInfo> {
+        let mark = base.and_then(|b| b.snap.journal);
+        self.commit_marked(period, base, root, files, logical_bytes, mark)
+    }
+
+    /// [`WriteSession::commit`] with the journal mark of docs/DESIGN.md §10b: the revision
+    /// includes the operations of that journal up to its seq.
+    pub fn commit_marked(
+        &mut self,
+        period: &str,
+        base: Option<&SnapshotInfo>,
+        root: TreeId,
+        files: u64,
+        logical_bytes: u64,
+        journal: Option<JournalMark>,
     ) -> Result<SnapshotInfo> {
         if let Some(b) = base {
             if b.snap.sealed {
@@ -335,6 +373,7 @@ impl<'v> WriteSession<'v> {
             logical_bytes,
             new_bytes: base.map(|b| b.snap.new_bytes).unwrap_or(0),
             host: hostname(),
+            journal,
         };
         self.write_revision(snap, base)
     }
@@ -354,16 +393,23 @@ impl<'v> WriteSession<'v> {
     fn write_revision(&mut self, mut snap: Snapshot, base: Option<&SnapshotInfo>) -> Result<SnapshotInfo> {
         self.flush()?;
         snap.seq = base.map(|b| b.snap.seq + 1).unwrap_or(1);
-        snap.new_bytes += std::mem::take(&mut self.uncommitted_bytes);
+        snap.new_bytes += self.uncommitted_bytes;
         let id = SnapshotId::random();
         let sealed = self.v.sealer.seal(Domain::Snapshot, id.as_bytes(), &snap.encode());
         self.v.store.put(ObjKind::Snapshot, &id.to_hex(), &sealed).map_err(|e| e.context("writing snapshot"))?;
+        self.uncommitted_bytes = 0;
+        self.v.note_revision(id, &snap);
+        // The new revision is durable and wins (higher seq): failing to delete the ones it
+        // supersedes is not an error; they are left for the next writer to delete.
+        let mut left = Vec::new();
         if let Some(b) = base {
-            let mut old = b.superseded.clone();
-            old.push(b.id);
-            self.delete_revisions(&old)?;
+            for old in b.superseded.iter().chain(std::iter::once(&b.id)) {
+                if self.v.store.delete(ObjKind::Snapshot, &old.to_hex()).is_err() {
+                    left.push(*old);
+                }
+            }
         }
-        Ok(SnapshotInfo { id, snap, superseded: Vec::new() })
+        Ok(SnapshotInfo { id, snap, superseded: left })
     }
 
     /// Deletes every stored revision of a period (prune's forget). Its data stays until the
@@ -377,7 +423,7 @@ impl<'v> WriteSession<'v> {
     /// Packs an already sealed blob verbatim (prune's repacking: the bytes are authenticated
     /// by the caller and keep their id, so nothing is decrypted or sealed again).
     pub fn add_sealed(&mut self, b: SealedBlob) -> Result<()> {
-        if self.pending.insert(b.blob.key()) {
+        if !self.pending.contains(&b.blob) {
             self.packer.add(b)?;
         }
         Ok(())
@@ -393,7 +439,17 @@ impl<'v> WriteSession<'v> {
     /// Whether a blob was packed in this session and is not yet readable through the index
     /// (call [`WriteSession::flush`] before reading it).
     pub fn is_pending(&self, blob: &BlobRef) -> bool {
-        self.pending.contains(&blob.key())
+        self.pending.contains(blob)
+    }
+
+    /// The packer, for the journal of a long-lived writer (`repo::live`).
+    pub(crate) fn packer_mut(&mut self) -> &mut Packer {
+        &mut self.packer
+    }
+
+    /// What replaying journals found when this session began (`None`: there were none).
+    pub fn replayed(&self) -> Option<&super::journal::ReplayReport> {
+        self.replayed.as_ref()
     }
 
     /// Buffered bytes not yet in a pack file (for memory accounting).
@@ -425,4 +481,36 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn chunk_refs(chunks: &ChunkBatch, ids: Vec<crate::id::ChunkId>) -> Vec<ChunkRef> {
+    ids.into_iter().zip(chunks.iter()).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect()
+}
+
+impl Vault {
+    /// Keyed ids of a batch of chunks (in parallel).
+    pub fn chunk_ids(&self, chunks: &ChunkBatch) -> Vec<crate::id::ChunkId> {
+        let keys = &self.keys;
+        (0..chunks.len()).into_par_iter().map(|i| keys.chunk_id(chunks.get(i))).collect()
+    }
+
+    /// Positions of the chunks that neither the index nor `pending` has, each id once.
+    pub fn unknown_chunks(&self, ids: &[crate::id::ChunkId], pending: &Pending) -> Result<Vec<usize>> {
+        let known: Vec<bool> = ids
+            .par_iter()
+            .map(|id| {
+                let b = BlobRef::data(*id);
+                Ok(pending.contains(&b) || self.index.get(&b)?.is_some())
+            })
+            .collect::<Result<_>>()?;
+        let mut seen = std::collections::HashSet::new();
+        Ok((0..ids.len()).filter(|&i| !known[i] && seen.insert(ids[i])).collect())
+    }
+
+    /// Compresses and seals the chunks at `todo` (in parallel).
+    pub fn seal_chunks(&self, chunks: &ChunkBatch, ids: &[crate::id::ChunkId], todo: &[usize]) -> Vec<SealedBlob> {
+        let level = self.settings.zstd_level;
+        let sealer = &self.sealer;
+        todo.par_iter().map(|&i| seal_blob(sealer, level, BlobRef::data(ids[i]), chunks.get(i))).collect()
+    }
 }

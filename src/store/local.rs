@@ -5,7 +5,7 @@
 //! ignore and the next writer removes. Open pack files are kept in a small handle cache so
 //! ranged reads cost one `pread`.
 
-use super::{ObjKind, Store};
+use super::{journal_name_ok, JournalFile, Journals, ObjKind, Store};
 use crate::error::{Error, Result};
 use rand::RngCore;
 use std::collections::HashMap;
@@ -206,6 +206,10 @@ impl Store for LocalStore {
         Some(&self.root)
     }
 
+    fn journals(&self) -> Option<&dyn Journals> {
+        Some(self)
+    }
+
     fn remove_temporaries(&self) -> Result<usize> {
         let mut n = 0;
         let mut dirs = vec![self.root.clone()];
@@ -225,5 +229,104 @@ impl Store for LocalStore {
             }
         }
         Ok(n)
+    }
+}
+
+const JOURNAL_DIR: &str = "journal";
+
+/// A journal file: appends at the end (cut back on failure), `fdatasync` to make them durable.
+struct LocalJournal {
+    file: File,
+    len: Mutex<u64>,
+    path: PathBuf,
+}
+
+impl JournalFile for LocalJournal {
+    fn append(&self, data: &[u8]) -> Result<()> {
+        let mut len = self.len.lock().map_err(poisoned)?;
+        if let Err(e) = self.file.write_all_at(data, *len) {
+            // Never leave part of a record: a later append would follow garbage.
+            let _ = self.file.set_len(*len);
+            return Err(Error::io(format!("appending to {}", self.path.display()), e));
+        }
+        *len += data.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(format!("fsync {}", self.path.display()), e))
+    }
+}
+
+impl LocalStore {
+    fn journal_path(&self, name: &str) -> Result<PathBuf> {
+        if !journal_name_ok(name) {
+            return Err(Error::invalid(format!("invalid journal name {name:?}")));
+        }
+        Ok(self.root.join(JOURNAL_DIR).join(name))
+    }
+}
+
+impl Journals for LocalStore {
+    fn create(&self, name: &str, header: &[u8]) -> Result<Arc<dyn JournalFile>> {
+        let path = self.journal_path(name)?;
+        let dir = self.root.join(JOURNAL_DIR);
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+            fsync_dir(&self.root)?;
+        }
+        let res = (|| {
+            let mut f = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+            f.write_all(header)?;
+            f.sync_all()?;
+            Ok::<File, std::io::Error>(f)
+        })();
+        let f = match res {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                return Err(Error::io(format!("creating {}", path.display()), e));
+            }
+        };
+        fsync_dir(&dir)?;
+        Ok(Arc::new(LocalJournal { file: f, len: Mutex::new(header.len() as u64), path }))
+    }
+
+    fn list(&self) -> Result<Vec<String>> {
+        let dir = self.root.join(JOURNAL_DIR);
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(dir.display(), e)),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| Error::io(dir.display(), e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if journal_name_ok(&name) {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.journal_path(name)?;
+        fs::read(&path).map_err(|e| Error::io(path.display(), e))
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        let path = self.journal_path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => fsync_dir(&self.root.join(JOURNAL_DIR)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(path.display(), e)),
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (a, b) = (self.journal_path(from)?, self.journal_path(to)?);
+        fs::rename(&a, &b).map_err(|e| Error::io(format!("renaming {}", a.display()), e))?;
+        fsync_dir(&self.root.join(JOURNAL_DIR))
     }
 }

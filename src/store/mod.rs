@@ -102,4 +102,35 @@ pub trait Store: Send + Sync {
     fn remove_temporaries(&self) -> Result<usize> {
         Ok(0)
     }
+    /// The append-only journal files of a writable mount (docs/DESIGN.md §10b); only stores
+    /// that a mount can write have them.
+    fn journals(&self) -> Option<&dyn Journals> {
+        None
+    }
+}
+
+/// One journal file, appended to by one writer.
+pub trait JournalFile: Send + Sync {
+    /// Appends `data` at the end. On error the file is cut back to its previous length, so a
+    /// failed append never leaves part of a record behind.
+    fn append(&self, data: &[u8]) -> Result<()>;
+    /// Makes everything appended so far durable (`fdatasync`).
+    fn sync(&self) -> Result<()>;
+}
+
+/// The journal files of a vault: local only, never part of an offsite copy. Names are 32 hex
+/// digits, or that followed by `.damaged` for a journal kept after damage was found.
+pub trait Journals: Send + Sync {
+    /// Creates a new journal holding `header`, durable (file and directory) when it returns.
+    fn create(&self, name: &str, header: &[u8]) -> Result<std::sync::Arc<dyn JournalFile>>;
+    fn list(&self) -> Result<Vec<String>>;
+    fn read(&self, name: &str) -> Result<Vec<u8>>;
+    fn remove(&self, name: &str) -> Result<()>;
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
+}
+
+/// Valid journal file names: 32 hex digits, optionally followed by `.damaged`.
+pub fn journal_name_ok(name: &str) -> bool {
+    let base = name.strip_suffix(".damaged").unwrap_or(name);
+    base.len() == 32 && base.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }

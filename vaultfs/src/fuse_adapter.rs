@@ -1,9 +1,11 @@
-//! Translation between fuser's callbacks and [`vault::vfs::VaultFs`]. Nothing here decides
-//! filesystem behaviour: every callback locks the model, calls one method, and replies. No
-//! panics (a panic in a callback would take the mount down): errors go through `errno.rs`
-//! and are logged once per failed request.
+//! Translation between fuser's callbacks and [`crate::fs::VaultFs`]. Nothing here decides
+//! filesystem behaviour: every callback calls one method of the model and replies. Callbacks
+//! run on several threads at once; the model does its own locking. No panics (a panic in a
+//! callback would take the mount down): errors go through `errno.rs` and are logged once per
+//! failed request.
 
 use crate::errno::{errno, worth_logging};
+use crate::fs::{Attr, Kind, SetAttr, VaultFs};
 use crate::log;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode,
@@ -13,22 +15,21 @@ use fuser::{
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vault::vfs::{Attr, Kind, SetAttr, VaultFs};
 
 const TTL: Duration = Duration::from_secs(1);
 
 pub struct FuseFs {
-    inner: Arc<Mutex<VaultFs>>,
+    inner: Arc<VaultFs>,
 }
 
 impl FuseFs {
-    pub fn new(inner: Arc<Mutex<VaultFs>>) -> Self {
+    pub fn new(inner: Arc<VaultFs>) -> Self {
         FuseFs { inner }
     }
-    fn fs(&self) -> MutexGuard<'_, VaultFs> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn fs(&self) -> &VaultFs {
+        &self.inner
     }
 }
 
@@ -216,7 +217,7 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let r = self.fs().read_fh(fh.0, ino.0, offset, size as usize);
+        let r = self.fs().read_fh(fh.0, offset, size as usize);
         reply_or!(reply, "read", format!("inode {} at {offset}", ino.0), r, |d| reply.data(&d))
     }
 
@@ -279,7 +280,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply_or!(reply, "fsyncdir", ino.0, self.fs().commit_all(), |_v| reply.ok())
+        reply_or!(reply, "fsyncdir", ino.0, self.fs().sync_dirs(), |_v| reply.ok())
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -6,6 +6,7 @@
 //! `fusermount3 -u` unmount cleanly: everything written is committed first.
 
 mod errno;
+mod fs;
 mod fuse_adapter;
 mod mountpoint;
 
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vault::crypto::Secret;
 use vault::repo::{OpenOptions, Vault};
 use vault::store::local::LocalStore;
@@ -186,8 +187,7 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     drop(secret);
     // SAFETY: getuid/getgid take no arguments and cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = vault::vfs::VaultFs::new(v, !a.read_only, uid, gid)?;
-    let fs = Arc::new(Mutex::new(fs));
+    let fs = Arc::new(fs::VaultFs::new(v, !a.read_only, uid, gid)?);
 
     block_signals();
     let mut options = vec![fuser::MountOption::FSName("vault".into()), fuser::MountOption::Subtype("vaultfs".into())];
@@ -196,6 +196,8 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     }
     let mut config = fuser::Config::default();
     config.mount_options = options;
+    // Requests are served by several threads: reads of snapshots never wait behind a write.
+    config.n_threads = Some(FUSE_THREADS);
     if a.allow_other {
         config.mount_options.push(fuser::MountOption::DefaultPermissions);
         config.acl = fuser::SessionACL::All;
@@ -203,6 +205,7 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     let mut session = fuser::Session::new(fuse_adapter::FuseFs::new(fs.clone()), &a.mountpoint, &config)
         .with_context(|| format!("mounting at {}", a.mountpoint.display()))?;
     let unmounter = session.unmount_callable();
+    spawn_maintenance_thread(fs.clone());
     spawn_signal_thread(fs, unmounter, a.mountpoint.clone());
     log(&format!(
         "mounted {} at {}{} (period {})",
@@ -317,7 +320,27 @@ fn block_signals() {
     }
 }
 
-fn spawn_signal_thread(fs: Arc<Mutex<vault::vfs::VaultFs>>, mut unmounter: fuser::SessionUnmounter, mnt: PathBuf) {
+/// Threads serving FUSE requests.
+const FUSE_THREADS: usize = 4;
+
+/// Checkpoints, syncs of directory changes, period rollover and giving the writer lock back
+/// when idle (docs/DESIGN.md §10b).
+fn spawn_maintenance_thread(fs: Arc<fs::VaultFs>) {
+    if !fs.is_writable() {
+        return;
+    }
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if fs.is_stopped() {
+            return;
+        }
+        for m in fs.maintain(false) {
+            log(&m);
+        }
+    });
+}
+
+fn spawn_signal_thread(fs: Arc<fs::VaultFs>, mut unmounter: fuser::SessionUnmounter, mnt: PathBuf) {
     std::thread::spawn(move || loop {
         let set = signal_set();
         let mut sig: libc::c_int = 0;
@@ -326,7 +349,7 @@ fn spawn_signal_thread(fs: Arc<Mutex<vault::vfs::VaultFs>>, mut unmounter: fuser
             continue;
         }
         log(&format!("signal {sig}: committing and unmounting"));
-        if let Err(e) = fs.lock().unwrap_or_else(|e| e.into_inner()).commit_all() {
+        if let Err(e) = fs.commit_all() {
             log(&format!("commit before unmount failed: {e}"));
         }
         if unmounter.unmount().is_err() {

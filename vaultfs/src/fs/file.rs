@@ -8,14 +8,19 @@
 //! past the last dirty byte (content-defined boundaries depend only on the bytes since the
 //! previous boundary, so from there on the old chunks are exactly right). Memory is thus
 //! bounded by the two limits whatever the file size; nothing plaintext is written to disk.
+//!
+//! Chunks are stored through the mount's [`Live`] writer; reading them back never needs a
+//! flush, because this process reads its own not yet indexed blobs from the writer's memory.
+//! A write that fails (a full disk) leaves the file failed: later writes and the close report
+//! the error, and the last close drops the staged content (docs/SEMANTICS.md).
 
-use crate::chunker::{ChunkBatch, StreamChunker};
-use crate::error::{Error, Result};
-use crate::format::tree::{ChunkRef, Content, FileState, PageRef, PAGE_CHUNKS};
-use crate::id::BlobRef;
-use crate::repo::writer::ContentBuilder;
-use crate::repo::{FileReader, Vault, WriteSession};
 use std::collections::BTreeMap;
+use vault::chunker::{ChunkBatch, StreamChunker};
+use vault::format::tree::{ChunkRef, Content, FileState, PageRef, INLINE_CHUNKS, PAGE_CHUNKS};
+use vault::id::BlobRef;
+use vault::repo::live::Live;
+use vault::repo::{FileReader, Vault};
+use vault::{Error, ErrorKind, Result};
 
 /// Tail bytes kept in memory before they are chunked and stored.
 pub const TAIL_LIMIT: usize = 8 << 20;
@@ -42,12 +47,19 @@ pub struct FileData {
     finalized: bool,
     /// Content as of the last commit (what a commit of another file records for this one).
     pub committed: Option<Committed>,
+    /// The last committed content whose journal record was appended: what a failed commit
+    /// falls back to.
+    pub journaled: Option<Committed>,
     /// Changed since the last commit.
     pub dirty: bool,
     /// Open handles that may write.
     pub writers: u32,
     /// Bumped whenever the content changes (lets readers keep a chunk table while valid).
     pub generation: u64,
+    /// A write, truncate or commit failed: the staged content is not trustworthy.
+    pub failed: Option<ErrorKind>,
+    /// The file outgrew the memory limits: its chunks went to the bulk packs.
+    pub bulk: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -68,12 +80,13 @@ impl FileData {
         let size = content.size();
         f.finalized = true;
         f.committed = Some(Committed { content: content.clone(), size, state });
+        f.journaled = f.committed.clone();
         f.lazy = Some(content);
         f
     }
 
     /// Turns lazy content back into a writable chunk table: its pages stay stored.
-    fn load(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
+    fn load(&mut self, v: &Vault) -> Result<()> {
         let Some(content) = self.lazy.take() else { return Ok(()) };
         self.paged = content.pages;
         self.paged_len = self.paged.iter().map(|p| p.bytes).sum();
@@ -85,17 +98,14 @@ impl FileData {
             self.paged_len = 0;
             self.starts = vec![0];
             let mut all = content.inline;
-            all.extend(Self::load_pages(v, w, &pages)?);
+            all.extend(Self::load_pages(v, &pages)?);
             self.push_chunks(&all);
         }
         self.finalized = true;
         Ok(())
     }
 
-    fn load_pages(v: &Vault, w: &mut WriteSession<'_>, pages: &[PageRef]) -> Result<Vec<ChunkRef>> {
-        if pages.iter().any(|p| w.is_pending(&BlobRef::list(p.id))) {
-            w.flush()?;
-        }
+    fn load_pages(v: &Vault, pages: &[PageRef]) -> Result<Vec<ChunkRef>> {
         let mut out = Vec::new();
         for p in pages {
             out.extend(v.load_list(p)?);
@@ -104,7 +114,7 @@ impl FileData {
     }
 
     /// Brings the stored pages holding `off` and everything after it back into the table.
-    fn unpage_from(&mut self, v: &Vault, w: &mut WriteSession<'_>, off: u64) -> Result<()> {
+    fn unpage_from(&mut self, v: &Vault, off: u64) -> Result<()> {
         if off >= self.paged_len || self.paged.is_empty() {
             return Ok(());
         }
@@ -115,7 +125,7 @@ impl FileData {
             k += 1;
         }
         let back = self.paged.split_off(k);
-        let mut all = Self::load_pages(v, w, &back)?;
+        let mut all = Self::load_pages(v, &back)?;
         all.extend_from_slice(&self.chunks);
         self.paged_len = start;
         self.chunks.clear();
@@ -125,7 +135,7 @@ impl FileData {
     }
 
     /// Writes the oldest full page of the table out once the table holds two.
-    fn page_out(&mut self, w: &mut WriteSession<'_>) -> Result<()> {
+    fn page_out(&mut self, w: &Live) -> Result<()> {
         while self.chunks.len() >= 2 * PAGE_CHUNKS {
             let page = w.write_list(&self.chunks[..PAGE_CHUNKS])?;
             self.paged_len += page.bytes;
@@ -159,7 +169,7 @@ impl FileData {
         }
     }
 
-    fn append_chunks(&mut self, w: &mut WriteSession<'_>, refs: &[ChunkRef]) -> Result<()> {
+    fn append_chunks(&mut self, w: &Live, refs: &[ChunkRef]) -> Result<()> {
         self.push_chunks(refs);
         self.page_out(w)
     }
@@ -183,19 +193,11 @@ impl FileData {
         }
     }
 
-    /// Makes chunks written in this session readable (their packs and index durable).
-    fn readable(w: &mut WriteSession<'_>, chunks: &[ChunkRef]) -> Result<()> {
-        if chunks.iter().any(|c| w.is_pending(&BlobRef::data(c.id))) {
-            w.flush()?;
-        }
-        Ok(())
-    }
-
     fn read_chunk(v: &Vault, c: &ChunkRef) -> Result<Vec<u8>> {
         v.read_blob(BlobRef::data(c.id))
     }
 
-    pub fn read(&self, v: &Vault, w: Option<&mut WriteSession<'_>>, off: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&self, v: &Vault, off: u64, len: usize) -> Result<Vec<u8>> {
         if let Some(c) = &self.lazy {
             return FileReader::new(v, c).read_at(off, len);
         }
@@ -206,16 +208,10 @@ impl FileData {
         }
         let mut out = Vec::with_capacity((end - off) as usize);
         let cl = self.chunked_len();
-        let mut w = w;
         if off < cl {
             let cend = end.min(cl);
             if off < self.paged_len {
                 // The stored pages: read through a reader over them.
-                if let Some(w) = w.as_deref_mut() {
-                    if self.paged.iter().any(|p| w.is_pending(&BlobRef::list(p.id))) {
-                        w.flush()?;
-                    }
-                }
                 let pe = cend.min(self.paged_len);
                 let content = Content { inline: Vec::new(), pages: self.paged.clone() };
                 out.extend(FileReader::new(v, &content).read_at(off, (pe - off) as usize)?);
@@ -223,9 +219,6 @@ impl FileData {
             let fs = off.max(self.paged_len);
             if fs < cend {
                 let (first, last) = (self.chunk_at(fs), self.chunk_at(cend - 1));
-                if let Some(w) = w {
-                    Self::readable(w, &self.chunks[first..=last])?;
-                }
                 use rayon::prelude::*;
                 let blobs: Vec<Vec<u8>> =
                     self.chunks[first..=last].par_iter().map(|c| Self::read_chunk(v, c)).collect::<Result<_>>()?;
@@ -255,17 +248,16 @@ impl FileData {
     }
 
     /// Undoes the end-of-file cut of a commit before the file changes again.
-    fn unfinalize(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
+    fn unfinalize(&mut self, v: &Vault) -> Result<()> {
         if !self.finalized {
             return Ok(());
         }
         self.finalized = false;
         if self.chunks.is_empty() && self.paged_len > 0 {
-            self.unpage_from(v, w, self.paged_len - 1)?;
+            self.unpage_from(v, self.paged_len - 1)?;
         }
         if let Some(last) = self.chunks.pop() {
             self.starts.pop();
-            Self::readable(w, &[last])?;
             let mut bytes = Self::read_chunk(v, &last)?;
             bytes.extend_from_slice(&self.tail);
             self.tail = bytes;
@@ -278,13 +270,26 @@ impl FileData {
         self.lazy.as_ref()
     }
 
-    pub fn write(&mut self, v: &Vault, w: &mut WriteSession<'_>, off: u64, data: &[u8]) -> Result<()> {
+    /// Runs `f`; an error marks the file failed.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if let Some(k) = self.failed {
+            return Err(Error::new(k, "an earlier write to this file failed; close it and write it again"));
+        }
+        f(self).inspect_err(|e| self.failed = Some(e.kind()))
+    }
+
+    pub fn write(&mut self, w: &Live, off: u64, data: &[u8]) -> Result<()> {
+        self.guarded(|f| f.write_inner(w, off, data))
+    }
+
+    fn write_inner(&mut self, w: &Live, off: u64, data: &[u8]) -> Result<()> {
+        let v = w.vault();
         self.generation += 1;
-        self.load(v, w)?;
-        self.unfinalize(v, w)?;
+        self.load(v)?;
+        self.unfinalize(v)?;
         self.dirty = true;
         if off > self.size() {
-            self.append_zeros(v, w, off - self.size())?;
+            self.append_zeros(w, off - self.size())?;
         }
         let cl = self.chunked_len();
         let end = off + data.len() as u64;
@@ -300,29 +305,33 @@ impl FileData {
             self.tail[t..t + overlap].copy_from_slice(&part[..overlap]);
             self.tail.extend_from_slice(&part[overlap..]);
         }
-        self.settle(v, w)
+        self.settle(w)
     }
 
-    fn append_zeros(&mut self, v: &Vault, w: &mut WriteSession<'_>, mut n: u64) -> Result<()> {
+    fn append_zeros(&mut self, w: &Live, mut n: u64) -> Result<()> {
         while n > 0 {
             let k = n.min(ZERO_BLOCK as u64) as usize;
             self.tail.resize(self.tail.len() + k, 0);
             n -= k as u64;
-            self.settle(v, w)?;
+            self.settle(w)?;
         }
         Ok(())
     }
 
     /// Keeps memory bounded: chunks a long tail, rewrites chunks under a large overlay.
-    fn settle(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
+    fn settle(&mut self, w: &Live) -> Result<()> {
         if self.overlay_bytes > OVERLAY_LIMIT {
-            self.materialize(v, w)?;
+            // Past the memory limits the file is a large one: its chunks stream into the bulk
+            // packs, written as pack files at its close rather than copied into the journal.
+            self.bulk = true;
+            self.materialize(w)?;
         }
         if self.tail.len() >= TAIL_LIMIT {
+            self.bulk = true;
             let mut c = StreamChunker::new(w.vault().chunker_params());
             let mut batch = ChunkBatch::default();
             c.push(&std::mem::take(&mut self.tail), &mut batch);
-            let refs = w.add_chunks(&batch)?;
+            let refs = w.add_chunks(&batch, true)?;
             self.append_chunks(w, &refs)?;
             self.tail = c.into_pending();
         }
@@ -363,14 +372,14 @@ impl FileData {
     }
 
     /// Rewrites the chunks under the overlay (see the module doc).
-    fn materialize(&mut self, v: &Vault, w: &mut WriteSession<'_>) -> Result<()> {
+    fn materialize(&mut self, w: &Live) -> Result<()> {
+        let v = w.vault();
         let (Some((&first, _)), Some((&lo, ld))) = (self.overlay.iter().next(), self.overlay.iter().next_back()) else {
             return Ok(());
         };
         let dirty_end = lo + ld.len() as u64;
-        self.unpage_from(v, w, first)?;
+        self.unpage_from(v, first)?;
         let i0 = self.chunk_at(first);
-        Self::readable(w, &self.chunks[i0..])?;
         let overlay = std::mem::take(&mut self.overlay);
         self.overlay_bytes = 0;
         let mut chunker = StreamChunker::new(w.vault().chunker_params());
@@ -396,7 +405,7 @@ impl FileData {
             if batch.is_empty() {
                 continue;
             }
-            let refs = w.add_chunks(&batch)?;
+            let refs = w.add_chunks(&batch, self.bulk)?;
             for r in refs {
                 emitted_end += r.len as u64;
                 new_refs.push(r);
@@ -427,26 +436,30 @@ impl FileData {
         self.page_out(w)
     }
 
-    pub fn truncate(&mut self, v: &Vault, w: &mut WriteSession<'_>, size: u64) -> Result<()> {
+    pub fn truncate(&mut self, w: &Live, size: u64) -> Result<()> {
+        self.guarded(|f| f.truncate_inner(w, size))
+    }
+
+    fn truncate_inner(&mut self, w: &Live, size: u64) -> Result<()> {
+        let v = w.vault();
         self.generation += 1;
-        self.load(v, w)?;
-        self.unfinalize(v, w)?;
+        self.load(v)?;
+        self.unfinalize(v)?;
         self.dirty = true;
         let cur = self.size();
         if size >= cur {
-            return self.append_zeros(v, w, size - cur);
+            return self.append_zeros(w, size - cur);
         }
-        self.materialize(v, w)?;
+        self.materialize(w)?;
         let cl = self.chunked_len();
         if size >= cl {
             self.tail.truncate((size - cl) as usize);
             return Ok(());
         }
-        self.unpage_from(v, w, size)?;
+        self.unpage_from(v, size)?;
         let k = self.chunk_at(size);
         let keep = (size - self.starts[k]) as usize;
         let c = self.chunks[k];
-        Self::readable(w, &[c])?;
         let mut bytes = Self::read_chunk(v, &c)?;
         bytes.truncate(keep);
         self.chunks.truncate(k);
@@ -456,26 +469,65 @@ impl FileData {
     }
 
     /// Cuts the whole content into stored chunks and records it as committed with `state`.
-    pub fn finalize(&mut self, v: &Vault, w: &mut WriteSession<'_>, state: FileState) -> Result<&Committed> {
+    pub fn finalize(&mut self, w: &Live, state: FileState) -> Result<Committed> {
+        self.guarded(|f| f.finalize_inner(w, state))
+    }
+
+    fn finalize_inner(&mut self, w: &Live, state: FileState) -> Result<Committed> {
         if self.lazy.is_none() && (self.dirty || self.committed.is_none()) {
-            self.materialize(v, w)?;
+            self.materialize(w)?;
             if !self.tail.is_empty() {
                 let mut c = StreamChunker::new(w.vault().chunker_params());
                 let mut batch = ChunkBatch::default();
                 c.push(&std::mem::take(&mut self.tail), &mut batch);
                 c.finish(&mut batch);
-                let refs = w.add_chunks(&batch)?;
+                let refs = w.add_chunks(&batch, self.bulk)?;
                 self.append_chunks(w, &refs)?;
             }
             self.finalized = !self.chunks.is_empty() || !self.paged.is_empty();
             self.dirty = false;
-            let mut b = ContentBuilder::with_pages(self.paged.clone());
-            b.push(w, &self.chunks)?;
-            let content = b.finish(w)?;
+            let content = Self::content(w, &self.paged, &self.chunks)?;
             self.committed = Some(Committed { content, size: self.size(), state });
         } else if let Some(c) = &mut self.committed {
             c.state = state;
         }
-        self.committed.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::Io, "file content not committed"))
+        self.committed.clone().ok_or_else(|| Error::new(ErrorKind::Io, "file content not committed"))
+    }
+
+    /// The content record of stored pages followed by `chunks` (pages written as they fill).
+    fn content(w: &Live, pages: &[PageRef], chunks: &[ChunkRef]) -> Result<Content> {
+        if pages.is_empty() && chunks.len() <= INLINE_CHUNKS {
+            return Ok(Content::inline(chunks.to_vec()));
+        }
+        let mut pages = pages.to_vec();
+        for part in chunks.chunks(PAGE_CHUNKS) {
+            pages.push(w.write_list(part)?);
+        }
+        Ok(Content { inline: Vec::new(), pages })
+    }
+
+    /// What a close must make durable: `None` for a large file (all of its bulk packs), else
+    /// the chunks of the file.
+    pub fn small_chunks(&self) -> Option<Vec<ChunkRef>> {
+        if self.bulk {
+            return None;
+        }
+        Some(self.chunks.clone())
+    }
+
+    /// Drops staged changes after a failure: back to the last content whose commit was
+    /// journaled (none: the file never had any).
+    pub fn reset_to_journaled(&mut self) {
+        let journaled = self.journaled.take();
+        let (writers, generation) = (self.writers, self.generation + 1);
+        *self = FileData::new();
+        self.writers = writers;
+        self.generation = generation;
+        if let Some(c) = journaled {
+            self.finalized = true;
+            self.lazy = Some(c.content.clone());
+            self.committed = Some(c.clone());
+            self.journaled = Some(c);
+        }
     }
 }
