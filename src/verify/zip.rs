@@ -584,23 +584,26 @@ fn check_member(src: &mut Src<'_>, e: &Entry, cd_at: u64, rep: &mut ZipReport) -
         }
         off += want as u64;
     }
-    // The data descriptor of a streamed member: CRC-32 and sizes (8 bytes each for zip64),
-    // usually after a signature.
+    // The data descriptor of a streamed member: CRC-32 and sizes, usually after a signature.
+    // Sizes are 8 bytes when the local header has a zip64 field (some writers use 8 bytes for
+    // large members without it): the reading that matches the central directory is taken.
     let mut end = data_end;
     if streamed {
-        let len = if e.zip64 || local.zip64 { 20 } else { 12 };
-        let d = src.get(data_end, len + 4)?;
-        let q = if d.len() >= len + 4 && le32(&d, 0) == DESCRIPTOR_SIG { 4 } else { 0 };
-        if d.len() < q + len {
-            return Err(Error::corrupt(format!("{}: cut short in its data descriptor at offset {data_end}", what())));
-        }
-        let (c, cs, us) = if len == 20 {
-            (le32(&d, q), le64(&d, q + 4), le64(&d, q + 12))
+        let d = src.get(data_end, 24)?;
+        let q = if d.len() >= 16 && le32(&d, 0) == DESCRIPTOR_SIG { 4 } else { 0 };
+        let narrow = (d.len() >= q + 12).then(|| (le32(&d, q), le32(&d, q + 4) as u64, le32(&d, q + 8) as u64, 12));
+        let wide = (d.len() >= q + 20).then(|| (le32(&d, q), le64(&d, q + 4), le64(&d, q + 12), 20));
+        let want = (e.crc, e.csize, e.usize);
+        let pick = [narrow, wide].into_iter().flatten().find(|x| (x.0, x.1, x.2) == want).or(if local.zip64 {
+            wide
         } else {
-            (le32(&d, q), le32(&d, q + 4) as u64, le32(&d, q + 8) as u64)
+            narrow
+        });
+        let Some((c, cs, us, len)) = pick else {
+            return Err(Error::corrupt(format!("{}: cut short in its data descriptor at offset {data_end}", what())));
         };
         end = data_end + (q + len) as u64;
-        if (c, cs, us) != (e.crc, e.csize, e.usize) {
+        if (c, cs, us) != want {
             m.error.get_or_insert_with(|| {
                 format!(
                     "its data descriptor at offset {data_end} (CRC-32 {c:08x}, sizes {cs}/{us}) does not match the \
