@@ -104,9 +104,12 @@ enum Cmd {
     /// dump, zip and tar archive by content, report RTO/RPO.
     #[command(group(clap::ArgGroup::new("server").multiple(true).args(["mongo_uri", "pg_uri"])))]
     Drill {
-        /// PERIOD or `latest` (the newest sealed snapshot).
+        /// PERIOD, `latest` (the newest sealed snapshot) or `current` (the current period).
         #[arg(long, default_value = "latest")]
         snapshot: String,
+        /// Only the file at PATH in the snapshot (or the files below it).
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -670,7 +673,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Drill { snapshot, json, mongo_uri, pg_uri, restore_db, keep, drop_existing } => {
+        Cmd::Drill { snapshot, path, json, mongo_uri, pg_uri, restore_db, keep, drop_existing } => {
             let v = open(&cli)?;
             // Connect first: an unreachable server or an existing scratch database stops the
             // drill before anything is read (exit 1), and is not a failed drill.
@@ -692,8 +695,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => None,
             };
-            let mut rep =
-                drill::drill_all(&v, snapshot, drill::Restorers { mongo: restorer.as_mut(), pg: pg.as_mut() })?;
+            let restorers = drill::Restorers { mongo: restorer.as_mut(), pg: pg.as_mut() };
+            let mut rep = drill::drill_all(&v, snapshot, path.as_deref(), restorers)?;
             if let Some(r) = restorer {
                 let what = format!("{} on {}", r.database(), r.server());
                 match r.close() {
@@ -783,7 +786,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(j) => {
                     println!(
                         "last drill:      {} at {}: {} (RTO {:.1} s)",
-                        j["snapshot"].as_str().unwrap_or("?"),
+                        status::drill_target(j),
                         when(j["started_unix"].as_i64()),
                         status::drill_result(j),
                         j["rto_seconds"].as_f64().unwrap_or(0.0)

@@ -106,15 +106,23 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-/// Reads and verifies snapshot `spec` (a period or `latest`).
+/// Reads and verifies snapshot `spec` (a period, `latest` or `current`).
 pub fn drill(v: &Vault, spec: &str) -> Result<DrillReport> {
-    drill_all(v, spec, Restorers::default())
+    drill_all(v, spec, None, Restorers::default())
 }
 
 /// [`drill`], restoring every mongodump archive through `restore` when given. The restorer
 /// is left open: the caller closes it (dropping the scratch database unless kept).
 pub fn drill_with(v: &Vault, spec: &str, restore: Option<&mut Restorer>) -> Result<DrillReport> {
-    drill_all(v, spec, Restorers { mongo: restore, pg: None })
+    drill_all(v, spec, None, Restorers { mongo: restore, pg: None })
+}
+
+/// Whether `file` is `only` or below it.
+fn selected(file: &str, only: Option<&str>) -> bool {
+    match only.map(|o| o.trim_matches('/')) {
+        None | Some("") => true,
+        Some(o) => file == o || file.strip_prefix(o).is_some_and(|rest| rest.starts_with('/')),
+    }
 }
 
 /// The start of a gzip stream's content (as much of [`verify::SNIFF_BYTES`] as decompresses).
@@ -163,9 +171,10 @@ impl Checked {
     }
 }
 
-/// [`drill`] with every restorer given. Restorers are left open: the caller closes them
-/// (dropping the scratch databases unless kept).
-pub fn drill_all(v: &Vault, spec: &str, mut rs: Restorers<'_>) -> Result<DrillReport> {
+/// [`drill`] of the files at or below `only` (a path in the snapshot; all when `None`), with
+/// every restorer given. Restorers are left open: the caller closes them (dropping the scratch
+/// databases unless kept).
+pub fn drill_all(v: &Vault, spec: &str, only: Option<&str>, mut rs: Restorers<'_>) -> Result<DrillReport> {
     let start = Instant::now();
     let info = v.resolve(spec)?;
     let mut rep = DrillReport {
@@ -178,10 +187,17 @@ pub fn drill_all(v: &Vault, spec: &str, mut rs: Restorers<'_>) -> Result<DrillRe
     let mut files = Vec::new();
     v.walk(info.snap.root, &mut |path, node| {
         if let NodeKind::File { state, .. } = &node.kind {
-            files.push((show(path), node.clone(), *state));
+            let p = show(path);
+            if selected(&p, only) {
+                files.push((p, node.clone(), *state));
+            }
         }
         Ok(())
     })?;
+    if let (Some(o), true) = (only, files.is_empty()) {
+        return Err(crate::error::Error::not_found(format!("no file {o:?} in snapshot {}", rep.snapshot)));
+    }
+    rep.path = only.map(String::from);
     let (mut fetch, mut total_read) = (Duration::ZERO, Duration::ZERO);
     for (path, node, state) in files {
         rep.files += 1;

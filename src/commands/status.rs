@@ -53,6 +53,15 @@ pub fn status(v: &Vault) -> Result<Status> {
     Ok(s)
 }
 
+/// What a drill log entry drilled: `PERIOD`, or `PERIOD/PATH` for a drill limited to a path.
+pub fn drill_target(j: &serde_json::Value) -> String {
+    let snap = j["snapshot"].as_str().unwrap_or("?");
+    match j["path"].as_str() {
+        Some(p) => format!("{snap}/{}", p.trim_matches('/')),
+        None => snap.to_string(),
+    }
+}
+
 /// The result of a drill log entry, as `status` shows it: `OK`, `FAILED`, `NOT VERIFIABLE` or
 /// `READ BACK ONLY` (entries written before drills had a `result` field: from `ok`).
 pub fn drill_result(j: &serde_json::Value) -> &'static str {

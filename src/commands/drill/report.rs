@@ -123,6 +123,8 @@ pub struct Counts {
 pub struct DrillReport {
     pub ok: bool,
     pub snapshot: String,
+    /// The path the drill was limited to (`--path`), if any.
+    pub path: Option<String>,
     pub repo: String,
     pub started_unix: i64,
     pub rto_seconds: f64,
@@ -304,6 +306,7 @@ impl DrillReport {
             "ok": self.ok,
             "result": self.result(),
             "snapshot": self.snapshot,
+            "path": self.path,
             "repo": self.repo,
             "started_unix": self.started_unix,
             "rto_seconds": self.rto_seconds,
@@ -423,7 +426,11 @@ impl DrillReport {
     /// The report as text (what `vaultctl drill` prints).
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "drill of {} in {}", self.snapshot, self.repo);
+        match &self.path {
+            Some(p) => writeln!(s, "drill of {}/{} in {}", self.snapshot, p.trim_matches('/'), self.repo),
+            None => writeln!(s, "drill of {} in {}", self.snapshot, self.repo),
+        }
+        .ok();
         let mut kinds: Vec<String> =
             self.kinds().iter().filter(|(k, _)| **k != "unknown").map(|(k, n)| format!("{n} {k}")).collect();
         let unknown = self.contents.iter().filter(|f| f.kind == Kind::Unknown).count();
