@@ -194,7 +194,7 @@ fn a_good_run_streams_the_zip_into_the_vault_and_drills_it_without_secrets_in_ar
     let e = Env::new();
     e.init();
     let app = App::start(&e);
-    let mut child = app.job().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = app.job().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // While the download pauses half-way, look at every process's arguments.
     let mut seen_curl = false;
     let t = std::time::Instant::now();
