@@ -42,8 +42,13 @@ const OFFSET_POS_SET: u8 = 2;
 const OFFSET_NO_DATA: u8 = 3;
 /// A string longer than this is damage (PostgreSQL's own limit for a value is 1 GiB).
 const MAX_STR: i64 = 1 << 30;
-/// A chunk longer than this is damage (pg_dump writes chunks of at most a few hundred KiB).
+/// Strings kept in memory (names, types, COPY statements) are at most this long.
+const MAX_KEPT_STR: u64 = 16 << 20;
+/// A chunk longer than this is damage (a chunk holds at most one row or one compressor
+/// buffer; a row is at most 1 GiB). Chunks are read in pieces, never whole.
 const MAX_CHUNK: i64 = 1 << 30;
+/// Piece of a chunk handled at once.
+const PIECE: usize = 256 << 10;
 /// Entries longer than this are damage (no real dump has a million objects per MiB).
 const MAX_ENTRIES: i64 = 100_000_000;
 
@@ -164,7 +169,11 @@ impl<R: Read> In<R> {
     }
 
     fn opt_string(&mut self, what: &dyn Fn() -> String) -> Result<Option<String>> {
+        let at = self.pos;
         let Some(n) = self.str_len(what)? else { return Ok(None) };
+        if n > MAX_KEPT_STR {
+            return Err(Error::corrupt(format!("implausible string length {n} at {} in {}", At(at), what())));
+        }
         let mut out = Vec::new();
         let got = (&mut self.r).take(n).read_to_end(&mut out).map_err(|e| read_error(self.pos, e))?;
         self.pos += got as u64;
@@ -470,7 +479,7 @@ fn read_stream<R: Read>(
     out: &mut dyn FnMut(&[u8]),
 ) -> Result<Stream> {
     let mut dec = Decoder::new(method);
-    let mut buf = Vec::new();
+    let mut buf = vec![0u8; PIECE];
     let mut chunks = 0u64;
     loop {
         let at = inp.pos;
@@ -482,14 +491,14 @@ fn read_stream<R: Read>(
         if !(1..=MAX_CHUNK).contains(&len) {
             return Err(Error::corrupt(format!("impossible chunk length {len} in {}", what())));
         }
-        buf.clear();
-        let got = (&mut inp.r).take(len as u64).read_to_end(&mut buf).map_err(|e| read_error(inp.pos, e))?;
-        inp.pos += got as u64;
-        if (got as i64) < len {
-            return Err(Error::corrupt(format!("truncated at {} in {}: the archive ends there", At(inp.pos), what())));
+        let mut left = len as usize;
+        while left > 0 {
+            let n = left.min(PIECE);
+            inp.read_full(&mut buf[..n], &what)?;
+            dec.feed(&buf[..n], at, out);
+            left -= n;
         }
         chunks += 1;
-        dec.feed(&buf, at, out);
     }
     dec.finish(out);
     Ok(Stream { data_bytes: dec.data_bytes, error: dec.error })

@@ -31,8 +31,8 @@ const EOCD_LEN: u64 = 22;
 const LOCATOR_LEN: u64 = 20;
 /// The longest zip comment, hence how far from the end the end record can be.
 const MAX_COMMENT: u64 = 0xFFFF;
-/// A central directory larger than this is damage.
-const MAX_CENTRAL: u64 = 1 << 30;
+/// A central directory larger than this is damage (about 2.5 million members).
+const MAX_CENTRAL: u64 = 256 << 20;
 /// Longest JSON line parsed.
 pub const MAX_JSON_LINE: usize = 64 << 20;
 /// Members listed one by one in the report; the rest are only counted (per directory too).
@@ -594,11 +594,9 @@ fn check_member(src: &mut Src<'_>, e: &Entry, cd_at: u64, rep: &mut ZipReport) -
         let narrow = (d.len() >= q + 12).then(|| (le32(&d, q), le32(&d, q + 4) as u64, le32(&d, q + 8) as u64, 12));
         let wide = (d.len() >= q + 20).then(|| (le32(&d, q), le64(&d, q + 4), le64(&d, q + 12), 20));
         let want = (e.crc, e.csize, e.usize);
-        let pick = [narrow, wide].into_iter().flatten().find(|x| (x.0, x.1, x.2) == want).or(if local.zip64 {
-            wide
-        } else {
-            narrow
-        });
+        // The expected width first: an empty member reads as zeros either way.
+        let order = if local.zip64 { [wide, narrow] } else { [narrow, wide] };
+        let pick = order.into_iter().flatten().find(|x| (x.0, x.1, x.2) == want).or(order[0]);
         let Some((c, cs, us, len)) = pick else {
             return Err(Error::corrupt(format!("{}: cut short in its data descriptor at offset {data_end}", what())));
         };
