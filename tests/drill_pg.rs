@@ -271,6 +271,38 @@ fn dumps_that_would_leave_the_scratch_database_are_refused_and_damage_is_not_res
 }
 
 #[test]
+fn a_directory_format_dump_is_checked_file_by_file_and_not_restored_from_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Pg::start(dir.path());
+    run_ok(pg.cmd("createdb").arg("small"));
+    pg.sql(
+        "small",
+        "CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 1000); SELECT lo_from_bytea(0, 'x');",
+    );
+    let d = dir.path().join("small.dir");
+    run_ok(pg.cmd("pg_dump").args(["-Fd", "-f"]).arg(&d).arg("small"));
+    let e = Env::new();
+    e.ok_at(T0, &["init", "--time-zone", "UTC"]);
+    let mut names = Vec::new();
+    for f in std::fs::read_dir(&d).unwrap().flatten() {
+        let name = format!("small.dir/{}", f.file_name().to_string_lossy());
+        put_at(&e, T0, &name, &std::fs::read(f.path()).unwrap());
+        names.push(name);
+    }
+    e.ok_at(T2, &["seal"]);
+    let j = drill_json(&e, &["--pg-uri", &pg.uri("postgres"), "--restore-db", "scratch"], 0);
+    assert_eq!(j["result"], "ok", "{j}");
+    let toc = content(&j, "small.dir/toc.dat");
+    assert_eq!(toc["kind"], "pg_custom");
+    assert!(toc["pg"]["note"].as_str().unwrap().contains("directory-format"), "{toc}");
+    assert!(toc["pg"]["entries"].as_u64().unwrap() >= 3);
+    // The data files are gzip streams, checked as such.
+    assert!(j["kinds"]["gzip"].as_u64().unwrap() >= 2, "{j}");
+    assert_eq!(j["pg_restore"]["databases"].as_array().unwrap().len(), 0);
+    assert!(!pg.databases().contains(&"scratch".to_string()));
+}
+
+#[test]
 fn an_unreachable_server_or_a_bad_uri_is_a_clear_error_before_anything_is_read() {
     let e = Env::new();
     e.ok_at(T0, &["init", "--time-zone", "UTC"]);

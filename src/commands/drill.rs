@@ -351,8 +351,12 @@ fn check_file(
         }
         Kind::PgCustom | Kind::PgPlain => {
             let format = if kind == Kind::PgCustom { DumpFormat::Custom } else { DumpFormat::Plain };
+            // A directory-format toc.dat restores only with its directory: checked, not restored.
+            let restorable = !(format == DumpFormat::Custom
+                && wrapper.is_none()
+                && reader.read_at(0, 16).ok().and_then(|h| pgdump::custom::is_directory_toc(&h)) == Some(true));
             let t_begin = Instant::now();
-            let mut load = match rs.pg.as_deref_mut().map(|r| r.begin(format)) {
+            let mut load = match rs.pg.as_deref_mut().filter(|_| restorable).map(|r| r.begin(format)) {
                 Some(Ok(l)) => Some(l),
                 Some(Err(e)) => {
                     c.errors.push(format!("restore: {e}"));

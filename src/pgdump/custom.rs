@@ -36,6 +36,10 @@ use std::io::{self, BufReader, Read};
 const MIN_VERSION: (u8, u8) = (1, 10);
 const MAX_VERSION: (u8, u8) = (1, 16);
 const FORMAT_CUSTOM: u8 = 1;
+/// `toc.dat` of a directory-format dump (`pg_dump -Fd`, also inside a `-Ft` tar): the same
+/// header and table of contents, each entry naming its data file instead of an offset, and no
+/// data blocks. pg_dump writes format 3 (tar) in it; 5 (directory) is accepted too.
+const FORMATS_TOC: [u8; 2] = [3, 5];
 const BLK_DATA: u8 = 1;
 const BLK_BLOBS: u8 = 3;
 const OFFSET_POS_SET: u8 = 2;
@@ -226,7 +230,15 @@ fn read_error(at: u64, e: io::Error) -> Error {
     Error::new(crate::error::ErrorKind::Corrupt, format!("reading at {}: {e}", At(at)))
 }
 
-/// Reads and checks a whole custom-format archive from `r`.
+/// Whether the first bytes of a `PGDMP` file are a directory-format `toc.dat` (which cannot be
+/// restored from a stream). `None` when the header is too short to tell.
+pub fn is_directory_toc(head: &[u8]) -> Option<bool> {
+    // PGDMP, major, minor, revision (from 1.0 on), int size, offset size, format.
+    let has_rev = head.len() > 6 && (head[5] > 1 || (head[5] == 1 && head[6] > 0));
+    head.get(if has_rev { 10 } else { 9 }).map(|f| FORMATS_TOC.contains(f))
+}
+
+/// Reads and checks a whole custom-format archive (or a directory-format `toc.dat`) from `r`.
 pub fn verify<R: Read>(r: R) -> Result<DumpReport> {
     let mut rep = DumpReport::empty(DumpFormat::Custom);
     let mut inp = In { r: BufReader::with_capacity(256 << 10, r), pos: 0, int_size: 4, off_size: 8 };
@@ -271,8 +283,19 @@ fn read_all<R: Read>(inp: &mut In<R>, rep: &mut DumpReport) -> Result<()> {
     inp.int_size = int_size;
     inp.off_size = off_size;
     let fmt = inp.byte(&hdr)?;
-    if fmt != FORMAT_CUSTOM {
-        return Err(Error::corrupt(format!("archive header names format {fmt}, not 1 (custom)")));
+    if fmt != FORMAT_CUSTOM && !FORMATS_TOC.contains(&fmt) {
+        return Err(Error::corrupt(format!(
+            "archive header names format {fmt}, not 1 (custom) or 3 (the toc.dat of a directory or tar dump)"
+        )));
+    }
+    let directory = FORMATS_TOC.contains(&fmt);
+    if directory {
+        rep.note = Some(
+            "the table of contents (toc.dat) of a directory-format dump (pg_dump -Fd): its entries were read; \
+             the data are in the files next to it, checked as files of their own; restore the whole directory \
+             with pg_restore"
+                .into(),
+        );
     }
     let method = if v >= (1, 15) {
         match inp.byte(&hdr)? {
@@ -359,13 +382,28 @@ fn read_all<R: Read>(inp: &mut In<R>, rep: &mut DumpReport) -> Result<()> {
                 return Err(Error::corrupt(format!("endless dependency list in {}", what())));
             }
         }
-        let (data_state, data_pos) = inp.offset(&what)?;
+        let (data_state, data_pos) = if directory {
+            // The data file's name ("3349.dat.gz"), or empty for entries without data.
+            inp.skip_string(&what)?;
+            (OFFSET_NO_DATA, 0)
+        } else {
+            inp.offset(&what)?
+        };
         if by_id.insert(dump_id, entries.len()).is_some() {
             return Err(Error::corrupt(format!("entry id {dump_id} appears twice in the table of contents")));
         }
         entries.push(Entry { dump_id, had_dumper, tag, desc, namespace, copy_stmt, data_state, data_pos, seen: false });
     }
 
+    if directory {
+        if let Some(b) = inp.byte_or_eof()? {
+            return Err(Error::corrupt(format!(
+                "unexpected byte {b:#04x} at {} after the table of contents of a toc.dat (trailing garbage)",
+                At(inp.pos - 1)
+            )));
+        }
+        return Ok(());
+    }
     // The data blocks.
     let mut blocks = 0u64;
     loop {

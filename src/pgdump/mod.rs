@@ -113,6 +113,8 @@ pub struct DumpReport {
     /// Plain dumps: why the dump must not be run against a scratch database (it creates or
     /// switches databases, creates roles, or uses psql meta-commands a drill does not run).
     pub restore_blocker: Option<String>,
+    /// What else a reader of the report should know (a directory-format `toc.dat`).
+    pub note: Option<String>,
 }
 
 impl DumpReport {
@@ -132,6 +134,7 @@ impl DumpReport {
             not_verifiable: None,
             damage: Vec::new(),
             restore_blocker: None,
+            note: None,
         }
     }
 

@@ -75,6 +75,11 @@ fn stream(w: &mut W, c: Comp, data: &[u8]) {
 
 /// An archive of `tables` and `los` large objects; `set_offsets` as a seekable pg_dump writes.
 fn archive(version: (u8, u8), c: Comp, tables: &[Table], los: &[&[u8]], set_offsets: bool) -> Vec<u8> {
+    archive_as(1, version, c, tables, los, set_offsets)
+}
+
+/// `fmt` 1: a custom archive; 3: the toc.dat of a directory-format dump (no data blocks).
+fn archive_as(fmt: u8, version: (u8, u8), c: Comp, tables: &[Table], los: &[&[u8]], set_offsets: bool) -> Vec<u8> {
     let build = |offsets: &[u64]| -> (Vec<u8>, Vec<u64>) {
         let mut w = W { b: Vec::new() };
         w.b.extend_from_slice(b"PGDMP");
@@ -83,7 +88,7 @@ fn archive(version: (u8, u8), c: Comp, tables: &[Table], los: &[&[u8]], set_offs
         w.byte(0);
         w.byte(4);
         w.byte(8);
-        w.byte(1);
+        w.byte(fmt);
         if version >= (1, 15) {
             w.byte(match c {
                 Comp::None => 0,
@@ -144,7 +149,9 @@ fn archive(version: (u8, u8), c: Comp, tables: &[Table], los: &[&[u8]], set_offs
             w.str(Some("false"));
             w.str(Some("1"));
             w.str(None);
-            if *had {
+            if fmt != 1 {
+                w.str(Some(&if *had { format!("{id}.dat.gz") } else { String::new() }));
+            } else if *had {
                 match offsets.get(data_ix) {
                     Some(&o) => w.offset(2, o),
                     None => w.offset(1, 0),
@@ -155,6 +162,9 @@ fn archive(version: (u8, u8), c: Comp, tables: &[Table], los: &[&[u8]], set_offs
             }
         }
         let mut at = Vec::new();
+        if fmt != 1 {
+            return (w.b, at);
+        }
         for (i, t) in tables.iter().enumerate() {
             at.push(w.b.len() as u64);
             w.byte(1);
@@ -227,6 +237,21 @@ fn every_version_and_compression_reads_back_with_counts() {
             }
         }
     }
+}
+
+#[test]
+fn a_directory_format_toc_is_read_without_data_blocks() {
+    let a = archive_as(3, (1, 14), Comp::Gzip, &tables(), &[b"lo"], false);
+    assert_eq!(custom::is_directory_toc(&a), Some(true));
+    assert_eq!(custom::is_directory_toc(&archive((1, 14), Comp::Gzip, &tables(), &[], true)), Some(false));
+    let r = custom::verify(&a[..]).unwrap();
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.entries, 8);
+    assert!(r.tables.is_empty() && r.note.as_deref().unwrap().contains("directory-format"));
+    let mut b = a.clone();
+    b.push(1);
+    assert!(custom::verify(&b[..]).unwrap_err().to_string().contains("trailing garbage"));
+    assert!(custom::verify(&a[..a.len() - 3]).unwrap_err().to_string().contains("truncated"));
 }
 
 #[test]

@@ -230,6 +230,9 @@ impl DrillReport {
                     "rows": p.rows(),
                     "large_objects": p.large_objects,
                 });
+                if let Some(n) = &p.note {
+                    o["pg"]["note"] = json!(n);
+                }
                 if full {
                     o["pg"]["table_data"] = p
                         .tables
@@ -380,6 +383,9 @@ impl DrillReport {
                     crate::pgdump::DumpFormat::Plain => String::new(),
                 };
                 write!(s, "{} tables, {} rows, {} large objects", p.tables.len(), p.rows(), p.large_objects).ok();
+                if let Some(n) = &p.note {
+                    write!(s, " ({n})").ok();
+                }
                 s
             }
             Detail::Zip(z) => {
@@ -437,7 +443,13 @@ impl DrillReport {
         if unknown > 0 {
             kinds.push(format!("{unknown} read back only"));
         }
-        let _ = writeln!(s, "  files read:      {} ({}): {}", self.files, human(self.bytes_read), kinds.join(", "));
+        let _ = writeln!(
+            s,
+            "  files read:      {} ({}){}",
+            self.files,
+            human(self.bytes_read),
+            if kinds.is_empty() { String::new() } else { format!(": {}", kinds.join(", ")) }
+        );
         for f in self.contents.iter().filter(|f| f.kind != Kind::Unknown || self.contents.len() <= 20) {
             let _ = writeln!(s, "{}", Self::file_line(f));
             if let Detail::Zip(z) = &f.detail {
@@ -465,7 +477,11 @@ impl DrillReport {
             );
         }
         if let Some(r) = &self.pg_restore {
-            let _ = writeln!(s, "  restored into:   {} on {} (PostgreSQL)", r.databases.join(", "), r.server);
+            match r.databases.is_empty() {
+                true => writeln!(s, "  restored into:   nothing on {} (no PostgreSQL dump to restore)", r.server),
+                false => writeln!(s, "  restored into:   {} on {} (PostgreSQL)", r.databases.join(", "), r.server),
+            }
+            .ok();
         }
         for t in &self.tables {
             let rows = t.rows.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
