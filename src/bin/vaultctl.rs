@@ -782,21 +782,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => println!("last sync:       {name} never"),
                 }
             }
-            match &s.last_drill {
-                Some(j) => {
-                    println!(
-                        "last drill:      {} at {}: {} (RTO {:.1} s)",
-                        status::drill_target(j),
-                        when(j["started_unix"].as_i64()),
-                        status::drill_result(j),
-                        j["rto_seconds"].as_f64().unwrap_or(0.0)
-                    );
-                    let what = status::drill_summary(j);
-                    if !what.is_empty() {
-                        println!("                 checked: {what}");
+            for (label, d) in [("last drill:     ", &s.last_drill), ("last file drill:", &s.last_file_drill)] {
+                match d {
+                    Some(j) => {
+                        println!(
+                            "{label} {} at {}: {} (RTO {:.1} s)",
+                            status::drill_target(j),
+                            when(j["started_unix"].as_i64()),
+                            status::drill_result(j),
+                            j["rto_seconds"].as_f64().unwrap_or(0.0)
+                        );
+                        let what = status::drill_summary(j);
+                        if !what.is_empty() {
+                            println!("                 checked: {what}");
+                        }
                     }
+                    None if label.starts_with("last drill") => println!("last drill:      never"),
+                    None => {}
                 }
-                None => println!("last drill:      never"),
             }
             match &s.last_job {
                 Some(j) => {

@@ -14,7 +14,11 @@ pub struct Status {
     pub age_seconds: Option<f64>,
     pub current: Option<(String, bool, u64, u64)>,
     pub syncs: Vec<(String, Option<serde_json::Value>)>,
+    /// The newest drill of a whole snapshot.
     pub last_drill: Option<serde_json::Value>,
+    /// The newest drill limited to a path (`drill --path`, as the application backup job runs
+    /// after each download), when it is newer than `last_drill`.
+    pub last_file_drill: Option<serde_json::Value>,
     /// The newest `job` entry of the log (see commands/run.rs).
     pub last_job: Option<serde_json::Value>,
 }
@@ -44,7 +48,13 @@ pub fn status(v: &Vault) -> Result<Status> {
         let last = log.iter().rev().find(|j| j["type"] == "sync" && j["remote"] == r.name.as_str()).cloned();
         s.syncs.push((r.name, last));
     }
-    s.last_drill = log.iter().rev().find(|j| j["type"] == "drill").cloned();
+    let drills = || log.iter().rev().filter(|j| j["type"] == "drill");
+    s.last_drill = drills().find(|j| j["path"].is_null()).cloned();
+    let started = |j: &serde_json::Value| j["started_unix"].as_i64().unwrap_or(0);
+    s.last_file_drill = drills()
+        .find(|j| !j["path"].is_null())
+        .filter(|f| s.last_drill.as_ref().is_none_or(|d| started(f) >= started(d)))
+        .cloned();
     s.last_job = log
         .iter()
         .filter(|j| j["type"] == "job")

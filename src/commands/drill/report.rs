@@ -545,3 +545,73 @@ impl DrillReport {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::zip::{Member, ZipReport};
+
+    fn report() -> DrillReport {
+        let zip = ZipReport {
+            members: 2,
+            files: 2,
+            listed: vec![Member {
+                name: "backup.jsonl".into(),
+                size: 10,
+                compressed: 8,
+                method: "deflate".into(),
+                encrypted: false,
+                verified: true,
+                error: None,
+            }],
+            ..Default::default()
+        };
+        let mut r = DrillReport { snapshot: "2026-11-20".into(), files: 2, ..Default::default() };
+        r.contents.push(FileReport {
+            file: "app.zip".into(),
+            kind: Kind::Zip,
+            wrapper: None,
+            bytes: 100,
+            outcome: Outcome::Verified,
+            detail: Detail::Zip(Box::new(zip)),
+        });
+        r.contents.push(FileReport {
+            file: "notes.txt".into(),
+            kind: Kind::Unknown,
+            wrapper: None,
+            bytes: 3,
+            outcome: Outcome::ReadBackOnly,
+            detail: Detail::None,
+        });
+        r
+    }
+
+    #[test]
+    fn the_log_entry_keeps_counts_but_not_member_lists() {
+        let r = report();
+        assert_eq!(r.result(), "ok");
+        let full = r.to_json();
+        let log = r.to_log_json();
+        assert_eq!(full["contents"][0]["zip"]["member_list"][0]["name"], "backup.jsonl");
+        assert!(log["contents"][0]["zip"].get("member_list").is_none());
+        assert_eq!(log["counts"]["zip_members"], 2);
+        assert_eq!(log["kinds"]["zip"], 1);
+        assert_eq!(log["read_back_only_files"][0], "notes.txt");
+        assert_eq!(crate::commands::status::drill_summary(&log), "1 zip, 1 read back only; 2 zip members");
+    }
+
+    #[test]
+    fn results_never_call_an_unchecked_file_a_success() {
+        let mut r = report();
+        r.contents.retain(|f| f.kind == Kind::Unknown);
+        assert_eq!(r.result(), "read_back_only");
+        assert!(r.to_text().contains("READ BACK ONLY"));
+        let mut r = report();
+        r.contents[0].outcome = Outcome::NotVerifiable("encrypted".into());
+        assert_eq!(r.result(), "not_verifiable");
+        r.errors.push("x".into());
+        assert_eq!(r.result(), "failed");
+        let empty = DrillReport::default();
+        assert!(empty.to_text().contains("the snapshot holds no files"));
+    }
+}
