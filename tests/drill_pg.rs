@@ -20,7 +20,7 @@ const TABLES: [(&str, u64); 6] = [
     ("public.pgbench_tellers", 10),
     ("public.pgbench_history", 0),
     ("public.uploads", 3000),
-    ("audit.Event Log", 250),
+    ("audit.Évent Log ☕", 250),
 ];
 
 fn setup_source(pg: &Pg) {
@@ -32,8 +32,8 @@ fn setup_source(pg: &Pg) {
          INSERT INTO uploads(name, body, note) SELECT 'report-' || g, decode(repeat(md5(g::text), 20), 'hex'),
            E'line one\\nline\\ttwo \\\\ end' FROM generate_series(1, 3000) g;
          CREATE SCHEMA audit;
-         CREATE TABLE audit.\"Event Log\"(at timestamptz default now(), what jsonb);
-         INSERT INTO audit.\"Event Log\"(what) SELECT jsonb_build_object('n', g, 's', 'x' || g) FROM generate_series(1, 250) g;
+         CREATE TABLE audit.\"Évent Log ☕\"(at timestamptz default now(), what jsonb);
+         INSERT INTO audit.\"Évent Log ☕\"(what) SELECT jsonb_build_object('n', g, 's', 'x' || g) FROM generate_series(1, 250) g;
          SELECT lo_from_bytea(0, 'small');
          SELECT lo_from_bytea(0, decode(repeat('ab', 300000), 'hex'));
          SELECT lo_from_bytea(0, '');",
@@ -180,7 +180,7 @@ fn a_cut_or_a_flipped_byte_in_a_compressed_block_fails_naming_table_and_offset()
     assert!(p.contains("truncated"), "{p}");
     assert_eq!(content(&j, "flipped.pgdump")["verdict"], "failed");
     // The tables after the damaged block were still read.
-    assert_eq!(table(&j, "flipped.pgdump", "audit.Event Log")["archive_count"], 250);
+    assert_eq!(table(&j, "flipped.pgdump", "audit.Évent Log ☕")["archive_count"], 250);
     assert_eq!(content(&j, "good.pgdump")["verdict"], "verified");
     let text = String::from_utf8(e.cmd_at(Some(T2), &["drill"]).output().unwrap().stdout).unwrap();
     assert!(text.contains("result:          FAILED") && text.contains("flipped.pgdump"), "{text}");

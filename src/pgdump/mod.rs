@@ -274,7 +274,7 @@ pub(crate) fn copy_columns(stmt: &str) -> Option<u64> {
 /// The (schema, table) a COPY statement loads: `COPY public."Odd ""x""" (a) FROM stdin;`.
 pub(crate) fn copy_target(stmt: &str) -> Option<(String, String)> {
     let s = stmt.trim_start();
-    if s.len() < 5 || !s[..5].eq_ignore_ascii_case("COPY ") {
+    if !s.get(..5).is_some_and(|c| c.eq_ignore_ascii_case("COPY ")) {
         return None;
     }
     let mut parts = Vec::new();

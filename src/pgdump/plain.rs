@@ -72,8 +72,8 @@ struct State<'a> {
     rep: DumpReport,
     lex: Lex,
     prev: u8,
-    /// The statement so far (outside comments), at most STMT_KEEP bytes.
-    stmt: String,
+    /// The statement so far (outside comments), at most STMT_KEEP bytes, as written.
+    stmt: Vec<u8>,
     stmt_start: Option<(u64, u64)>,
     /// Raw text not yet passed on (the current statement is not classified yet).
     pending: Vec<u8>,
@@ -100,7 +100,7 @@ pub fn verify<R: Read>(r: R, on_sql: &mut dyn FnMut(&[u8]) -> Result<()>) -> Res
         rep: DumpReport::empty(DumpFormat::Plain),
         lex: Lex::Normal,
         prev: b'\n',
-        stmt: String::new(),
+        stmt: Vec::new(),
         stmt_start: None,
         pending: Vec::new(),
         meta: Vec::new(),
@@ -219,7 +219,7 @@ impl State<'_> {
 
     fn keep(&mut self, b: u8) {
         if self.stmt.len() < STMT_KEEP {
-            self.stmt.push(b as char);
+            self.stmt.push(b);
         }
     }
 
@@ -242,7 +242,7 @@ impl State<'_> {
         if self.classified || self.blocked {
             return;
         }
-        let upper = self.stmt.to_ascii_uppercase();
+        let upper = String::from_utf8_lossy(&self.stmt).to_ascii_uppercase();
         let words: Vec<&str> = upper
             .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
             .filter(|w| !w.is_empty())
@@ -283,10 +283,11 @@ impl State<'_> {
     fn statement_ends(&mut self, at: u64) {
         self.classify();
         self.rep.entries += 1;
-        let upper = self.stmt.to_ascii_uppercase();
+        let text = String::from_utf8_lossy(&self.stmt).into_owned();
+        let upper = text.to_ascii_uppercase();
         let trimmed = upper.trim_end_matches(|c: char| c == ';' || c.is_whitespace());
         if upper.starts_with("COPY ") && trimmed.ends_with("FROM STDIN") {
-            self.copy_next = Some(self.stmt.clone());
+            self.copy_next = Some(text);
         } else if upper.starts_with("SELECT PG_CATALOG.LO_OPEN(") {
             self.rep.large_objects += 1;
         }
@@ -407,7 +408,7 @@ impl State<'_> {
                 self.keep(b);
                 let e = (prev == b'E' || prev == b'e') && {
                     // E'...' only when the E is not the end of a longer word.
-                    let s = self.stmt.as_bytes();
+                    let s = &self.stmt;
                     s.len() < 3 || !is_ident(s[s.len() - 3])
                 };
                 self.lex = Lex::Single { e, esc: false };
@@ -428,10 +429,10 @@ impl State<'_> {
             }
             c if c.is_ascii_whitespace() => {
                 if self.stmt_start.is_some() {
-                    if !self.stmt.ends_with(' ') {
+                    if self.stmt.last() != Some(&b' ') {
                         self.keep(b' ');
                     }
-                    if !self.classified && self.stmt.split_whitespace().count() >= 4 {
+                    if !self.classified && self.stmt.split(|&c| c == b' ').filter(|w| !w.is_empty()).count() >= 4 {
                         self.classify();
                     }
                 }

@@ -352,16 +352,21 @@ INSERT INTO public.t VALUES (E'a\\'b;c', $$x;$$);\n\
 COPY public.\"Odd \"\"T\"\"\" (a, \"b,c\") FROM stdin;\n1\tx\n2\ty\\tz\n\\.\n\n\
 SELECT pg_catalog.lo_open('16399', 131072);\n\
 COPY s.empty (a) FROM stdin;\n\\.\n\n\
+COPY \"Ünïcode\".\"Tâble ☕\" (a) FROM stdin;\n1\n\\.\n\n\
 --\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n\n";
 
 fn plain_run(text: &str) -> (DumpReport, String) {
+    plain_bytes(text.as_bytes())
+}
+
+fn plain_bytes(text: &[u8]) -> (DumpReport, String) {
     let mut sent = Vec::new();
-    let r = plain::verify(text.as_bytes(), &mut |b| {
+    let r = plain::verify(text, &mut |b| {
         sent.extend_from_slice(b);
         Ok(())
     })
     .unwrap();
-    (r, String::from_utf8(sent).unwrap())
+    (r, String::from_utf8_lossy(&sent).into_owned())
 }
 
 #[test]
@@ -373,7 +378,7 @@ fn plain_dumps_are_lexed_like_psql_and_passed_on_whole() {
     assert_eq!(r.restore_blocker, None);
     assert_eq!(
         r.tables.iter().map(|t| (t.schema.as_str(), t.table.as_str(), t.rows)).collect::<Vec<_>>(),
-        vec![("public", "Odd \"T\"", Some(2)), ("s", "empty", Some(0))]
+        vec![("public", "Odd \"T\"", Some(2)), ("s", "empty", Some(0)), ("Ünïcode", "Tâble ☕", Some(1))]
     );
     assert_eq!(r.large_objects, 1);
     assert_eq!(r.server_version, "15.18");
@@ -392,7 +397,7 @@ fn plain_dumps_that_leave_the_scratch_database_are_refused_before_anything_globa
     let (r, sent) = plain_run(&created);
     assert!(r.restore_blocker.as_deref().unwrap().contains("CREATE DATABASE"), "{r:?}");
     assert!(!sent.contains("CREATE DATABASE") && !sent.contains("COPY"), "{sent}");
-    assert_eq!(r.tables.len(), 2, "still verified");
+    assert_eq!(r.tables.len(), 3, "still verified");
 
     let switched = PLAIN.replace("SET standard_conforming_strings = on;\n", "\\connect other\n");
     let (r, sent) = plain_run(&switched);
@@ -433,7 +438,7 @@ fn cut_or_damaged_plain_dumps_are_reported() {
     // Every cut before the closing line's end is reported.
     let end = PLAIN.find("dump complete\n").unwrap() + "dump complete\n".len();
     for n in 0..end {
-        let (r, _) = plain_run(&PLAIN[..n]);
+        let (r, _) = plain_bytes(&PLAIN.as_bytes()[..n]);
         assert!(!r.damage.is_empty(), "cut at {n}");
     }
 }
@@ -443,6 +448,8 @@ fn copy_statements_are_understood() {
     assert_eq!(copy_target("COPY public.t1 (a) FROM stdin;"), Some(("public".into(), "t1".into())));
     assert_eq!(copy_target("COPY \"S\".\"a.b\" FROM stdin;"), Some(("S".into(), "a.b".into())));
     assert_eq!(copy_target("COPY Plain FROM stdin;"), Some(("".into(), "plain".into())));
+    assert_eq!(copy_target("COPY public.\"Café ☕\" (a) FROM stdin;"), Some(("public".into(), "Café ☕".into())));
+    assert_eq!(copy_target("COé"), None);
     assert_eq!(copy_columns("COPY t (a, \"b, c\", d) FROM stdin;"), Some(3));
     assert_eq!(copy_columns("COPY t  FROM stdin;"), None);
     assert_eq!(copy_columns("COPY t () FROM stdin;"), Some(0));
