@@ -454,3 +454,15 @@ fn copy_statements_are_understood() {
     assert_eq!(copy_columns("COPY t  FROM stdin;"), None);
     assert_eq!(copy_columns("COPY t () FROM stdin;"), Some(0));
 }
+
+#[test]
+fn flipped_plain_bytes_never_panic() {
+    let b = PLAIN.as_bytes();
+    for i in 0..b.len() {
+        for x in [0x01u8, 0x20, 0x80, 0xFF] {
+            let mut c = b.to_vec();
+            c[i] ^= x;
+            let _ = plain_bytes(&c);
+        }
+    }
+}

@@ -438,3 +438,16 @@ fn kinds_are_recognised_by_content() {
     bad[n - 6] ^= 1; // the CRC
     assert!(check_gzip(&bad[..]).is_err());
 }
+
+#[test]
+fn flipped_tar_bytes_never_panic() {
+    let t = sample_tar(true);
+    // Headers and the start of the data; the zero padding is all alike.
+    for i in 0..5 * 512 {
+        for x in [0x01u8, 0x80, 0xFF] {
+            let mut b = t.clone();
+            b[i] ^= x;
+            let _ = tar::verify(&b[..]);
+        }
+    }
+}
