@@ -221,7 +221,8 @@ impl PgRestorer {
         &self.created
     }
 
-    /// Time spent waiting for the server: blocked writes, then the tools finishing.
+    /// Time spent waiting for the server: creating the databases, blocked writes, the tools
+    /// finishing.
     pub fn insert_wait(&self) -> Duration {
         self.insert_wait
     }
@@ -289,6 +290,13 @@ impl PgRestorer {
     /// Creates the scratch database for the next dump of the drill (`file`) and starts the
     /// tool that restores into it, reading from its standard input.
     pub fn begin(&mut self, format: DumpFormat) -> Result<Load> {
+        let t = Instant::now();
+        let r = self.begin_inner(format);
+        self.insert_wait += t.elapsed();
+        r
+    }
+
+    fn begin_inner(&mut self, format: DumpFormat) -> Result<Load> {
         let name = match self.created.len() {
             0 => self.opts.database.clone(),
             n => format!("{}_{}", self.opts.database, n + 1),
