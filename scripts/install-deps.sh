@@ -9,6 +9,10 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v mount >/dev/null || need+=(mount)
 command -v runuser >/dev/null || need+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# psql and pg_restore for PostgreSQL restore drills (also pulled in by postgresql).
+command -v pg_restore >/dev/null || need+=(postgresql-client)
+# The application backup job (scripts/app-backup.sh) downloads with curl.
+command -v curl >/dev/null || need+=(curl)
 command -v tar >/dev/null || need+=(tar)
 command -v diff >/dev/null || need+=(diffutils)
 command -v python3 >/dev/null || need+=(python3)

@@ -21,6 +21,7 @@ use vault::format::config::PeriodKind;
 use vault::format::policy::Policy;
 use vault::format::tree::{FileState, NodeKind};
 use vault::mongo::restore::{RestoreOptions, Restorer};
+use vault::pgdump::restore::{PgRestoreOptions, PgRestorer};
 use vault::repo::{InitOptions, OpenOptions, Vault};
 use vault::store::{local::LocalStore, ObjKind, Store};
 use vault::units::{human, parse_size};
@@ -99,11 +100,16 @@ enum Cmd {
     },
     /// Rebuild the index files from the pack headers (after index files were lost).
     RebuildIndex,
-    /// Prove a snapshot restores: read every byte back, verify mongodump archives, report RTO/RPO.
+    /// Prove a snapshot restores: read every byte back, check every mongodump archive, pg_dump
+    /// dump, zip and tar archive by content, report RTO/RPO.
+    #[command(group(clap::ArgGroup::new("server").multiple(true).args(["mongo_uri", "pg_uri"])))]
     Drill {
-        /// PERIOD or `latest` (the newest sealed snapshot).
+        /// PERIOD, `latest` (the newest sealed snapshot) or `current` (the current period).
         #[arg(long, default_value = "latest")]
         snapshot: String,
+        /// Only the file at PATH in the snapshot (or the files below it).
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -111,14 +117,20 @@ enum Cmd {
         /// (mongodb://...) and compare the counts per collection.
         #[arg(long, value_name = "URI", requires = "restore_db")]
         mongo_uri: Option<String>,
+        /// Also restore every pg_dump dump into a scratch database on this server
+        /// (postgresql://...; the password goes to psql/pg_restore through their environment)
+        /// and compare the rows per table.
+        #[arg(long, value_name = "URI", requires = "restore_db")]
+        pg_uri: Option<String>,
         /// The scratch database: must not exist (see --drop-existing); dropped at the end.
-        #[arg(long, value_name = "NAME", requires = "mongo_uri")]
+        /// Further PostgreSQL dumps of the snapshot go to NAME_2, NAME_3, ...
+        #[arg(long, value_name = "NAME", requires = "server")]
         restore_db: Option<String>,
         /// Keep the scratch database after the drill.
-        #[arg(long, requires = "mongo_uri")]
+        #[arg(long, requires = "server")]
         keep: bool,
         /// Drop the scratch database first if it exists.
-        #[arg(long, requires = "mongo_uri")]
+        #[arg(long, requires = "server")]
         drop_existing: bool,
     },
     /// Newest backup and its age, current period, last sync per remote, last drill, last job.
@@ -661,7 +673,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Drill { snapshot, json, mongo_uri, restore_db, keep, drop_existing } => {
+        Cmd::Drill { snapshot, path, json, mongo_uri, pg_uri, restore_db, keep, drop_existing } => {
             let v = open(&cli)?;
             // Connect first: an unreachable server or an existing scratch database stops the
             // drill before anything is read (exit 1), and is not a failed drill.
@@ -674,12 +686,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => None,
             };
-            let mut rep = drill::drill_with(&v, snapshot, restorer.as_mut())?;
+            let mut pg = match (pg_uri, restore_db) {
+                (Some(uri), Some(db)) => {
+                    let mut o = PgRestoreOptions::new(uri, db);
+                    o.keep = *keep;
+                    o.drop_existing = *drop_existing;
+                    Some(PgRestorer::connect(o)?)
+                }
+                _ => None,
+            };
+            let restorers = drill::Restorers { mongo: restorer.as_mut(), pg: pg.as_mut() };
+            let mut rep = drill::drill_all(&v, snapshot, path.as_deref(), restorers)?;
             if let Some(r) = restorer {
                 let what = format!("{} on {}", r.database(), r.server());
                 match r.close() {
                     Ok(true) => eprintln!("dropped the scratch database {what}"),
                     Ok(false) => eprintln!("kept the scratch database {what}"),
+                    Err(e) => {
+                        rep.errors.push(format!("restore: {e}"));
+                        rep.ok = false;
+                    }
+                }
+            }
+            if let Some(r) = pg {
+                let (server, kept) = (r.server().to_string(), r.databases().to_vec());
+                match r.close() {
+                    Ok(d) if !d.is_empty() => eprintln!("dropped the scratch database(s) {} on {server}", d.join(", ")),
+                    Ok(_) if !kept.is_empty() => {
+                        eprintln!("kept the scratch database(s) {} on {server}", kept.join(", "))
+                    }
+                    Ok(_) => {}
                     Err(e) => {
                         rep.errors.push(format!("restore: {e}"));
                         rep.ok = false;
@@ -708,58 +744,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if *json {
                 println!("{}", rep.to_json());
             } else {
-                println!("drill of {} in {}", rep.snapshot, rep.repo);
-                println!(
-                    "  files read:      {} ({}), {} mongodump archives",
-                    rep.files,
-                    human(rep.bytes_read),
-                    rep.archives
-                );
-                if let Some(r) = &rep.restore {
-                    println!("  restored into:   {} on {}", r.database, r.server);
-                }
-                for c in &rep.collections {
-                    let restored = match (&c.restored_to, c.restored, &c.note) {
-                        (Some(_), Some(n), _) => {
-                            format!("  restored {n:>10}{}", if n == c.docs { "" } else { "  MISMATCH" })
-                        }
-                        (Some(_), None, _) => "  restored          ?  MISMATCH".to_string(),
-                        (None, _, Some(note)) if rep.restore.is_some() => format!("  ({note})"),
-                        _ => String::new(),
-                    };
-                    println!(
-                        "  {:40} {:>10} docs  CRC {}{restored}",
-                        c.ns,
-                        c.docs,
-                        if c.crc_ok { "ok" } else { "MISMATCH" }
-                    );
-                }
-                match &rep.restore {
-                    Some(r) => {
-                        println!(
-                            "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s, insert {:.2} s, verify {:.2} s)",
-                            rep.rto_seconds,
-                            rep.fetch_decrypt_seconds,
-                            rep.parse_seconds,
-                            rep.insert_seconds,
-                            rep.verify_seconds
-                        );
-                        println!(
-                            "  restored:        {} documents, {:.0} documents/s",
-                            r.documents,
-                            r.documents as f64 / rep.rto_seconds.max(1e-9)
-                        );
-                    }
-                    None => println!(
-                        "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s)",
-                        rep.rto_seconds, rep.fetch_decrypt_seconds, rep.parse_seconds
-                    ),
-                }
-                println!("  RPO:             {:.0} s (age of the snapshot's newest write)", rep.rpo_seconds);
-                for e in &rep.errors {
-                    println!("  error: {e}");
-                }
-                println!("  result:          {}", if rep.ok { "OK" } else { "FAILED" });
+                print!("{}", rep.to_text());
             }
             if !rep.ok {
                 return Ok(ExitCode::from(4));
@@ -797,15 +782,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => println!("last sync:       {name} never"),
                 }
             }
-            match &s.last_drill {
-                Some(j) => println!(
-                    "last drill:      {} at {}: {} (RTO {:.1} s)",
-                    j["snapshot"].as_str().unwrap_or("?"),
-                    when(j["started_unix"].as_i64()),
-                    if j["ok"] == true { "OK" } else { "FAILED" },
-                    j["rto_seconds"].as_f64().unwrap_or(0.0)
-                ),
-                None => println!("last drill:      never"),
+            for (label, d) in [("last drill:     ", &s.last_drill), ("last file drill:", &s.last_file_drill)] {
+                match d {
+                    Some(j) => {
+                        println!(
+                            "{label} {} at {}: {} (RTO {:.1} s)",
+                            status::drill_target(j),
+                            when(j["started_unix"].as_i64()),
+                            status::drill_result(j),
+                            j["rto_seconds"].as_f64().unwrap_or(0.0)
+                        );
+                        let what = status::drill_summary(j);
+                        if !what.is_empty() {
+                            println!("                 checked: {what}");
+                        }
+                    }
+                    None if label.starts_with("last drill") => println!("last drill:      never"),
+                    None => {}
+                }
             }
             match &s.last_job {
                 Some(j) => {

@@ -245,3 +245,128 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A program of the newest PostgreSQL server installed from Debian's packages
+/// (`/usr/lib/postgresql/N/bin`). Fails, never skips, when PostgreSQL is missing.
+pub fn pg_bin(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.into_iter().rev().map(|d| d.join(name)).find(|p| p.exists()).unwrap_or_else(|| {
+        panic!("this test needs PostgreSQL's {name} (apt-get install postgresql; scripts/install-deps.sh does it)")
+    })
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(c: &mut Command) -> String {
+    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A PostgreSQL server of its own (Debian's, started as the `postgres` user with runuser, so
+/// the test runs as root) listening on a loopback port, where TCP clients need the password
+/// (SCRAM), and on a private socket for the test's own setup (trust). Stopped when dropped.
+pub struct Pg {
+    data: PathBuf,
+    pub sock: PathBuf,
+    pub port: u16,
+    pub password: String,
+}
+
+impl Pg {
+    /// Starts a server under `dir` (made accessible to the `postgres` user) and waits until
+    /// it answers a query over TCP with the password.
+    pub fn start(dir: &Path) -> Pg {
+        let root = dir.join("pg");
+        let data = root.join("data");
+        let sock = root.join("sock");
+        std::fs::create_dir_all(&sock).unwrap();
+        let password = "s3cret-p4ss word".to_string();
+        std::fs::write(root.join("pwfile"), &password).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        run_ok(Command::new("chown").arg("-R").arg("postgres:postgres").arg(&root));
+        run_ok(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_bin("initdb"))
+                .args(["--auth-local=trust", "--auth-host=scram-sha-256", "-U", "postgres", "--pwfile"])
+                .arg(root.join("pwfile"))
+                .arg("-D")
+                .arg(&data),
+        );
+        let port = free_port();
+        run_ok(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-o")
+                .arg(format!("-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off", sock.display()))
+                .args(["-w", "-t", "60", "-l"])
+                .arg(root.join("server.log"))
+                .arg("start"),
+        );
+        let pg = Pg { data, sock, port, password };
+        // A real query over TCP, with the password: what the drill will do.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let out = Command::new(pg_bin("psql"))
+                .args(["-X", "-At", "-d", &pg.uri("postgres"), "-c", "SELECT 42"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).trim() == "42" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgreSQL not answering after 60 s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        pg
+    }
+
+    /// A URI for `db` over TCP, with the password.
+    pub fn uri(&self, db: &str) -> String {
+        format!("postgresql://postgres:{}@127.0.0.1:{}/{db}", self.password.replace(' ', "%20"), self.port)
+    }
+
+    /// A client program connected through the private socket as `postgres`.
+    pub fn cmd(&self, bin: &str) -> Command {
+        let mut c = Command::new(pg_bin(bin));
+        c.arg("-h").arg(&self.sock).arg("-p").arg(self.port.to_string()).arg("-U").arg("postgres");
+        c
+    }
+
+    /// Runs SQL in `db`; returns the unaligned output.
+    pub fn sql(&self, db: &str, q: &str) -> String {
+        run_ok(self.cmd("psql").args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", q]))
+    }
+
+    pub fn databases(&self) -> Vec<String> {
+        self.sql("postgres", "SELECT datname FROM pg_database ORDER BY 1").lines().map(String::from).collect()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
