@@ -454,10 +454,23 @@ fn mode_string(mode: u32, kind: &NodeKind) -> String {
         NodeKind::Dir { .. } => 'd',
         NodeKind::Symlink { .. } => 'l',
         NodeKind::File { .. } => '-',
+        NodeKind::Fifo => 'p',
+        NodeKind::Socket => 's',
+        NodeKind::CharDevice { .. } => 'c',
+        NodeKind::BlockDevice { .. } => 'b',
     };
     let mut s = String::from(t);
     for (i, c) in "rwxrwxrwx".chars().enumerate() {
         s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    // Set-id and sticky bits, as ls shows them.
+    let special = [(0o4000, 3, 's'), (0o2000, 6, 's'), (0o1000, 9, 't')];
+    for (bit, pos, c) in special {
+        if mode & bit != 0 {
+            let exec = s.as_bytes()[pos] == b'x';
+            let ch = if exec { c } else { c.to_ascii_uppercase() };
+            s.replace_range(pos..pos + 1, &ch.to_string());
+        }
     }
     s
 }
@@ -575,7 +588,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             "{} {:>12} {} {}{}",
                             mode_string(n.mode, &n.kind),
                             n.size,
-                            fmt_time_ns(n.mtime_ns),
+                            fmt_time_ns(n.mtime.as_ns()),
                             String::from_utf8_lossy(&n.name),
                             mark
                         );
@@ -593,9 +606,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Restore { spec, dest, overwrite } => {
             let v = open(&cli)?;
             let r = restore::restore(&v, spec, dest, *overwrite)?;
-            println!("restored {} files, {} directories, {} symlinks, {}", r.files, r.dirs, r.symlinks, human(r.bytes));
+            println!(
+                "restored {} files, {} directories, {} symlinks, {} hard links, {} special files, {}",
+                r.files,
+                r.dirs,
+                r.symlinks,
+                r.links,
+                r.special,
+                human(r.bytes)
+            );
             for m in r.marked {
                 eprintln!("warning: {m} is marked incomplete or failed");
+            }
+            for w in r.warnings {
+                eprintln!("warning: {w}");
             }
         }
         Cmd::Check { read_data } => {

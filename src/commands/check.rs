@@ -300,7 +300,7 @@ fn walk_check(
                     affected.push(where_(path));
                 }
             }
-            NodeKind::Symlink { .. } => {}
+            _ => {}
         }
         path.pop();
     }
