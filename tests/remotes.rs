@@ -42,15 +42,11 @@ fn s3_vars(endpoint: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// Creates a bucket on moto (which accepts unsigned requests): not the vault's job.
+/// Creates a bucket on moto (which accepts unsigned requests): not the vault's job. Retried
+/// only while the connection itself fails.
 fn create_bucket(port: u16, bucket: &str) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {resp}");
+    let (status, body) = http_request_retried(port, "PUT", &format!("/{bucket}"), &[], b"");
+    assert_eq!(status, 200, "creating bucket {bucket}: {body}");
 }
 
 fn moto(dir: &Path) -> Server {
