@@ -13,6 +13,7 @@ pub mod cache;
 pub mod fault;
 pub mod local;
 pub mod memory;
+mod rcd;
 pub mod rclone;
 pub mod s3;
 
