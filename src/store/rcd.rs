@@ -144,7 +144,7 @@ impl Rcd {
                 ));
             }
         };
-        Ok(Running { port, auth: base64(format!("vault:{pass}").as_bytes()), staging, log, _stop: stop_tx })
+        Ok(Running { port, auth: super::base64(format!("vault:{pass}").as_bytes()), staging, log, _stop: stop_tx })
     }
 
     /// A file in the daemon's staging directory, for `copyfile` from it: (directory, name).
@@ -399,32 +399,12 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// Standard base64 with padding (for the basic-authentication header).
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn helpers() {
-        assert_eq!(base64(b"vault:pw"), "dmF1bHQ6cHc=");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
         assert_eq!(encode("[vts3:bucket/x y]"), "%5Bvts3:bucket/x%20y%5D");
         assert_eq!(
             listening_port("2026/12/03 07:11:06 NOTICE: Serving remote control on http://127.0.0.1:41005/"),

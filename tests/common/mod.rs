@@ -222,9 +222,15 @@ impl Server {
 
     /// An S3-compatible server (moto) on loopback, ready once it answers a ListBuckets request.
     pub fn moto(dir: &Path) -> Server {
+        Server::moto_with_env(dir, &[])
+    }
+
+    /// Like `moto`, with extra environment for the server process.
+    pub fn moto_with_env(dir: &Path, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut c = Command::new(venv_bin("moto_server"));
         c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        c.envs(env.iter().copied());
         Server::start(c, port, dir.join(format!("moto-{port}.log")), |port| {
             let (status, body) = http_request(port, "GET", "/", &[], b"")?;
             if status == 200 && body.contains("ListAllMyBucketsResult") {
