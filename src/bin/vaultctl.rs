@@ -1072,8 +1072,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 if r.object_lock.is_some() {
                     println!(
-                        "retention: {} objects written or extended, {} unused objects retained, {} expired versions deleted",
-                        rep.uploaded + rep.resumed + rep.extended + 1,
+                        "object lock: {} retention dates extended, {} unused objects retained, {} expired versions deleted",
+                        rep.extended,
                         rep.plan.held.len(),
                         rep.pruned_versions
                     );
@@ -1081,6 +1081,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for n in &rep.not_replaced {
                     println!("not replaced (append-only remote): {n}");
                 }
+                // Config files change (the remotes registry, the policy); anything else that
+                // differs on the copy is damage the sync cannot repair there.
+                let damaged: Vec<&String> = rep.not_replaced.iter().filter(|n| n.contains('/')).collect();
                 println!(
                     "synced {}: uploaded {} objects ({}), {} already there from an interrupted sync, {} unchanged, deleted {}, in {:.1} s",
                     r.name,
@@ -1091,6 +1094,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rep.deleted,
                     rep.elapsed.as_secs_f64()
                 );
+                if !damaged.is_empty() {
+                    eprintln!(
+                        "vaultctl: error: {} objects differ on the append-only copy and cannot be replaced there; \
+                         check it with `vaultctl --repo {} check --read-data`",
+                        damaged.len(),
+                        r.url
+                    );
+                    return Ok(ExitCode::from(4));
+                }
             }
         }
         Cmd::Policy { cmd } => {
