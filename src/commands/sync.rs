@@ -607,12 +607,13 @@ pub fn sync(
         }
     }
     match (policy, dst.versioned()) {
-        (Some(_), Some(ver)) => {
+        (Some(_), Some(ver)) if remote.deletes() => {
             let keep: HashSet<(ObjKind, &str, &str)> =
                 list.iter().map(|e| (e.kind, e.name.as_str(), e.version_id.as_str())).collect();
             report.pruned_versions = prune_versions(ver, &view.versions, &keep, &p, policy, now, &lock)?;
             report.deleted = p.delete.len();
         }
+        (Some(_), Some(_)) => {}
         _ => {
             for (k, name) in &p.delete {
                 lock.check()?;
