@@ -537,11 +537,13 @@ start_moto() {
     MOTO_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     "$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/logs/moto.log" 2>&1 &
     MOTO_PID=$!
-    for ((i = 0; i < 300; i++)); do
-        curl -s -o /dev/null "http://127.0.0.1:$MOTO_PORT/" && break
+    # Ready once it answers a real request (ListBuckets), not when its port opens.
+    for ((i = 0; i < 600; i++)); do
+        curl -sf "http://127.0.0.1:$MOTO_PORT/" 2>/dev/null | grep -q ListAllMyBucketsResult && break
         sleep 0.1
     done
-    curl -sf -o /dev/null -X PUT "http://127.0.0.1:$MOTO_PORT/bench" || die "moto did not start (see $WORK/logs/moto.log)"
+    curl -sf -o /dev/null --retry 5 --retry-connrefused -X PUT "http://127.0.0.1:$MOTO_PORT/bench" ||
+        die "moto did not start (see $WORK/logs/moto.log)"
     # The S3 settings for vault and restic; AWS_CA_BUNDLE, when the caller sets it, stays set.
     export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
     export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"

@@ -281,10 +281,17 @@ fn keeper(
 fn spawn(config: &RcdConfig, pass: &str) -> Result<Child> {
     let mut c = Command::new(&config.binary);
     c.arg("rcd").args(["--rc-addr", "127.0.0.1:0", "--rc-serve"]).args(&config.args);
+    // The remote-control settings are ours alone (an inherited RCLONE_RC_ADDR or
+    // RCLONE_RC_NO_AUTH must not open the daemon to others).
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("RCLONE_RC_") {
+            c.env_remove(k);
+        }
+    }
     for k in &config.env_remove {
         c.env_remove(k);
     }
-    c.envs(config.env.iter().map(|(k, v)| (k, v)));
+    c.envs(config.env.iter().filter(|(k, _)| !k.starts_with("RCLONE_RC_")).map(|(k, v)| (k, v)));
     c.env("RCLONE_RC_USER", "vault").env("RCLONE_RC_PASS", pass);
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     // SAFETY: prctl in the child before exec; no memory is shared or allocated.

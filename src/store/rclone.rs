@@ -110,7 +110,7 @@ impl RcloneStore {
                 binary: self.binary.clone(),
                 args,
                 env: self.env.iter().filter(|(k, _)| k != "AWS_CA_BUNDLE").cloned().collect(),
-                env_remove: vec!["AWS_CA_BUNDLE".into(), "RCLONE_RC_USER".into(), "RCLONE_RC_PASS".into()],
+                env_remove: vec!["AWS_CA_BUNDLE".into()],
                 what: self.url.clone(),
             })
         })

@@ -27,7 +27,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,8 @@ fn local_lock(dir: &Path, url: &str, wait: Duration, program: &str) -> Result<Lo
 pub struct RemoteLock {
     _local: LocalLock,
     remote: Option<Arc<Held>>,
+    /// Dropping it wakes the refresher, which then ends.
+    stop: Option<std::sync::mpsc::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -156,7 +158,6 @@ struct Held {
     record: serde_json::Value,
     /// Unix seconds of the last successful write of the lock object.
     written: AtomicI64,
-    stop: AtomicBool,
 }
 
 impl Held {
@@ -184,7 +185,7 @@ impl RemoteLock {
         let start = Instant::now();
         let local = local_lock(state_dir, url, wait, program)?;
         if !remote_too {
-            return Ok(RemoteLock { _local: local, remote: None, refresher: None });
+            return Ok(RemoteLock { _local: local, remote: None, stop: None, refresher: None });
         }
         let host = host_hash();
         let mut id = [0u8; 16];
@@ -195,7 +196,6 @@ impl RemoteLock {
             record: serde_json::json!({"version": VERSION, "host": host, "pid": std::process::id(),
                 "program": program, "created_unix": now_unix()}),
             written: AtomicI64::new(0),
-            stop: AtomicBool::new(false),
         });
         let mut mine = false;
         loop {
@@ -255,23 +255,20 @@ impl RemoteLock {
             std::thread::sleep(pause.min(wait.saturating_sub(start.elapsed())).max(Duration::from_millis(50)));
         }
         let h = held.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let refresher = std::thread::Builder::new()
             .name("vault-sync-lock".into())
             .spawn(move || {
-                let mut last = Instant::now();
-                while !h.stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(200));
-                    if last.elapsed() >= REFRESH && !h.stop.load(Ordering::SeqCst) {
-                        // A failed refresh is retried next round; `check` notices a lock
-                        // that has not been written for too long.
-                        if h.write().is_ok() {
-                            last = Instant::now();
-                        }
-                    }
+                let mut wait = REFRESH;
+                // Until the lock is dropped (the sender goes away).
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                    // A failed refresh is tried again soon; `check` notices a lock that has
+                    // not been written for too long.
+                    wait = if h.write().is_ok() { REFRESH } else { Duration::from_secs(10) };
                 }
             })
             .map_err(|e| Error::io("starting the lock refresher", e))?;
-        Ok(RemoteLock { _local: local, remote: Some(held), refresher: Some(refresher) })
+        Ok(RemoteLock { _local: local, remote: Some(held), stop: Some(stop), refresher: Some(refresher) })
     }
 
     /// Fails when the lock object could not be renewed for so long that another sync may
@@ -295,9 +292,7 @@ impl RemoteLock {
 
 impl Drop for RemoteLock {
     fn drop(&mut self) {
-        if let Some(h) = &self.remote {
-            h.stop.store(true, Ordering::SeqCst);
-        }
+        drop(self.stop.take());
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
