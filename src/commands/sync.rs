@@ -404,11 +404,26 @@ fn write(
     data: &[u8],
     now: i64,
 ) -> Result<(String, i64)> {
-    match (policy, dst.versioned()) {
-        (Some(pol), Some(ver)) => {
+    write_from(dst, policy, k, name, data, None, now)
+}
+
+/// `write`, telling the store the local file that holds the same bytes (a pack of a local
+/// vault), which an rclone store copies directly.
+fn write_from(
+    dst: &dyn Store,
+    policy: Option<Policy>,
+    k: ObjKind,
+    name: &str,
+    data: &[u8],
+    file: Option<&std::path::Path>,
+    now: i64,
+) -> Result<(String, i64)> {
+    match (policy, dst.versioned(), file) {
+        (Some(pol), Some(ver), _) => {
             let r = pol.target(now);
             Ok((ver.put_version(k, name, data, Some(r))?, r.until))
         }
+        (_, _, Some(f)) => dst.put_file(k, name, data, f).map(|()| (String::new(), 0)),
         _ => dst.put(k, name, data).map(|()| (String::new(), 0)),
     }
 }
@@ -505,7 +520,15 @@ pub fn sync(
                         if let Some(l) = &limiter {
                             l.take(bytes.len() as u64);
                         }
-                        let (id, until) = write(dst, policy, *k, name, &bytes, now)
+                        // Packs are written once: the store may copy the vault's own file.
+                        let file = (*k == ObjKind::Pack)
+                            .then(|| {
+                                v.store()
+                                    .local_path()
+                                    .and_then(|root| std::path::absolute(root.join(k.path(name))).ok())
+                            })
+                            .flatten();
+                        let (id, until) = write_from(dst, policy, *k, name, &bytes, file.as_deref(), now)
                             .map_err(|e| e.context(format!("uploading {}", k.path(name))))?;
                         e.version_id = id;
                         e.retain_until = until;

@@ -187,6 +187,13 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
     /// Stores `data` under (kind, name) atomically and durably, replacing any old object.
     fn put(&self, kind: ObjKind, name: &str, data: &[u8]) -> Result<()>;
+    /// Like `put`, for an object whose bytes are also the content of the local file `file`
+    /// (sync from a local vault): a store that uploads from files may read `file` instead of
+    /// copying `data` first. Only for files that never change once written (packs).
+    fn put_file(&self, kind: ObjKind, name: &str, data: &[u8], file: &Path) -> Result<()> {
+        let _ = file;
+        self.put(kind, name, data)
+    }
     fn get(&self, kind: ObjKind, name: &str) -> Result<Vec<u8>>;
     /// `len` bytes at `offset`; an object shorter than `offset + len` is `Corrupt`.
     fn get_range(&self, kind: ObjKind, name: &str, offset: u64, len: u32) -> Result<Vec<u8>>;

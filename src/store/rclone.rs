@@ -25,6 +25,7 @@ use super::{local::check_name, ObjKind, Store};
 use crate::error::{Error, ErrorKind, Result};
 use rand::RngCore;
 use serde_json::json;
+use std::path::Path;
 use std::sync::OnceLock;
 
 const TMP_PREFIX: &str = ".tmp-";
@@ -156,28 +157,18 @@ impl RcloneStore {
             .collect())
     }
 
-    fn delete_rel(&self, rel: &str) -> Result<()> {
-        self.op("deletefile", json!({"fs": self.target, "remote": rel}), &format!("deleting {rel}"))?;
-        Ok(())
-    }
-}
-
-impl Store for RcloneStore {
-    fn describe(&self) -> String {
-        self.url.clone()
-    }
-
-    fn put(&self, kind: ObjKind, name: &str, data: &[u8]) -> Result<()> {
-        check_name(kind, name)?;
+    /// Copies the local file `dir/file` to the object (through a temporary and a rename on
+    /// backends that write in place).
+    fn upload(&self, kind: ObjKind, name: &str, dir: &str, file: &str) -> Result<()> {
         let rel = kind.path(name);
-        let (staged, dir) = self.rcd().stage(data)?;
         let copy = |to: &str| {
-            let params = json!({"srcFs": dir, "srcRemote": staged.name(), "dstFs": self.target, "dstRemote": to});
+            let params = json!({"srcFs": dir, "srcRemote": file, "dstFs": self.target, "dstRemote": to});
             match self.op("copyfile", params, &format!("uploading {rel}"))? {
                 Some(_) => Ok(()),
-                None => {
-                    Err(Error::new(ErrorKind::Io, format!("{}: uploading {rel}: the staged file vanished", self.url)))
-                }
+                None => Err(Error::new(
+                    ErrorKind::Io,
+                    format!("{}: uploading {rel}: the source file {dir}/{file} vanished", self.url),
+                )),
             }
         };
         if !self.can_move()? {
@@ -201,6 +192,34 @@ impl Store for RcloneStore {
             let _ = self.delete_rel(&tmp);
         }
         moved
+    }
+
+    fn delete_rel(&self, rel: &str) -> Result<()> {
+        self.op("deletefile", json!({"fs": self.target, "remote": rel}), &format!("deleting {rel}"))?;
+        Ok(())
+    }
+}
+
+impl Store for RcloneStore {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    fn put(&self, kind: ObjKind, name: &str, data: &[u8]) -> Result<()> {
+        check_name(kind, name)?;
+        let (staged, dir) = self.rcd().stage(data)?;
+        self.upload(kind, name, &dir, &staged.name())
+    }
+
+    fn put_file(&self, kind: ObjKind, name: &str, data: &[u8], file: &Path) -> Result<()> {
+        check_name(kind, name)?;
+        match (file.parent(), file.file_name()) {
+            // Straight from the vault's own file: nothing staged.
+            (Some(dir), Some(f)) if dir.is_absolute() => {
+                self.upload(kind, name, &dir.to_string_lossy(), &f.to_string_lossy())
+            }
+            _ => self.put(kind, name, data),
+        }
     }
 
     fn get(&self, kind: ObjKind, name: &str) -> Result<Vec<u8>> {
