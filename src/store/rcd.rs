@@ -59,7 +59,8 @@ struct Running {
     staging: PathBuf,
     log: Arc<Mutex<VecDeque<String>>>,
     /// Dropping it tells the keeper thread to stop the daemon.
-    _stop: mpsc::Sender<()>,
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    keeper: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 pub struct Rcd {
@@ -130,7 +131,7 @@ impl Rcd {
         let (port_tx, port_rx) = mpsc::channel::<Result<u16>>();
         let config = self.config.clone();
         let (keeper_log, keeper_staging, keeper_pass) = (log.clone(), staging.clone(), pass.clone());
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("vault-rcd".into())
             .spawn(move || keeper(config, keeper_pass, keeper_log, keeper_staging, port_tx, stop_rx))
             .map_err(|e| Error::io("starting the rclone keeper thread", e))?;
@@ -144,7 +145,14 @@ impl Rcd {
                 ));
             }
         };
-        Ok(Running { port, auth: super::base64(format!("vault:{pass}").as_bytes()), staging, log, _stop: stop_tx })
+        Ok(Running {
+            port,
+            auth: super::base64(format!("vault:{pass}").as_bytes()),
+            staging,
+            log,
+            stop: Mutex::new(Some(stop_tx)),
+            keeper: Mutex::new(Some(handle)),
+        })
     }
 
     /// A file in the daemon's staging directory, for `copyfile` from it: (directory, name).
@@ -195,6 +203,19 @@ impl Rcd {
                     };
                     return Err(Error::io(format!("{}: rclone rcd {method} {path} ({tail})", self.config.what), e));
                 }
+            }
+        }
+    }
+}
+
+impl Drop for Rcd {
+    /// Stops the daemon and waits for it (and for its staging directory to go).
+    fn drop(&mut self) {
+        let run = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(run) = run {
+            drop(run.stop.lock().unwrap_or_else(|e| e.into_inner()).take());
+            if let Some(k) = run.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = k.join();
             }
         }
     }
