@@ -193,7 +193,7 @@ pub fn read_manifest(dst: &dyn Store) -> Result<Vec<Entry>> {
         None => dst.get(ObjKind::Config, "manifest"),
     };
     match got {
-        Ok(b) => manifest::decode(&b).map_err(|e| e.context(format!("{}: manifest", dst.describe()))),
+        Ok(b) => manifest::decode(&b).map_err(|e| e.context(dst.describe())),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
@@ -653,9 +653,10 @@ pub fn sync(
 }
 
 /// The offsite prune of an object-locked remote: deletes every version that the new manifest
-/// does not name and whose retention has ended (delete markers have none). A version younger
-/// than the remote's retention period may still be under a retention this vault set and is
-/// not even asked about. Returns how many versions went.
+/// does not name and whose retention has ended (delete markers have none). Versions and delete
+/// markers younger than the remote's retention period (plus margin) stay without a question:
+/// they may be under a retention this vault set, and they are the recent history. Returns how
+/// many versions went.
 fn prune_versions(
     ver: &dyn Versioned,
     versions: &[ObjVersion],
@@ -677,11 +678,13 @@ fn prune_versions(
         if x.kind == ObjKind::Lock && x.latest {
             continue;
         }
+        // Young versions and delete markers stay: the history `--as-of` reads (and the trace of
+        // an attack) is kept as long as the retention this vault sets.
+        let age = now - x.modified_ns / 1_000_000_000;
+        if age < pol.keep + pol.margin {
+            continue;
+        }
         if !x.delete_marker {
-            let age = now - x.modified_ns / 1_000_000_000;
-            if age < pol.keep + pol.margin {
-                continue;
-            }
             match ver.retention(x.kind, &x.name, &x.version_id) {
                 Ok(Some(r)) if r.until > now => continue,
                 Ok(_) => {}
