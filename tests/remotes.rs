@@ -448,10 +448,15 @@ fn s3_object_lock_survives_an_attack_and_follows_the_vault() {
     let err = fails(o, &["remote add file --object-lock"], 1);
     assert!(err.contains("needs an s3:// remote"), "{err}");
 
+    // A copy made before the remote was locked: its objects are kept and get their retention.
+    run_ok(&e, &r, &["remote", "add", "pre", &r.url]);
+    run_ok(&e, &r, &["sync", "pre"]);
+    run_ok(&e, &r, &["remote", "remove", "pre"]);
     run_ok(&e, &r, &["remote", "add", "lk", &r.url, "--object-lock", "3"]);
     assert!(run_ok(&e, &r, &["remote", "list"]).contains("object-lock 3 days (governance)"));
     let out = run_ok(&e, &r, &["sync", "lk"]);
-    assert!(out.contains("synced lk"), "{out}");
+    assert!(out.contains("synced lk") && out.contains("not trusted"), "{out}");
+    assert!(number_after(&out, "), ", " already there").unwrap() > 5, "{out}");
     // 3 days, and a margin of one day so that not every sync extends everything.
     let s3 = S3Store::with_vars(&r.url, r.vars.clone()).unwrap();
     assert_retained_until(&s3, unix_now() + 4 * 86_400, "after the first sync");

@@ -357,10 +357,16 @@ fn plan_with(v: &Vault, remote: &Remote, view: &View, local: &[(ObjKind, String,
             Some(e) if e.size == *size => hash(&v.store().get(*k, name)?) == e.hash,
             _ => false,
         };
+        // On a locked remote: the current version is not the one the manifest records.
         let tampered = match (e, policy) {
-            (Some(e), Some(_)) => view.current.get(&key).map(|c| c.version_id != e.version_id).unwrap_or(true),
+            (Some(e), Some(_)) if !e.version_id.is_empty() => {
+                view.current.get(&key).map(|c| c.version_id != e.version_id).unwrap_or(true)
+            }
             _ => false,
         };
+        // An entry without a version (the remote was not locked when it was written) goes
+        // through the upload step, which finds it there and sets its retention.
+        let same = same && !(policy.is_some() && e.is_some_and(|e| e.version_id.is_empty()));
         if same && !tampered {
             p.unchanged += 1;
             if let (Some(pol), Some(e)) = (policy, e) {
