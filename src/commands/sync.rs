@@ -454,6 +454,7 @@ pub fn sync(
         &remote.url,
         &o.state_dir(),
         !remote.append_only,
+        remote.object_lock.is_some(),
         o.lock_wait,
         "vaultctl sync",
     )?;
@@ -612,7 +613,7 @@ pub fn sync(
     let bytes = manifest::encode(&list);
     lock.check()?;
     let written = if remote.append_only {
-        dst.put(ObjKind::Manifest, &journal_name(), &bytes).map(|()| (String::new(), 0))
+        write(dst, policy, ObjKind::Manifest, &journal_name(), &bytes, now)
     } else {
         write(dst, policy, ObjKind::Config, "manifest", &bytes, now)
     };
@@ -773,13 +774,14 @@ pub fn verify(v: Option<&Vault>, remote: &Remote, dst: &Arc<dyn Store>, o: &Sync
             &remote.url,
             &o.state_dir(),
             !remote.append_only,
+            remote.object_lock.is_some(),
             o.lock_wait,
             "vaultctl sync --verify",
         )?;
         keep.sort_by(|a, b| (a.kind.code(), &a.name).cmp(&(b.kind.code(), &b.name)));
         let bytes = manifest::encode(&keep);
         if remote.append_only {
-            dst.put(ObjKind::Manifest, &journal_name(), &bytes)?;
+            write(&**dst, Policy::of(remote), ObjKind::Manifest, &journal_name(), &bytes, now_unix())?;
         } else {
             // On a versioned remote this manifest is not the one the last sync recorded, so
             // the next sync checks every object against the vault.

@@ -154,6 +154,9 @@ pub struct RemoteLock {
 
 struct Held {
     store: Arc<dyn Store>,
+    /// Write the lock object as a new version with `Content-MD5` (buckets with Object Lock,
+    /// whose default retention rule may demand it).
+    versioned: bool,
     name: String,
     record: serde_json::Value,
     /// Unix seconds of the last successful write of the lock object.
@@ -165,7 +168,11 @@ impl Held {
         let mut rec = self.record.clone();
         let now = now_unix();
         rec["expires_unix"] = (now + TTL.as_secs() as i64).into();
-        self.store.put(ObjKind::Lock, &self.name, rec.to_string().as_bytes())?;
+        let bytes = rec.to_string().into_bytes();
+        match self.store.versioned().filter(|_| self.versioned) {
+            Some(v) => v.put_version(ObjKind::Lock, &self.name, &bytes, None).map(|_| ())?,
+            None => self.store.put(ObjKind::Lock, &self.name, &bytes)?,
+        }
         self.written.store(now, Ordering::SeqCst);
         Ok(())
     }
@@ -173,12 +180,14 @@ impl Held {
 
 impl RemoteLock {
     /// Takes the lock of `url`: the machine lock in `state_dir`, then (when `remote_too`) the
-    /// lock object on `store`, waiting up to `wait` for each.
+    /// lock object on `store`, waiting up to `wait` for each. `versioned`: the store is an
+    /// object-locked bucket (see [`Held`]).
     pub fn acquire(
         store: Arc<dyn Store>,
         url: &str,
         state_dir: &Path,
         remote_too: bool,
+        versioned: bool,
         wait: Duration,
         program: &str,
     ) -> Result<RemoteLock> {
@@ -192,6 +201,7 @@ impl RemoteLock {
         rand::rngs::OsRng.fill_bytes(&mut id);
         let held = Arc::new(Held {
             store: store.clone(),
+            versioned,
             name: hex::encode(id),
             record: serde_json::json!({"version": VERSION, "host": host, "pid": std::process::id(),
                 "program": program, "created_unix": now_unix()}),
@@ -311,23 +321,26 @@ mod tests {
     fn a_second_sync_waits_then_fails_naming_the_first() {
         let d = tempfile::tempdir().unwrap();
         let s: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let a = RemoteLock::acquire(s.clone(), "s3://b/x", d.path(), true, Duration::ZERO, "vaultctl sync").unwrap();
+        let a =
+            RemoteLock::acquire(s.clone(), "s3://b/x", d.path(), true, false, Duration::ZERO, "vaultctl sync").unwrap();
         assert_eq!(s.list(ObjKind::Lock).unwrap().len(), 1);
         // Another machine (a different state dir, so only the lock object stands in the way).
         let d2 = tempfile::tempdir().unwrap();
-        let e = RemoteLock::acquire(s.clone(), "s3://b/x", d2.path(), true, Duration::from_millis(300), "second")
-            .err()
-            .unwrap();
+        let e =
+            RemoteLock::acquire(s.clone(), "s3://b/x", d2.path(), true, false, Duration::from_millis(300), "second")
+                .err()
+                .unwrap();
         assert_eq!(e.kind(), ErrorKind::Locked);
         assert!(e.to_string().contains("vaultctl sync") && e.to_string().contains("on this machine"), "{e}");
         assert_eq!(s.list(ObjKind::Lock).unwrap().len(), 1, "the loser removed its lock object");
         // The same machine: the machine lock refuses first.
-        let e = RemoteLock::acquire(s.clone(), "s3://b/x", d.path(), true, Duration::ZERO, "third").err().unwrap();
+        let e =
+            RemoteLock::acquire(s.clone(), "s3://b/x", d.path(), true, false, Duration::ZERO, "third").err().unwrap();
         assert!(e.to_string().contains("on this machine"), "{e}");
         a.check().unwrap();
         drop(a);
         assert!(s.list(ObjKind::Lock).unwrap().is_empty());
-        RemoteLock::acquire(s.clone(), "s3://b/x", d2.path(), true, Duration::ZERO, "second").unwrap();
+        RemoteLock::acquire(s.clone(), "s3://b/x", d2.path(), true, false, Duration::ZERO, "second").unwrap();
     }
 
     #[test]
@@ -342,7 +355,7 @@ mod tests {
         let dead = serde_json::json!({"version": 1, "host": host_hash(), "pid": i32::MAX, "program": "x",
             "created_unix": now, "expires_unix": now + 500});
         s.put(ObjKind::Lock, "bb", dead.to_string().as_bytes()).unwrap();
-        let l = RemoteLock::acquire(s.clone(), "u", d.path(), true, Duration::ZERO, "sync").unwrap();
+        let l = RemoteLock::acquire(s.clone(), "u", d.path(), true, false, Duration::ZERO, "sync").unwrap();
         assert_eq!(s.list(ObjKind::Lock).unwrap().len(), 1);
         drop(l);
     }
