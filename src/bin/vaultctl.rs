@@ -1,9 +1,9 @@
 //! `vaultctl`: the command line over the vault engine. Parses arguments, reads secrets from
 //! the environment or a prompt (never from argv), prints reports, maps errors to exit codes:
 //! 0 ok, 1 error, 2 usage, 3 wrong passphrase or key, 4 damage found or drill failed, 5 vault
-//! locked, 6 newest backup older than `status --max-age-hours`, 7 (`status`) the last backup
-//! job failed; `run` exits with its command's status (126/127 when it cannot be started, 128 +
-//! signal when a signal ended it).
+//! (or, for `sync`, remote) locked, 6 newest backup older than `status --max-age-hours`, 7
+//! (`status`) the last backup job failed; `run` exits with its command's status (126/127 when
+//! it cannot be started, 128 + signal when a signal ended it).
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
