@@ -106,20 +106,18 @@ impl App {
         for f in ["server.key", "server.cookie", "served.zip", "mode", "requests.log"] {
             c.arg(dir.join(f));
         }
-        let server = Server::start(c, port, dir.join("server.log"));
-        // Wait for a real answer, not only an open port.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.write_all(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+        // Ready once it answers a real request, not only once its port is open.
+        let server = Server::start(c, port, dir.join("server.log"), |port| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            s.write_all(b"GET /health HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
             let mut r = String::new();
             let _ = s.read_to_string(&mut r);
             if r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200") {
-                break;
+                Ok(())
+            } else {
+                Err(format!("answered {r:?}"))
             }
-            assert!(std::time::Instant::now() < deadline, "the test server does not answer: {r}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        });
         // The job's secrets and configuration.
         std::fs::write(dir.join("backup.key"), format!("{KEY}\n")).unwrap();
         std::fs::write(dir.join("session"), format!("{SESSION}\n")).unwrap();

@@ -1,9 +1,9 @@
 //! `vaultctl`: the command line over the vault engine. Parses arguments, reads secrets from
 //! the environment or a prompt (never from argv), prints reports, maps errors to exit codes:
 //! 0 ok, 1 error, 2 usage, 3 wrong passphrase or key, 4 damage found or drill failed, 5 vault
-//! locked, 6 newest backup older than `status --max-age-hours`, 7 (`status`) the last backup
-//! job failed; `run` exits with its command's status (126/127 when it cannot be started, 128 +
-//! signal when a signal ended it).
+//! (or, for `sync`, remote) locked, 6 newest backup older than `status --max-age-hours`, 7
+//! (`status`) the last backup job failed; `run` exits with its command's status (126/127 when
+//! it cannot be started, 128 + signal when a signal ended it).
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
@@ -40,6 +40,11 @@ struct Cli {
     /// Seconds to wait for another writer to release the vault [default: 30; `run`: 600].
     #[arg(long, global = true)]
     lock_wait: Option<u64>,
+    /// Read an s3:// copy as it was at TIME (the object versions current then): after an
+    /// attack on an object-locked copy. TIME: 2026-11-20T10:00:00Z, "2026-11-20 10:00" (local
+    /// time), 2026-11-20 or @UNIX-SECONDS.
+    #[arg(long, global = true, value_name = "TIME")]
+    as_of: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -270,6 +275,17 @@ enum RemoteCmd {
         /// Never delete anything on this remote.
         #[arg(long)]
         keep_all: bool,
+        /// Only ever add objects there: no delete, no replacement (works with credentials
+        /// that cannot delete).
+        #[arg(long)]
+        append_only: bool,
+        /// S3 with Object Lock: retain every object sync writes for DAYS, extended while the
+        /// vault still uses it (the bucket must have Object Lock enabled).
+        #[arg(long, value_name = "DAYS")]
+        object_lock: Option<u32>,
+        /// Retention mode: governance (an administrator can lift it) or compliance (nobody can).
+        #[arg(long, value_name = "MODE", requires = "object_lock", default_value = "governance")]
+        object_lock_mode: String,
     },
     /// List remotes.
     List,
@@ -343,6 +359,10 @@ fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
     let repo = cli.repo.as_deref().ok_or_else(|| anyhow!("no vault given: use --repo DIR or set VAULT_REPO"))?;
     let repo = &remote_by_name(cli, repo)?;
     if remote::is_remote_url(repo) {
+        if let Some(t) = &cli.as_of {
+            let at = remote::parse_moment(t).with_context(|| format!("--as-of {t}"))?;
+            return Ok(remote::open_for_reading_as_of(repo, cache_dir(cli).as_deref(), Some((at, t)))?);
+        }
         if cli.cmd.writes() {
             bail!(
                 "{repo} is a remote copy: it is written only by `vaultctl sync` from the vault it copies \
@@ -351,12 +371,16 @@ fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
         }
         return Ok(remote::open_for_reading(repo, cache_dir(cli).as_deref())?);
     }
+    if cli.as_of.is_some() {
+        bail!("--as-of reads the object versions of an s3:// copy; {repo} is not one");
+    }
     let path = repo.strip_prefix("file://").unwrap_or(repo);
     if path.contains("://") {
         bail!("unsupported vault location {repo:?} (use a directory, file:///path, s3://bucket/prefix or rclone:REMOTE:path)");
     }
     let store = LocalStore::new(path);
-    if cli.cmd.writes() && !matches!(cli.cmd, Cmd::Init { .. }) && store.size(ObjKind::Config, "manifest").is_ok() {
+    let copy = store.size(ObjKind::Config, "manifest").is_ok() || !store.list(ObjKind::Manifest)?.is_empty();
+    if cli.cmd.writes() && !matches!(cli.cmd, Cmd::Init { .. }) && copy {
         bail!(
             "{path} is an offsite copy (it has a sync manifest): it is written only by `vaultctl sync`, or it \
              would disagree with its manifest. To make it a vault of its own (disaster recovery), copy it and \
@@ -913,13 +937,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Remote { cmd } => {
             let v = open(&cli)?;
             match cmd {
-                RemoteCmd::Add { name, url, keep_all } => {
-                    let r = remote::add(&v, name, url, *keep_all, wait)?;
-                    println!("added remote {} -> {}{}", r.name, r.url, if r.keep_all { " (keep-all)" } else { "" });
+                RemoteCmd::Add { name, url, keep_all, append_only, object_lock, object_lock_mode } => {
+                    let mode = match object_lock_mode.as_str() {
+                        "governance" => vault::store::LockMode::Governance,
+                        "compliance" => vault::store::LockMode::Compliance,
+                        m => bail!("--object-lock-mode {m}: use governance or compliance"),
+                    };
+                    let mut r = vault::format::remotes::Remote::new(name, url);
+                    r.keep_all = *keep_all;
+                    r.append_only = *append_only;
+                    r.object_lock = object_lock.map(|days| vault::format::remotes::ObjectLock { days, mode });
+                    let r = remote::add(&v, r, wait)?;
+                    let flags = r.flags();
+                    println!(
+                        "added remote {} -> {}{}",
+                        r.name,
+                        r.url,
+                        if flags.is_empty() { flags } else { format!(" ({flags})") }
+                    );
                 }
                 RemoteCmd::List => {
                     for r in remote::list(&v)? {
-                        println!("{}  {}{}", r.name, r.url, if r.keep_all { "  keep-all" } else { "" });
+                        let flags = r.flags();
+                        println!(
+                            "{}  {}{}",
+                            r.name,
+                            r.url,
+                            if flags.is_empty() { flags } else { format!("  {flags}") }
+                        );
                     }
                 }
                 RemoteCmd::Remove { name } => {
@@ -939,14 +984,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 None => None,
             };
-            let o = sync::SyncOptions { jobs: *jobs, bwlimit };
+            let o = sync::SyncOptions {
+                jobs: *jobs,
+                bwlimit,
+                state_dir: cache_dir(&cli).map(|d| d.join("sync")),
+                lock_wait: wait,
+            };
             let v = open(&cli)?;
             let r = remote::find(&v, name)?;
             let dst = remote::open_store(&r.url)?;
             if *verify {
-                let rep = sync::verify(&*dst, &o)?;
+                let rep = sync::verify(Some(&v), &r, &dst, &o)?;
                 for b in &rep.bad {
                     println!("damaged: {b}");
+                }
+                for x in &rep.extra {
+                    println!("extra: {x} (on the copy, not in its manifest)");
+                }
+                if rep.not_in_vault > 0 {
+                    println!("kept: {} objects the vault no longer has are still on the copy", rep.not_in_vault);
+                }
+                if rep.not_synced > 0 {
+                    println!(
+                        "missing: {} objects of the vault are not on the copy yet (the next sync sends them)",
+                        rep.not_synced
+                    );
                 }
                 println!(
                     "verified {} objects ({}) on {}: {}",
@@ -963,12 +1025,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(4));
                 }
             } else if *dry_run {
-                let p = sync::plan(&v, &r, &*dst)?;
+                let p = sync::plan(&v, &r, &*dst, &o)?;
+                if let Some(why) = &p.manifest_untrusted {
+                    println!(
+                        "note: the copy's manifest is not trusted ({why}): every object is checked against the vault"
+                    );
+                }
                 for (k, n, s) in &p.upload {
                     println!("upload {} ({})", k.path(n), human(*s));
                 }
+                for (k, n) in &p.repair {
+                    println!("repair {} (deleted or replaced on the copy since the last sync)", k.path(n));
+                }
                 for (k, n) in &p.delete {
                     println!("delete {}", k.path(n));
+                }
+                for (k, n, until) in &p.held {
+                    println!(
+                        "keep {} (unused, retained until {})",
+                        k.path(n),
+                        fmt_time_ns(until.saturating_mul(1_000_000_000))
+                    );
+                }
+                if !p.extend.is_empty() {
+                    println!("extend the retention of {} objects", p.extend.len());
+                }
+                for n in &p.not_replaced {
+                    println!("not replaced (append-only): {n}");
                 }
                 println!(
                     "plan for {}: upload {} objects ({}), delete {}, {} already there",
@@ -990,10 +1073,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                 };
-                let rep = sync::sync(&v, &r, &*dst, &o, &progress)?;
+                let rep = sync::sync(&v, &r, &dst, &o, &progress)?;
                 if tty {
                     eprintln!();
                 }
+                if let Some(why) = &rep.plan.manifest_untrusted {
+                    println!(
+                        "note: the copy's manifest was not trusted ({why}): every object was checked against the vault"
+                    );
+                }
+                if !rep.plan.repair.is_empty() {
+                    println!(
+                        "repaired {} objects deleted or replaced on the copy since the last sync",
+                        rep.plan.repair.len()
+                    );
+                }
+                if r.object_lock.is_some() {
+                    println!(
+                        "object lock: {} retention dates extended, {} unused objects retained, {} expired versions deleted",
+                        rep.extended,
+                        rep.plan.held.len(),
+                        rep.pruned_versions
+                    );
+                }
+                for n in &rep.not_replaced {
+                    println!("not replaced (append-only remote): {n}");
+                }
+                // Config files change (the remotes registry, the policy); anything else that
+                // differs on the copy is damage the sync cannot repair there.
+                let damaged: Vec<&String> = rep.not_replaced.iter().filter(|n| n.contains('/')).collect();
                 println!(
                     "synced {}: uploaded {} objects ({}), {} already there from an interrupted sync, {} unchanged, deleted {}, in {:.1} s",
                     r.name,
@@ -1004,6 +1112,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rep.deleted,
                     rep.elapsed.as_secs_f64()
                 );
+                if !damaged.is_empty() {
+                    eprintln!(
+                        "vaultctl: error: {} objects differ on the append-only copy and cannot be replaced there; \
+                         check it with `vaultctl --repo {} check --read-data`",
+                        damaged.len(),
+                        r.url
+                    );
+                    return Ok(ExitCode::from(4));
+                }
             }
         }
         Cmd::Policy { cmd } => {
