@@ -309,6 +309,7 @@ enum KeyCmd {
 }
 
 fn main() -> ExitCode {
+    vault::tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
