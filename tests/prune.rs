@@ -117,6 +117,14 @@ fn a_prune_killed_at_any_moment_leaves_a_good_vault_and_finishes_next_time() {
             assert!(t.elapsed().as_secs() < 60, "the killed prune's processes are still there after 60 s");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        // A killed faketime leaves its semaphore and shared memory named after its pid; a
+        // later faketime given the same pid would fail on them.
+        for f in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.contains("faketime_") && name.ends_with(&format!("_{pgid}")) {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
         let out = e.ok_at(&at, &["check"]);
         assert!(out.contains("no errors"), "after a kill at {delay_ms} ms: {out}");
         for d in 16..=20u32 {
