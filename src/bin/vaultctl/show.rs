@@ -1,0 +1,45 @@
+//! Formatting shared by several commands: times, modes, file states.
+
+use vault::format::tree::{FileState, NodeKind};
+
+/// `ls -l`'s mode column: the node type, then rwx triples with set-id and sticky bits.
+pub fn mode_string(mode: u32, kind: &NodeKind) -> String {
+    let t = match kind {
+        NodeKind::Dir { .. } => 'd',
+        NodeKind::Symlink { .. } => 'l',
+        NodeKind::File { .. } => '-',
+        NodeKind::Fifo => 'p',
+        NodeKind::Socket => 's',
+        NodeKind::CharDevice { .. } => 'c',
+        NodeKind::BlockDevice { .. } => 'b',
+    };
+    let mut s = String::from(t);
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    // Set-id and sticky bits, as ls shows them.
+    let special = [(0o4000, 3, 's'), (0o2000, 6, 's'), (0o1000, 9, 't')];
+    for (bit, pos, c) in special {
+        if mode & bit != 0 {
+            let exec = s.as_bytes()[pos] == b'x';
+            let ch = if exec { c } else { c.to_ascii_uppercase() };
+            s.replace_range(pos..pos + 1, &ch.to_string());
+        }
+    }
+    s
+}
+
+/// A time in nanoseconds since the epoch, local, to the second.
+pub fn fmt_time_ns(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+pub fn state_name(s: FileState) -> &'static str {
+    match s {
+        FileState::Complete => "complete",
+        FileState::Incomplete => "incomplete",
+        FileState::Failed => "failed",
+    }
+}
