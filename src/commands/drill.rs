@@ -31,6 +31,7 @@ pub use report::{
 };
 
 use crate::error::Result;
+use crate::format::log::Record;
 use crate::format::tree::{FileState, NodeKind};
 use crate::mongo;
 use crate::mongo::restore::{Placement, Restorer};
@@ -571,5 +572,5 @@ fn fold(rep: &mut DrillReport, path: &str, label: &str, size: u64, marked: bool,
 
 /// Appends a drill report to the vault's log.
 pub fn log(v: &Vault, rep: &DrillReport) -> Result<()> {
-    crate::repo::log::append(v, &rep.to_log_json()).map(|_| ())
+    crate::repo::log::append(v, &Record::Drill(Box::new(rep.to_record()))).map(|_| ())
 }
