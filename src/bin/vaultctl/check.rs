@@ -1,6 +1,7 @@
 //! `vaultctl check`: verify the vault; exit 4 on damage.
 
 use crate::ctx::Ctx;
+use crate::progress::Bar;
 use std::process::ExitCode;
 use vault::commands::check;
 use vault::units::human;
@@ -15,7 +16,9 @@ pub struct Args {
 impl Args {
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let v = ctx.open()?;
-        let r = check::check(&v, self.read_data)?;
+        let bar = Bar::new(ctx);
+        let r = check::check_with(&v, self.read_data, &bar)?;
+        bar.finish();
         for w in &r.warnings {
             println!("warning: {w}");
         }

@@ -26,6 +26,8 @@ pub struct Ctx {
     pub cache_dir: Option<PathBuf>,
     pub lock_wait: Option<u64>,
     pub as_of: Option<String>,
+    /// No progress bar.
+    pub quiet: bool,
     pub access: Access,
 }
 

@@ -1,6 +1,7 @@
 //! `vaultctl drill`: prove a snapshot restores; exit 4 when it does not.
 
 use crate::ctx::Ctx;
+use crate::progress::Bar;
 use std::process::ExitCode;
 use vault::commands::drill;
 use vault::mongo::restore::{RestoreOptions, Restorer};
@@ -65,7 +66,9 @@ impl Args {
             _ => None,
         };
         let restorers = drill::Restorers { mongo: restorer.as_mut(), pg: pg.as_mut() };
-        let mut rep = drill::drill_all(&v, &self.snapshot, self.path.as_deref(), restorers)?;
+        let bar = Bar::new(ctx);
+        let mut rep = drill::drill_all(&v, &self.snapshot, self.path.as_deref(), restorers, &bar)?;
+        bar.finish();
         if let Some(r) = restorer {
             let what = format!("{} on {}", r.database(), r.server());
             match r.close() {

@@ -18,6 +18,7 @@ mod key;
 mod ls;
 mod mark;
 mod policy;
+mod progress;
 mod prune;
 mod put;
 mod rebuild_index;
@@ -54,6 +55,9 @@ struct Cli {
     /// time), 2026-11-20 or @UNIX-SECONDS.
     #[arg(long, global = true, value_name = "TIME")]
     as_of: Option<String>,
+    /// Draw no progress bar (one is drawn on standard error, and only when it is a terminal).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         cache_dir: cli.cache_dir,
         lock_wait: cli.lock_wait,
         as_of: cli.as_of,
+        quiet: cli.quiet,
         access: cli.cmd.access(),
     };
     let result = match &cli.cmd {

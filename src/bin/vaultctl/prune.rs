@@ -1,8 +1,8 @@
 //! `vaultctl prune`: retention, and the `--keep-*` rules `policy set` shares.
 
 use crate::ctx::Ctx;
+use crate::progress::Bar;
 use anyhow::{anyhow, bail};
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use vault::commands::prune;
 use vault::format::policy::Policy;
@@ -86,13 +86,9 @@ impl Args {
             println!("dry run: nothing was changed");
             return Ok(ExitCode::SUCCESS);
         }
-        let tty = std::io::stderr().is_terminal();
-        let progress = |m: &str| {
-            if tty {
-                eprintln!("{m}");
-            }
-        };
-        let r = prune::prune(&v, &o, ctx.wait(), &progress)?;
+        let bar = Bar::new(ctx);
+        let r = prune::prune(&v, &o, ctx.wait(), &|m: &str| bar.message(m))?;
+        bar.finish();
         print_plan(&r.plan, &policy);
         println!(
             "pruned: forgot {} snapshots, deleted {} packs, wrote {}; stored {} -> {} in {:.1} s",

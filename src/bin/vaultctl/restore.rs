@@ -1,6 +1,7 @@
 //! `vaultctl restore`: a snapshot, a directory or a file back to the local disk.
 
 use crate::ctx::Ctx;
+use crate::progress::Bar;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vault::commands::restore;
@@ -19,7 +20,9 @@ pub struct Args {
 impl Args {
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let v = ctx.open()?;
-        let r = restore::restore(&v, &self.spec, &self.dest, self.overwrite)?;
+        let bar = Bar::new(ctx);
+        let r = restore::restore_with(&v, &self.spec, &self.dest, self.overwrite, &bar)?;
+        bar.finish();
         println!(
             "restored {} files, {} directories, {} symlinks, {} hard links, {} special files, {}",
             r.files,

@@ -2,9 +2,9 @@
 //! prints the plan.
 
 use crate::ctx::Ctx;
+use crate::progress::Bar;
 use crate::show::fmt_time_ns;
 use anyhow::{bail, Context};
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use vault::commands::{remote, sync};
 use vault::units::{human, parse_size};
@@ -117,16 +117,10 @@ impl Args {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        let tty = std::io::stderr().is_terminal();
-        let progress = |done: u64, total: u64| {
-            if tty && total > 0 {
-                eprint!("\r{} / {} ({:.0} %)   ", human(done), human(total), done as f64 * 100.0 / total as f64);
-            }
-        };
-        let rep = sync::sync(&v, &r, &dst, &o, &progress)?;
-        if tty {
-            eprintln!();
-        }
+        let bar = Bar::new(ctx);
+        bar.message(&format!("sync {}", r.name));
+        let rep = sync::sync(&v, &r, &dst, &o, &|done: u64, total: u64| bar.set(done, total))?;
+        bar.finish();
         if let Some(why) = &rep.plan.manifest_untrusted {
             println!("note: the copy's manifest was not trusted ({why}): every object was checked against the vault");
         }
