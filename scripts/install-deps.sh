@@ -25,6 +25,8 @@ python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 command -v setfacl >/dev/null || need+=(acl)
 # `vaultctl report --format html` is rendered to a PNG by headless Chromium in its test.
 command -v chromium >/dev/null || need+=(chromium)
+# The generated man pages are rendered by groff in their test.
+command -v groff >/dev/null || need+=(groff-base)
 if [ "${VAULT_BENCH_DEPS:-0}" = 1 ]; then
   command -v restic >/dev/null || need+=(restic)
   command -v borg >/dev/null || need+=(borgbackup)

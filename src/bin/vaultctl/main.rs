@@ -11,11 +11,13 @@
 
 mod cat;
 mod check;
+mod completions;
 mod ctx;
 mod drill;
 mod init;
 mod key;
 mod ls;
+mod man;
 mod mark;
 mod policy;
 mod progress;
@@ -23,6 +25,7 @@ mod prune;
 mod put;
 mod rebuild_index;
 mod remote;
+mod report;
 mod restore;
 mod run;
 mod seal;
@@ -83,6 +86,9 @@ enum Cmd {
     Sync(sync::Args),
     Prune(prune::Args),
     Policy(policy::Args),
+    Report(report::Args),
+    Completions(completions::Args),
+    Man(man::Args),
 }
 
 impl Cmd {
@@ -105,7 +111,10 @@ impl Cmd {
             | Cmd::Check(_)
             | Cmd::Stats(_)
             | Cmd::Drill(_)
-            | Cmd::Status(_) => Read,
+            | Cmd::Status(_)
+            | Cmd::Report(_)
+            | Cmd::Completions(_)
+            | Cmd::Man(_) => Read,
         }
     }
 }
@@ -140,6 +149,9 @@ fn main() -> ExitCode {
         Cmd::Sync(a) => a.run(&ctx),
         Cmd::Prune(a) => a.run(&ctx),
         Cmd::Policy(a) => a.run(&ctx),
+        Cmd::Report(a) => a.run(&ctx),
+        Cmd::Completions(a) => a.run(&ctx),
+        Cmd::Man(a) => a.run(&ctx),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,9 @@
-//! Formatting shared by several commands: times, modes, file states.
+//! What several commands share: formatting of times, modes and file states, and writing an
+//! output file atomically.
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use vault::format::tree::{FileState, NodeKind};
 
 /// `ls -l`'s mode column: the node type, then rwx triples with set-id and sticky bits.
@@ -42,4 +46,25 @@ pub fn state_name(s: FileState) -> &'static str {
         FileState::Incomplete => "incomplete",
         FileState::Failed => "failed",
     }
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }

@@ -72,7 +72,7 @@ impl Args {
         if let Some(path) = &self.textfile {
             let st = stats::stats(&v)?;
             let text = textfile::render(&vault, &s, &st);
-            textfile::write_atomically(path, text.as_bytes())
+            crate::show::write_atomically(path, text.as_bytes())
                 .with_context(|| format!("writing the textfile {}", path.display()))?;
         }
         if self.json {
