@@ -7,6 +7,17 @@ use std::fmt::Write;
 use vault::commands::report::Report;
 use vault::units::human;
 
+/// A number with three significant digits or so (axis labels of small RTOs stay distinct).
+fn short(v: f64) -> String {
+    match v.abs() {
+        0.0 => "0".into(),
+        a if a < 0.01 => format!("{v:.4}"),
+        a if a < 1.0 => format!("{v:.3}"),
+        a if a < 100.0 => format!("{v:.1}"),
+        _ => format!("{v:.0}"),
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -38,7 +49,8 @@ fn bar_chart(
     let max = series.iter().flat_map(|s| s.2.iter().copied()).fold(0.0_f64, f64::max);
     let max = if max > 0.0 { max } else { 1.0 };
     let n = labels.len().max(1) as f64;
-    let group = (w - left - 10.0) / n;
+    // Bars no wider than 80 px a group: one drill is not a wall.
+    let group = ((w - left - 10.0) / n).min(80.0);
     let bar = (group * 0.8 / series.len().max(1) as f64).max(1.0);
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max);
     let mut s = String::new();
@@ -147,16 +159,16 @@ pub fn render(r: &Report) -> String {
             "RPO: hours since the previous backup",
             &labels,
             &[("RPO", "#8a5bb0", r.periods.iter().map(|p| p.rpo_hours.unwrap_or(0.0)).collect())],
-            &|v| format!("{v:.1} h"),
+            &|v| format!("{} h", short(v)),
         ));
     }
     if !r.drills.is_empty() {
-        let dl: Vec<String> = r.drills.iter().map(|d| format!("{} {}", d.target(), when(d.started_unix))).collect();
+        let dl: Vec<String> = r.drills.iter().map(|d| d.target()).collect();
         o.push_str(&bar_chart(
             "RTO per drill",
             &dl,
             &[("RTO", "#3b9e6b", r.drills.iter().map(|d| d.rto_seconds).collect())],
-            &|v| format!("{v:.1} s"),
+            &|v| format!("{} s", short(v)),
         ));
     }
     let e = &r.encryption;
