@@ -1,16 +1,17 @@
 //! The global options and what every command needs from them: the store the vault lives
 //! in (a directory, or a remote copy by URL or by the name of a remote of VAULT_REPO), the
-//! secret, the opened vault. Writers are refused on a remote copy: only `sync` writes there.
+//! secret, the opened vault. Writers are refused a remote URL here, before any key is asked
+//! for; the engine refuses to write any offsite copy (`Vault::begin_write`).
 
 use anyhow::{anyhow, bail, Context};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use vault::commands::remote;
-use vault::crypto::Secret;
+use vault::crypto::{source, Secret};
 use vault::repo::{OpenOptions, Vault};
-use vault::store::{local::LocalStore, ObjKind, Store};
+use vault::store::location::Location;
+use vault::store::{local::LocalStore, Store};
 
 /// What a command does to the vault it names.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -71,36 +72,27 @@ impl Ctx {
     pub fn open_store(&self) -> anyhow::Result<Arc<dyn Store>> {
         let repo = self.repo.as_deref().ok_or_else(|| anyhow!("no vault given: use --repo DIR or set VAULT_REPO"))?;
         let repo = &self.remote_by_name(repo)?;
-        if remote::is_remote_url(repo) {
-            if let Some(t) = &self.as_of {
-                let at = remote::parse_moment(t).with_context(|| format!("--as-of {t}"))?;
-                return Ok(remote::open_for_reading_as_of(repo, self.cache_dir().as_deref(), Some((at, t)))?);
+        let path = match Location::parse(repo)? {
+            Location::Remote(url) => {
+                if let Some(t) = &self.as_of {
+                    let at = remote::parse_moment(t).with_context(|| format!("--as-of {t}"))?;
+                    return Ok(remote::open_for_reading_as_of(&url, self.cache_dir().as_deref(), Some((at, t)))?);
+                }
+                if self.writes() {
+                    bail!(
+                        "{url} is a remote copy: it is written only by `vaultctl sync` from the vault it copies \
+                         (run this command on that vault; a remote URL can be read: snapshots, ls, cat, restore, check, drill)"
+                    );
+                }
+                return Ok(remote::open_for_reading(&url, self.cache_dir().as_deref())?);
             }
-            if self.writes() {
-                bail!(
-                    "{repo} is a remote copy: it is written only by `vaultctl sync` from the vault it copies \
-                     (run this command on that vault; a remote URL can be read: snapshots, ls, cat, restore, check, drill)"
-                );
-            }
-            return Ok(remote::open_for_reading(repo, self.cache_dir().as_deref())?);
-        }
+            Location::Local(path) => path,
+        };
         if self.as_of.is_some() {
             bail!("--as-of reads the object versions of an s3:// copy; {repo} is not one");
         }
-        let path = repo.strip_prefix("file://").unwrap_or(repo);
-        if path.contains("://") {
-            bail!("unsupported vault location {repo:?} (use a directory, file:///path, s3://bucket/prefix or rclone:REMOTE:path)");
-        }
-        let store = LocalStore::new(path);
-        let copy = store.size(ObjKind::Config, "manifest").is_ok() || !store.list(ObjKind::Manifest)?.is_empty();
-        if self.access == Access::Write && copy {
-            bail!(
-                "{path} is an offsite copy (it has a sync manifest): it is written only by `vaultctl sync`, or it \
-                 would disagree with its manifest. To make it a vault of its own (disaster recovery), copy it and \
-                 delete the copy's `manifest` file first"
-            );
-        }
-        Ok(Arc::new(store))
+        // An offsite copy on a local disk opens like a vault; the engine refuses to write it.
+        Ok(Arc::new(LocalStore::new(&path)))
     }
 
     pub fn open(&self) -> anyhow::Result<Vault> {
@@ -134,39 +126,8 @@ fn home_of_remote_name(repo: &str) -> Option<String> {
     Some(format!("file://{}", std::path::absolute(&home).ok()?.display()))
 }
 
-/// Reads a secret from `<prefix>PASSPHRASE`, `<prefix>PASSPHRASE_FILE`, `<prefix>KEY`,
-/// `<prefix>KEY_FILE` (exactly one), or prompts on the terminal.
+/// The secret from `<prefix>PASSPHRASE[_FILE]`, `<prefix>KEY[_FILE]` or a prompt
+/// (vault::crypto::source, shared with vaultfs).
 pub fn read_secret(prefix: &str, confirm: bool) -> anyhow::Result<Secret> {
-    let var = |n: &str| std::env::var(format!("{prefix}{n}")).ok().filter(|v| !v.is_empty());
-    let set: Vec<&str> =
-        ["PASSPHRASE", "PASSPHRASE_FILE", "KEY", "KEY_FILE"].into_iter().filter(|n| var(n).is_some()).collect();
-    if set.len() > 1 {
-        bail!(
-            "several secrets are set ({}); set only one",
-            set.iter().map(|n| format!("{prefix}{n}")).collect::<Vec<_>>().join(", ")
-        );
-    }
-    let read_file = |p: String| -> anyhow::Result<String> {
-        let s = std::fs::read_to_string(&p).with_context(|| format!("reading secret file {p}"))?;
-        Ok(s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s).to_string())
-    };
-    let secret = match set.first().copied() {
-        Some("PASSPHRASE") => Secret::passphrase(var("PASSPHRASE").unwrap_or_default())?,
-        Some("PASSPHRASE_FILE") => Secret::passphrase(read_file(var("PASSPHRASE_FILE").unwrap_or_default())?)?,
-        Some("KEY") => Secret::raw_key_from_hex(&var("KEY").unwrap_or_default()).context(format!("{prefix}KEY"))?,
-        Some(_) => Secret::raw_key_from_hex(&read_file(var("KEY_FILE").unwrap_or_default())?)
-            .context(format!("{prefix}KEY_FILE"))?,
-        None => {
-            if !std::io::stderr().is_terminal() {
-                bail!("no secret given: set {prefix}PASSPHRASE, {prefix}PASSPHRASE_FILE, {prefix}KEY or {prefix}KEY_FILE (or run on a terminal to be asked)");
-            }
-            let what = if prefix.contains("NEW") { "new passphrase" } else { "passphrase" };
-            let p = rpassword::prompt_password(format!("{what}: "))?;
-            if confirm && rpassword::prompt_password(format!("repeat {what}: "))? != p {
-                bail!("the passphrases do not match");
-            }
-            Secret::passphrase(p)?
-        }
-    };
-    Ok(secret)
+    Ok(source::read(prefix, confirm)?.to_secret()?)
 }
