@@ -99,8 +99,8 @@ pub struct Options {
 pub fn report(v: &Vault, o: &Options) -> Result<Report> {
     let now = Utc::now();
     let settings = v.settings();
-    let log: Vec<Record> =
-        crate::repo::log::entries(v)?.into_iter().filter(|r| r.time_unix() >= o.since_unix).collect();
+    let whole_log = crate::repo::log::entries(v)?;
+    let log: Vec<&Record> = whole_log.iter().filter(|r| r.time_unix() >= o.since_unix).collect();
     let since = DateTime::from_timestamp(o.since_unix, 0).unwrap_or(now);
     let first_period = v.clock().name_at(since);
     let snaps = v.snapshots()?;
@@ -111,7 +111,7 @@ pub fn report(v: &Vault, o: &Options) -> Result<Report> {
     let mut other_jobs = Vec::new();
     let listed: BTreeSet<String> = snaps.iter().map(|s| s.snap.period.clone()).collect();
     for r in &log {
-        if let Record::Job(j) = r {
+        if let Record::Job(j) = *r {
             // A job belongs to the period its files went into, else to the period it ended in.
             let p = j
                 .files
@@ -162,8 +162,8 @@ pub fn report(v: &Vault, o: &Options) -> Result<Report> {
             })
             .collect();
         // The newest complete sync, from the whole log (it may be older than the range).
-        let last_complete = crate::repo::log::entries(v)?
-            .into_iter()
+        let last_complete = whole_log
+            .iter()
             .filter_map(|e| match e {
                 Record::Sync(x) if x.remote == r.name && x.complete => Some(x.time_unix),
                 _ => None,
@@ -192,7 +192,15 @@ pub fn report(v: &Vault, o: &Options) -> Result<Report> {
         .collect();
 
     let mut gaps = Vec::new();
-    let forgotten: BTreeSet<&String> = prunes.iter().flat_map(|p| p.forgotten.iter()).collect();
+    // Periods a prune forgot (at any time) are not gaps: retention removed them.
+    let forgotten: BTreeSet<&String> = whole_log
+        .iter()
+        .filter_map(|e| match e {
+            Record::Prune(p) => Some(p.forgotten.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     let all_periods = period_names(settings.period, v, since, now);
     let mut run: Vec<&String> = Vec::new();
     let current = v.clock().current();
