@@ -68,6 +68,7 @@ pub fn log(msg: &str) {
 }
 
 fn main() -> ExitCode {
+    vault::tune_allocator();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Mount(a) => mount(a),

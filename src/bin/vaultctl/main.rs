@@ -120,6 +120,7 @@ impl Cmd {
 }
 
 fn main() -> ExitCode {
+    vault::tune_allocator();
     let cli = Cli::parse();
     let ctx = ctx::Ctx {
         repo: cli.repo,
