@@ -5,7 +5,7 @@
 //! failed request.
 
 use crate::errno::{errno, worth_logging};
-use crate::fs::{Attr, Fh, Kind, SetAttr, VaultFs};
+use crate::fs::{Attr, Fh, Ino, Kind, SetAttr, VaultFs};
 use crate::log;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode,
@@ -55,7 +55,7 @@ fn from_request(t: TimeOrNow) -> Time {
 
 fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
-        ino: INodeNo(a.ino),
+        ino: INodeNo(a.ino.0),
         size: a.size,
         blocks: a.size.div_ceil(512),
         atime: time(a.atime),
@@ -124,7 +124,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let r = self.fs().lookup(parent.0, name.as_bytes());
+        let r = self.fs().lookup(Ino(parent.0), name.as_bytes());
         match r {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
             Err(e) => reply.error(fail("lookup", name.to_string_lossy(), &e)),
@@ -132,7 +132,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply_or!(reply, "getattr", ino.0, self.fs().getattr(ino.0), |a| reply.attr(&TTL, &file_attr(&a)))
+        reply_or!(reply, "getattr", ino.0, self.fs().getattr(Ino(ino.0)), |a| reply.attr(&TTL, &file_attr(&a)))
     }
 
     fn setattr(
@@ -154,28 +154,31 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyAttr,
     ) {
         let s = SetAttr { mode, uid, gid, size, atime: atime.map(from_request), mtime: mtime.map(from_request) };
-        reply_or!(reply, "setattr", ino.0, self.fs().setattr(ino.0, &s), |a| reply.attr(&TTL, &file_attr(&a)))
+        reply_or!(reply, "setattr", ino.0, self.fs().setattr(Ino(ino.0), &s), |a| reply.attr(&TTL, &file_attr(&a)))
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        reply_or!(reply, "readlink", ino.0, self.fs().readlink(ino.0), |t| reply.data(&t))
+        reply_or!(reply, "readlink", ino.0, self.fs().readlink(Ino(ino.0)), |t| reply.data(&t))
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let r = self.fs().mkdir(parent.0, name.as_bytes(), mode & !umask, req.uid(), req.gid());
+        let r = self.fs().mkdir(Ino(parent.0), name.as_bytes(), mode & !umask, req.uid(), req.gid());
         reply_or!(reply, "mkdir", name.to_string_lossy(), r, |a| reply.entry(&TTL, &file_attr(&a), Generation(0)))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_or!(reply, "unlink", name.to_string_lossy(), self.fs().unlink(parent.0, name.as_bytes()), |_v| reply.ok())
+        reply_or!(reply, "unlink", name.to_string_lossy(), self.fs().unlink(Ino(parent.0), name.as_bytes()), |_v| reply
+            .ok())
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_or!(reply, "rmdir", name.to_string_lossy(), self.fs().rmdir(parent.0, name.as_bytes()), |_v| reply.ok())
+        reply_or!(reply, "rmdir", name.to_string_lossy(), self.fs().rmdir(Ino(parent.0), name.as_bytes()), |_v| reply
+            .ok())
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let r = self.fs().symlink(parent.0, link_name.as_bytes(), target.as_os_str().as_bytes(), req.uid(), req.gid());
+        let r =
+            self.fs().symlink(Ino(parent.0), link_name.as_bytes(), target.as_os_str().as_bytes(), req.uid(), req.gid());
         reply_or!(reply, "symlink", link_name.to_string_lossy(), r, |a| reply.entry(
             &TTL,
             &file_attr(&a),
@@ -197,17 +200,17 @@ impl fuser::Filesystem for FuseFs {
             return reply.error(Errno::EINVAL);
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let r = self.fs().rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), noreplace);
+        let r = self.fs().rename(Ino(parent.0), name.as_bytes(), Ino(newparent.0), newname.as_bytes(), noreplace);
         reply_or!(reply, "rename", name.to_string_lossy(), r, |_v| reply.ok())
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        let r = self.fs().link(ino.0, newparent.0, newname.as_bytes());
+        let r = self.fs().link(Ino(ino.0), Ino(newparent.0), newname.as_bytes());
         reply_or!(reply, "link", newname.to_string_lossy(), r, |a| reply.entry(&TTL, &file_attr(&a), Generation(0)))
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        let r = self.fs().mknod(parent.0, name.as_bytes(), mode & !umask, rdev as u64, req.uid(), req.gid());
+        let r = self.fs().mknod(Ino(parent.0), name.as_bytes(), mode & !umask, rdev as u64, req.uid(), req.gid());
         reply_or!(reply, "mknod", name.to_string_lossy(), r, |a| reply.entry(&TTL, &file_attr(&a), Generation(0)))
     }
 
@@ -228,7 +231,7 @@ impl fuser::Filesystem for FuseFs {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let owner = if write { process_of(req.pid()) } else { 0 };
-        let r = self.fs().open(ino.0, write, truncate, owner);
+        let r = self.fs().open(Ino(ino.0), write, truncate, owner);
         reply_or!(reply, "open", ino.0, r, |fh| reply.opened(FileHandle(fh.0), FopenFlags::empty()))
     }
 
@@ -290,13 +293,13 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.fs().readdir(ino.0) {
+        let entries = match self.fs().readdir(Ino(ino.0)) {
             Ok(e) => e,
             Err(e) => return reply.error(fail("readdir", ino.0, &e)),
         };
         let mut all: Vec<(u64, FileType, Vec<u8>)> =
             vec![(ino.0, FileType::Directory, b".".to_vec()), (ino.0, FileType::Directory, b"..".to_vec())];
-        all.extend(entries.into_iter().map(|e| (e.ino, file_type(e.kind), e.name)));
+        all.extend(entries.into_iter().map(|e| (e.ino.0, file_type(e.kind), e.name)));
         for (i, (ino, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(ino), i as u64 + 1, kind, OsStr::from_bytes(&name)) {
                 break;
@@ -326,7 +329,7 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyCreate,
     ) {
         let owner = process_of(req.pid());
-        let r = self.fs().create(parent.0, name.as_bytes(), mode & !umask, req.uid(), req.gid(), owner);
+        let r = self.fs().create(Ino(parent.0), name.as_bytes(), mode & !umask, req.uid(), req.gid(), owner);
         match r {
             Ok((a, fh)) => reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(fh.0), FopenFlags::empty()),
             Err(e) => reply.error(fail("create", name.to_string_lossy(), &e)),

@@ -3,17 +3,27 @@
 
 use vault::format::tree::{Node, NodeKind, Time};
 
-pub type Ino = u64;
+/// An inode number as the kernel sees it. A type of its own, so that a handle, a size or an
+/// offset cannot be passed for one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ino(pub u64);
+
+impl Ino {
+    /// Whether it names something on the snapshot side (read-only).
+    pub fn is_snap(self) -> bool {
+        self.0 & SNAP_BIT.0 != 0
+    }
+}
 
 /// A file handle: what `open` and `create` return and every read, write, flush and release
 /// takes. A type of its own, so that an inode number cannot be passed for a handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Fh(pub u64);
-pub const ROOT: Ino = 1;
-pub const LATEST: Ino = 2;
+pub const ROOT: Ino = Ino(1);
+pub const LATEST: Ino = Ino(2);
 /// Inodes of the snapshot side (dated directories, sealed nodes) carry this bit.
-pub(super) const SNAP_BIT: Ino = 1 << 62;
-pub(super) const FIRST_FREE: Ino = 16;
+pub(super) const SNAP_BIT: Ino = Ino(1 << 62);
+pub(super) const FIRST_FREE: Ino = Ino(16);
 
 /// Most hard links of one file (EMLINK past it).
 pub const LINK_MAX: usize = 65_000;

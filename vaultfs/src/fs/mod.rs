@@ -44,7 +44,7 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
-use attr::{sealed_attr, FIRST_FREE, LINK_MAX, NAME_MAX, SNAP_BIT, TARGET_MAX};
+use attr::{sealed_attr, FIRST_FREE, LINK_MAX, NAME_MAX, TARGET_MAX};
 pub use attr::{Attr, DirEntry, Fh, Ino, Kind, SetAttr, LATEST, ROOT};
 use file::FileData;
 use snaps::{count_links, SNode, Snaps};
@@ -159,7 +159,7 @@ impl VaultFs {
             snaps: Mutex::new(Snaps::new(cur.clone())),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            next_ino: AtomicU64::new(FIRST_FREE),
+            next_ino: AtomicU64::new(FIRST_FREE.0),
             cur: RwLock::new(cur.clone()),
             stopped: AtomicBool::new(false),
             failure: Mutex::new(None),
@@ -223,7 +223,7 @@ impl VaultFs {
     }
 
     fn alloc(&self) -> Ino {
-        self.next_ino.fetch_add(1, Ordering::SeqCst)
+        Ino(self.next_ino.fetch_add(1, Ordering::SeqCst))
     }
 
     /// Journals the renames of incomplete files found when a period was loaded.
@@ -605,11 +605,13 @@ impl VaultFs {
             let sn = lock(&self.snaps);
             self.dir_target(t, &sn, parent)
         };
-        if d & SNAP_BIT != 0 || d == LATEST {
+        if d.is_snap() || d == LATEST {
             return Err(Error::read_only("snapshots of past periods are read-only"));
         }
         match t.nodes.get(&d) {
             Some(n) if n.unlinked() => Err(Error::not_found("directory was removed")),
+            // An ended period takes nothing new while it waits to be sealed.
+            Some(n) if n.period != t.cur => Err(Error::read_only("the period has ended")),
             Some(n) if t.live_roots.contains_key(&n.period) => match n.body {
                 Body::Dir { .. } => Ok(d),
                 _ => Err(not_dir()),
@@ -621,11 +623,13 @@ impl VaultFs {
     }
 
     fn check_writable_node(&self, t: &Tree, ino: Ino) -> Result<()> {
-        if ino & SNAP_BIT != 0 || ino == ROOT || ino == LATEST {
+        if ino.is_snap() || ino == ROOT || ino == LATEST {
             return Err(Error::read_only("snapshots of past periods are read-only"));
         }
         match t.nodes.get(&ino) {
-            Some(n) if t.live_roots.contains_key(&n.period) => Ok(()),
+            Some(n) if n.period == t.cur && t.live_roots.contains_key(&n.period) => Ok(()),
+            // A file open for writing when its period ended is written to the end (and the
+            // period sealed after it); nothing else in an ended period changes.
             Some(_) if lock(&self.handles).values().any(|h| h.ino == ino && h.write) => Ok(()),
             None => Err(stale()),
             _ => Err(Error::read_only("snapshots of past periods are read-only")),
@@ -661,7 +665,7 @@ impl VaultFs {
             let target = lock(&self.snaps).latest().ok_or_else(|| Error::not_found("no sealed snapshot yet"))?;
             return Ok(Attr { kind: Kind::Symlink, size: target.len() as u64, perm: 0o777, nlink: 1, ..dir(ino, 0) });
         }
-        if ino & SNAP_BIT != 0 {
+        if ino.is_snap() {
             let sn = lock(&self.snaps);
             return match sn.nodes.get(&ino) {
                 Some(SNode::Sealed { node, period }) => Ok(sealed_attr(ino, node, sn.nlink(period, node))),
@@ -698,7 +702,7 @@ impl VaultFs {
             let sn = lock(&self.snaps);
             self.dir_target(&t, &sn, parent)
         };
-        if target & SNAP_BIT == 0 {
+        if !target.is_snap() {
             let t = lock(&self.tree);
             return match t.nodes.get(&target).map(|n| &n.body) {
                 Some(Body::Dir { children }) => children.get(name).copied().ok_or_else(missing),
@@ -792,7 +796,7 @@ impl VaultFs {
             let sn = lock(&self.snaps);
             self.dir_target(&t, &sn, ino)
         };
-        if target & SNAP_BIT == 0 {
+        if !target.is_snap() {
             let t = lock(&self.tree);
             match t.nodes.get(&target).map(|n| &n.body) {
                 Some(Body::Dir { children }) => {
@@ -827,7 +831,7 @@ impl VaultFs {
                 .map(|s| s.into_bytes())
                 .ok_or_else(|| Error::not_found("no sealed snapshot yet"));
         }
-        if ino & SNAP_BIT != 0 {
+        if ino.is_snap() {
             return match lock(&self.snaps).nodes.get(&ino) {
                 Some(SNode::Sealed { node: Node { kind: NodeKind::Symlink { target }, .. }, .. }) => Ok(target.clone()),
                 _ => Err(Error::invalid("not a symbolic link")),
@@ -865,7 +869,7 @@ impl VaultFs {
     /// Reads a node without a handle (tests).
     #[cfg(test)]
     pub fn read(&self, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
-        if ino & SNAP_BIT != 0 {
+        if ino.is_snap() {
             let node = match lock(&self.snaps).nodes.get(&ino) {
                 Some(SNode::Sealed { node, .. }) => node.clone(),
                 Some(_) => return Err(is_dir()),
@@ -893,7 +897,7 @@ impl VaultFs {
     /// Opens a file; `owner` is the opening process (used by `flush`).
     pub fn open(&self, ino: Ino, write: bool, truncate: bool, owner: u32) -> Result<Fh> {
         if !write {
-            if ino & SNAP_BIT != 0 {
+            if ino.is_snap() {
                 let node = match lock(&self.snaps).nodes.get(&ino) {
                     Some(SNode::Sealed { node, .. }) => node.clone(),
                     Some(_) => return Err(is_dir()),
@@ -1364,7 +1368,7 @@ impl VaultFs {
         let now = Time::now();
         {
             let mut t = lock(&self.tree);
-            if ino & SNAP_BIT != 0 {
+            if ino.is_snap() {
                 return Err(Error::read_only("snapshots of past periods are read-only"));
             }
             let d = self.add_name_checks(&t, newparent, newname, false)?;

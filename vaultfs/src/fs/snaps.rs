@@ -48,7 +48,7 @@ impl Snaps {
         if let Some(i) = self.periods.get(name) {
             return *i;
         }
-        let ino = alloc.fetch_add(1, Ordering::SeqCst) | SNAP_BIT;
+        let ino = Ino(alloc.fetch_add(1, Ordering::SeqCst) | SNAP_BIT.0);
         self.nodes.insert(ino, SNode::Period(name.to_string()));
         self.periods.insert(name.to_string(), ino);
         ino
@@ -108,13 +108,13 @@ impl Snaps {
         let ino = match shared {
             Some((Some(ino), _)) => *ino,
             Some((slot, _)) => {
-                let ino = alloc.fetch_add(1, Ordering::SeqCst) | SNAP_BIT;
+                let ino = Ino(alloc.fetch_add(1, Ordering::SeqCst) | SNAP_BIT.0);
                 *slot = Some(ino);
                 self.nodes.insert(ino, SNode::Sealed { node: node.clone(), period: period.clone() });
                 ino
             }
             None => {
-                let ino = alloc.fetch_add(1, Ordering::SeqCst) | SNAP_BIT;
+                let ino = Ino(alloc.fetch_add(1, Ordering::SeqCst) | SNAP_BIT.0);
                 self.nodes.insert(ino, SNode::Sealed { node: node.clone(), period: period.clone() });
                 ino
             }
