@@ -11,7 +11,7 @@ mod fuse_adapter;
 mod mountpoint;
 
 use anyhow::{anyhow, bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -35,6 +35,10 @@ enum Cmd {
     /// Unlock and mount VAULT (a directory or file:///path) at MOUNTPOINT; a remote copy
     /// (s3://bucket/prefix, rclone:REMOTE:path) is mounted read-only.
     Mount(MountArgs),
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (vaultfs.1, vaultfs-mount.1) into DIR, e.g. /usr/local/share/man/man1.
+    Man { dir: PathBuf },
 }
 
 #[derive(clap::Args, Clone)]
@@ -72,6 +76,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Mount(a) => mount(a),
+        Cmd::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vaultfs", &mut script);
+            std::io::stdout().write_all(&script).context("writing to standard output")
+        }
+        Cmd::Man { dir } => std::fs::create_dir_all(&dir)
+            .and_then(|_| clap_mangen::generate_to(Cli::command(), &dir))
+            .with_context(|| format!("writing the man pages into {}", dir.display()))
+            .map(|_| println!("wrote the man pages into {}", dir.display())),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
