@@ -5,6 +5,7 @@
 
 mod html;
 mod md;
+mod tables;
 
 use crate::ctx::Ctx;
 use anyhow::Context;

@@ -2,6 +2,7 @@
 //! and new bytes per period, RPO per period, RTO per drill); no script, nothing loaded from
 //! elsewhere, so it renders the same offline and in an auditor's archive.
 
+use super::tables::{self, Table};
 use super::when;
 use std::fmt::Write;
 use vault::commands::report::Report;
@@ -22,7 +23,8 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+fn draw(out: &mut String, t: &Table) {
+    let (head, rows) = (t.head, &t.rows);
     out.push_str("<table><thead><tr>");
     for h in head {
         let _ = write!(out, "<th>{}</th>", esc(h));
@@ -173,60 +175,11 @@ pub fn render(r: &Report) -> String {
     }
     let e = &r.encryption;
     o.push_str("<h2>Encryption</h2>\n");
-    table(
-        &mut o,
-        &["what", "in use"],
-        &[
-            vec!["cipher".into(), e.cipher.into()],
-            vec!["chunk ids".into(), e.chunk_ids.into()],
-            vec!["keys".into(), e.key_derivation.into()],
-            vec!["compression".into(), e.compression.clone()],
-            vec!["average chunk".into(), human(e.chunk_avg_bytes as u64)],
-        ],
-    );
+    draw(&mut o, &tables::encryption(e));
     o.push_str("<h3>Key slots</h3>\n");
-    let slots: Vec<Vec<String>> = e
-        .slots
-        .iter()
-        .map(|s| {
-            vec![
-                s.id.clone(),
-                s.kind.into(),
-                s.label.clone(),
-                when(s.created_unix),
-                s.kdf.clone().unwrap_or("-".into()),
-            ]
-        })
-        .collect();
-    table(&mut o, &["slot", "kind", "label", "created", "key derivation"], &slots);
+    draw(&mut o, &tables::key_slots(e));
     o.push_str("<h2>Backups</h2>\n");
-    let rows: Vec<Vec<String>> = r
-        .periods
-        .iter()
-        .map(|p| {
-            let jobs: Vec<String> = p
-                .jobs
-                .iter()
-                .map(|j| format!("{} ({}, {:.0} s)", if j.ok { "ok" } else { "FAILED" }, j.outcome(), j.seconds))
-                .collect();
-            vec![
-                p.period.clone(),
-                if p.sealed { "sealed" } else { "open" }.into(),
-                p.files.to_string(),
-                human(p.logical_bytes),
-                human(p.new_bytes),
-                format!("{:.1}x", p.dedup_ratio),
-                p.rpo_hours.map(|h| format!("{h:.1} h")).unwrap_or("-".into()),
-                if jobs.is_empty() { "-".into() } else { jobs.join("; ") },
-                format!("{} failed, {} incomplete", p.failed_files, p.incomplete_files),
-            ]
-        })
-        .collect();
-    table(
-        &mut o,
-        &["period", "state", "files", "logical", "new stored", "dedup", "since previous", "jobs", "marked"],
-        &rows,
-    );
+    draw(&mut o, &tables::backups(r));
     o.push_str("<h2>Offsite syncs</h2>\n");
     if r.remotes.is_empty() {
         o.push_str("<p>No remote is registered.</p>\n");
@@ -241,92 +194,24 @@ pub fn render(r: &Report) -> String {
             if rem.up_to_date { "ok" } else { "gap" },
             if rem.up_to_date { "Up to date with the newest backup." } else { "Lacks the newest backup." }
         );
-        let rows: Vec<Vec<String>> = rem
-            .syncs
-            .iter()
-            .map(|x| {
-                vec![
-                    when(x.time_unix),
-                    if x.complete {
-                        "complete".into()
-                    } else {
-                        format!("INCOMPLETE: {}", x.error.as_deref().unwrap_or("?"))
-                    },
-                    x.uploaded.to_string(),
-                    human(x.uploaded_bytes),
-                    format!("{:.1}", x.seconds),
-                ]
-            })
-            .collect();
-        table(&mut o, &["time", "result", "objects uploaded", "bytes uploaded", "seconds"], &rows);
+        let t = tables::syncs(rem);
+        draw(&mut o, &t);
     }
     o.push_str("<h2>Restore drills</h2>\n");
     if r.drills.is_empty() {
         o.push_str("<p class=\"gap\">No drill in the range.</p>\n");
     }
     for d in &r.drills {
-        let phases: Vec<String> = d.phases.iter().map(|(k, v)| format!("{k} {v:.2} s")).collect();
         let _ =
             writeln!(o, "<h3>Drill of {} at {}: {}</h3>", esc(&d.target()), when(d.started_unix), d.result().label());
-        table(
-            &mut o,
-            &["what", "value"],
-            &[
-                vec!["store read".into(), d.repo.clone()],
-                vec!["files read".into(), format!("{} ({})", d.files, human(d.bytes_read))],
-                vec!["checked".into(), d.summary()],
-                vec!["RTO".into(), format!("{:.2} s ({})", d.rto_seconds, phases.join(", "))],
-                vec!["RPO".into(), format!("{:.1} h", d.rpo_seconds / 3600.0)],
-                vec!["errors".into(), if d.errors.is_empty() { "none".into() } else { d.errors.join("; ") }],
-            ],
-        );
-        if !d.collections.is_empty() {
-            let rows: Vec<Vec<String>> = d
-                .collections
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.file.clone(),
-                        c.ns.clone(),
-                        c.archive_count.to_string(),
-                        c.restored_count.map(|n| n.to_string()).unwrap_or("-".into()),
-                        if c.crc_ok { "ok".into() } else { "MISMATCH".into() },
-                    ]
-                })
-                .collect();
-            table(&mut o, &["file", "collection", "documents", "restored", "CRC"], &rows);
-        }
-        if !d.tables.is_empty() {
-            let rows: Vec<Vec<String>> = d
-                .tables
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.file.clone(),
-                        t.table.clone(),
-                        t.archive_count.map(|n| n.to_string()).unwrap_or("-".into()),
-                        t.restored_count.map(|n| n.to_string()).unwrap_or("-".into()),
-                    ]
-                })
-                .collect();
-            table(&mut o, &["file", "table", "rows", "restored"], &rows);
+        draw(&mut o, &tables::drill(d));
+        for t in [tables::drill_collections(d), tables::drill_tables(d)].into_iter().flatten() {
+            draw(&mut o, &t);
         }
     }
-    if !r.prunes.is_empty() {
+    if let Some(t) = tables::prunes(r) {
         o.push_str("<h2>Retention (prunes)</h2>\n");
-        let rows: Vec<Vec<String>> = r
-            .prunes
-            .iter()
-            .map(|p| {
-                vec![
-                    when(p.time_unix),
-                    p.policy.clone(),
-                    if p.forgotten.is_empty() { "-".into() } else { p.forgotten.join(", ") },
-                    format!("{} -> {}", human(p.stored_before), human(p.stored_after)),
-                ]
-            })
-            .collect();
-        table(&mut o, &["time", "policy", "forgotten", "stored"], &rows);
+        draw(&mut o, &t);
     }
     o.push_str("</body></html>\n");
     o
