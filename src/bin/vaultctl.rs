@@ -53,6 +53,10 @@ enum Cmd {
         /// Target pack file size.
         #[arg(long, default_value = "16MiB")]
         pack_size: String,
+        /// Plaintext size that closes a frame of new chunks compressed and sealed together
+        /// (0: one chunk per blob).
+        #[arg(long, default_value = "64KiB")]
+        frame_size: String,
         /// Snapshot period: day or hour.
         #[arg(long, default_value = "day")]
         period: String,
@@ -459,7 +463,7 @@ fn fmt_time_ns(ns: i64) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let wait = Duration::from_secs(cli.lock_wait.unwrap_or(30));
     match &cli.cmd {
-        Cmd::Init { chunk_avg, pack_size, period, time_zone, zstd_level, label } => {
+        Cmd::Init { chunk_avg, pack_size, frame_size, period, time_zone, zstd_level, label } => {
             let store = open_store(&cli)?;
             let period = match period.as_str() {
                 "day" => PeriodKind::Day,
@@ -469,6 +473,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let o = InitOptions {
                 chunk_avg: u32::try_from(parse_size(chunk_avg)?).context("chunk size")?,
                 pack_target: u32::try_from(parse_size(pack_size)?).context("pack size")?,
+                frame_target: u32::try_from(parse_size(frame_size)?).context("frame size")?,
                 zstd_level: *zstd_level,
                 period,
                 time_zone: time_zone.clone().unwrap_or_else(vault::period::default_time_zone),
