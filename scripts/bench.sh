@@ -31,6 +31,11 @@
 #                      `rclone sync` of the vault directory (to disk and to S3); then the time
 #                      of a no-op sync of a vault of BENCH_SYNC_CHUNKS chunks
 #   BENCH_SYNC_CHUNKS  chunks of the vault whose no-op sync is timed (default 100000)
+#   BENCH_SYNC_RCLONE_MIB  size of the random-data vault (default packs of 16 MiB) synced to an
+#                      rclone local-type remote and an rclone S3-type remote (moto), next to
+#                      `rclone copy` of its directory to the same remotes, then read back with
+#                      `check --read-data` from each; peak RSS of vaultctl and of its rclone
+#                      daemon (default 1024; 0 skips it)
 #   BENCH_NEW=0        skip the new-data section: 1 GB of incompressible bytes and a 1 GB first-day
 #                      dump (every chunk new) stored once by each tool into a fresh repository and
 #                      read back (BENCH_NEW_MB sets the size, default 1000)
@@ -68,6 +73,7 @@ MOUNT="${BENCH_MOUNT:-1}"
 BIG="${BENCH_BIG:-0}"
 SYNC="${BENCH_SYNC:-1}"
 SYNC_CHUNKS="${BENCH_SYNC_CHUNKS:-100000}"
+SYNC_RCLONE_MIB="${BENCH_SYNC_RCLONE_MIB:-1024}"
 NEW="${BENCH_NEW:-1}"
 NEW_MB="${BENCH_NEW_MB:-1000}"
 LIMIT="${BENCH_LIMIT:-1}"
@@ -84,6 +90,7 @@ want() { [[ " $TOOLS " == *" $1 "* ]]; }
 [[ "$BIG" == 0 || "$BIG" == 1 ]] || die "BENCH_BIG must be 0 or 1, got '$BIG'"
 [[ "$SYNC" == 0 || "$SYNC" == 1 ]] || die "BENCH_SYNC must be 0 or 1, got '$SYNC'"
 [[ "$SYNC_CHUNKS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SYNC_CHUNKS must be a positive integer"
+[[ "$SYNC_RCLONE_MIB" =~ ^[0-9]+$ ]] || die "BENCH_SYNC_RCLONE_MIB must be a non-negative integer"
 [[ "$NEW" == 0 || "$NEW" == 1 ]] || die "BENCH_NEW must be 0 or 1, got '$NEW'"
 [[ "$NEW_MB" =~ ^[1-9][0-9]*$ ]] || die "BENCH_NEW_MB must be a positive integer"
 [[ "$LIMIT" == 0 || "$LIMIT" == 1 ]] || die "BENCH_LIMIT must be 0 or 1, got '$LIMIT'"
@@ -717,11 +724,13 @@ start_moto() {
     MOTO_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     "$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/logs/moto.log" 2>&1 &
     MOTO_PID=$!
-    for ((i = 0; i < 300; i++)); do
-        curl -s -o /dev/null "http://127.0.0.1:$MOTO_PORT/" && break
+    # Ready once it answers a real request (ListBuckets), not when its port opens.
+    for ((i = 0; i < 600; i++)); do
+        curl -sf "http://127.0.0.1:$MOTO_PORT/" 2>/dev/null | grep -q ListAllMyBucketsResult && break
         sleep 0.1
     done
-    curl -sf -o /dev/null -X PUT "http://127.0.0.1:$MOTO_PORT/bench" || die "moto did not start (see $WORK/logs/moto.log)"
+    curl -sf -o /dev/null --retry 5 --retry-connrefused -X PUT "http://127.0.0.1:$MOTO_PORT/bench" ||
+        die "moto did not start (see $WORK/logs/moto.log)"
     # The S3 settings for vault and restic; AWS_CA_BUNDLE, when the caller sets it, stays set.
     export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
     export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
@@ -772,6 +781,71 @@ bench_sync() {
     done
 }
 
+# descendants PID: every process below PID.
+descendants() {
+    local c
+    for c in $(pgrep -P "$1" || true); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+
+# sampled LABEL CMD...: runs CMD (output to logs/LABEL.log) and sets S_SECONDS (wall time),
+# S_RSS_KIB (its peak RSS, /usr/bin/time) and S_CHILD_KIB (the largest VmHWM of any rclone
+# process below it, sampled every 0.1 s; 0 if none).
+sampled() {
+    local label="$1" rss="$WORK/logs/rss-sampled" t0 t1 pid p kib
+    shift
+    S_CHILD_KIB=0
+    t0="$(now)"
+    /usr/bin/time -f %M -o "$rss" "$@" >>"$WORK/logs/$label.log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        for p in $(descendants "$pid"); do
+            [[ "$(cat "/proc/$p/comm" 2>/dev/null)" == rclone ]] || continue
+            kib="$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null)" || true
+            [[ "$kib" =~ ^[0-9]+$ ]] && ((kib > S_CHILD_KIB)) && S_CHILD_KIB="$kib"
+        done
+        sleep 0.1
+    done
+    wait "$pid" || {
+        tail -n 20 "$WORK/logs/$label.log" >&2
+        die "command failed: $*"
+    }
+    t1="$(now)"
+    S_SECONDS="$(calc "$t1 - $t0" 6)"
+    S_RSS_KIB="$(tail -n 1 "$rss")"
+}
+
+declare -A RC_S RC_RSS RC_CHILD
+# A vault of random data (nothing to deduplicate or compress) in default-size packs, synced to
+# rclone remotes of both kinds; `rclone copy` of its directory to the same remotes.
+bench_sync_rclone() {
+    local repo="$WORK/repo-sync-rclone" c url
+    export VAULT_CACHE_DIR="$WORK/cache/sync-rclone"
+    export RCLONE_CONFIG_BENCHLOCAL_TYPE=local
+    logged sync-rclone "$VAULTCTL" --repo "$repo" init
+    head -c $((SYNC_RCLONE_MIB * 1048576)) /dev/urandom >"$WORK/rclone-random.bin"
+    logged sync-rclone "$VAULTCTL" --repo "$repo" put random.bin "$WORK/rclone-random.bin"
+    rm -f -- "$WORK/rclone-random.bin"
+    RC_BYTES="$(stored_bytes "$repo")"
+    RC_PACKS="$(find "$repo/packs" -type f | wc -l)"
+    for c in local s3; do
+        if [[ "$c" == local ]]; then url="rclone:benchlocal:$WORK/sync-rclone-local"; else url="rclone:benchs3:bench/vault-rclone"; fi
+        logged sync-rclone "$VAULTCTL" --repo "$repo" remote add "rc-$c" "$url"
+        sampled sync-rclone "$VAULTCTL" --repo "$repo" sync "rc-$c"
+        RC_S[vault-$c]="$S_SECONDS" RC_RSS[vault-$c]="$S_RSS_KIB" RC_CHILD[vault-$c]="$S_CHILD_KIB"
+        # Read back from the remote alone, with a fresh cache: every pack through rclone.
+        sampled sync-rclone env VAULT_CACHE_DIR="$WORK/cache/sync-rclone-read-$c" "$VAULTCTL" --repo "$url" check --read-data
+        grep -q "no errors" <(tail -n 1 "$WORK/logs/sync-rclone.log") || die "check --read-data of $url failed"
+        RC_S[read-$c]="$S_SECONDS" RC_RSS[read-$c]="$S_RSS_KIB" RC_CHILD[read-$c]="$S_CHILD_KIB"
+    done
+    sampled sync-rclone env -u AWS_CA_BUNDLE rclone copy --transfers 8 "$repo" "benchlocal:$WORK/rclone-copy-local"
+    RC_S[copy-local]="$S_SECONDS" RC_RSS[copy-local]="$S_RSS_KIB"
+    sampled sync-rclone env -u AWS_CA_BUNDLE rclone copy --transfers 8 "$repo" benchs3:bench/rclone-copy
+    RC_S[copy-s3]="$S_SECONDS" RC_RSS[copy-s3]="$S_RSS_KIB"
+}
+
 if [[ "$SYNC" == 1 ]]; then
     echo "running the sync section" >&2
     bench_sync
@@ -799,4 +873,31 @@ if [[ "$SYNC" == 1 ]]; then
             "S3 $(calc "($SYNC_BYTES / ${SYNC_S[vault-s3]}) / ($RESTIC_BYTES / ${SYNC_S[restic-s3]})" 3)"
     fi
     echo "- no-op sync of a vault of $NOOP_CHUNKS chunks: file remote $(calc "${SYNC_S[noop-file]}" 2) s, S3 $(calc "${SYNC_S[noop-s3]}" 2) s"
+    if ((SYNC_RCLONE_MIB > 0)); then
+        echo "running the rclone sync section" >&2
+        bench_sync_rclone
+        echo
+        echo "### rclone remotes"
+        echo
+        echo "A vault of $SYNC_RCLONE_MIB MiB of random data ($(mib "$RC_BYTES") MiB stored in $RC_PACKS packs of the default"
+        echo "16 MiB target) copied by \`vaultctl sync\` (--jobs 8, one \`rclone rcd\`) to an rclone local-type remote and"
+        echo "an rclone S3-type remote (moto on loopback), next to \`rclone copy --transfers 8\` of the vault directory to the"
+        echo "same remotes; then read back from each remote alone with \`vaultctl --repo rclone:... check --read-data\`"
+        echo "(fresh cache). Peak RSS: /usr/bin/time for the command, VmHWM sampled every 0.1 s for its rclone daemon."
+        echo
+        echo "| | local-type s | MB/s | peak RSS MiB (rclone) | S3-type (moto) s | MB/s | peak RSS MiB (rclone) |"
+        echo "|---|---:|---:|---:|---:|---:|---:|"
+        local_row() { # LABEL KEY-PREFIX
+            echo "| $1 | $(calc "${RC_S[$2-local]}" 2) | $(rate "$RC_BYTES" "${RC_S[$2-local]}") |" \
+                "$(calc "${RC_RSS[$2-local]} / 1024" 0) ($(calc "${RC_CHILD[$2-local]:-0} / 1024" 0)) |" \
+                "$(calc "${RC_S[$2-s3]}" 2) | $(rate "$RC_BYTES" "${RC_S[$2-s3]}") |" \
+                "$(calc "${RC_RSS[$2-s3]} / 1024" 0) ($(calc "${RC_CHILD[$2-s3]:-0} / 1024" 0)) |"
+        }
+        local_row "vault sync" vault
+        local_row "rclone copy (vault dir)" copy
+        local_row "check --read-data from the remote" read
+        echo
+        echo "- vault sync time / rclone copy time: local-type $(calc "${RC_S[vault-local]} / ${RC_S[copy-local]}" 2)," \
+            "S3-type $(calc "${RC_S[vault-s3]} / ${RC_S[copy-s3]}" 2) (goal: at most 1.5)"
+    fi
 fi

@@ -9,6 +9,10 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v mount >/dev/null || need+=(mount)
 command -v runuser >/dev/null || need+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# psql and pg_restore for PostgreSQL restore drills (also pulled in by postgresql).
+command -v pg_restore >/dev/null || need+=(postgresql-client)
+# The application backup job (scripts/app-backup.sh) downloads with curl.
+command -v curl >/dev/null || need+=(curl)
 command -v tar >/dev/null || need+=(tar)
 command -v diff >/dev/null || need+=(diffutils)
 command -v python3 >/dev/null || need+=(python3)
@@ -16,6 +20,9 @@ command -v cc >/dev/null || need+=(gcc)
 [ -x /usr/bin/time ] || need+=(time)
 command -v rclone >/dev/null || need+=(rclone)
 python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
+# pjdfstest links libacl; its ACL tests use the acl tools.
+[ -e /usr/include/sys/acl.h ] || need+=(libacl1-dev)
+command -v setfacl >/dev/null || need+=(acl)
 if [ "${VAULT_BENCH_DEPS:-0}" = 1 ]; then
   command -v restic >/dev/null || need+=(restic)
   command -v borg >/dev/null || need+=(borgbackup)
@@ -40,12 +47,24 @@ if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/secantusd-py" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
 fi
 
+# POSIX conformance of the mount (vaultfs/tests/posix.rs): the Rust rewrite of pjdfstest and
+# fsx, pinned, built once into ~/.cargo/bin and kept.
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install a Rust toolchain (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+for tool in pjdfstest@0.2.2 fsx@0.3.2; do
+  name="${tool%@*}"
+  version="${tool#*@}"
+  if ! "$CARGO_BIN/$name" --version 2>/dev/null | grep -q "$version"; then
+    echo "installing $tool with cargo install (once)"
+    cargo install --locked --quiet "$tool"
+  fi
+done
+
 # The mount tests need a usable FUSE device; say so plainly instead of failing obscurely.
 if [ ! -e /dev/fuse ]; then
   echo "warning: /dev/fuse is missing: vaultfs cannot mount here and its tests will fail" >&2
 fi
 
-if ! command -v cargo >/dev/null; then
-  echo "cargo is missing: install a Rust toolchain (https://rustup.rs) and run this again" >&2
-  exit 1
-fi

@@ -58,10 +58,15 @@ if [ "$(date +%d)" = "$VAULT_DRILL_DAY" ]; then
   # VAULT_DRILL_REPO=offsite drills the remote's copy alone (a remote name, path or URL).
   [ -n "${VAULT_DRILL_REPO:-}" ] && drill+=(--repo "$VAULT_DRILL_REPO")
   drill+=(drill)
-  if [ -n "${VAULT_DRILL_MONGODB_URI:-}" ]; then
-    drill+=(--mongo-uri "$VAULT_DRILL_MONGODB_URI" --restore-db "${VAULT_DRILL_DB:-vault_drill_restore}")
+  [ -n "${VAULT_DRILL_MONGODB_URI:-}" ] && drill+=(--mongo-uri "$VAULT_DRILL_MONGODB_URI")
+  # PostgreSQL: a URI without the password; psql and pg_restore find it in ~/.pgpass or PGPASSFILE.
+  [ -n "${VAULT_DRILL_PG_URI:-}" ] && drill+=(--pg-uri "$VAULT_DRILL_PG_URI")
+  restoring=""
+  if [ -n "${VAULT_DRILL_MONGODB_URI:-}${VAULT_DRILL_PG_URI:-}" ]; then
+    drill+=(--restore-db "${VAULT_DRILL_DB:-vault_drill_restore}")
+    restoring=", restored into ${VAULT_DRILL_DB:-vault_drill_restore}"
   fi
-  say "restore drill of the newest sealed snapshot${VAULT_DRILL_REPO:+ from $VAULT_DRILL_REPO}${VAULT_DRILL_MONGODB_URI:+, restored into ${VAULT_DRILL_DB:-vault_drill_restore}}"
+  say "restore drill of the newest sealed snapshot${VAULT_DRILL_REPO:+ from $VAULT_DRILL_REPO}$restoring"
   "${drill[@]}"
 fi
 

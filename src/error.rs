@@ -37,8 +37,14 @@ pub enum ErrorKind {
     IsDir,
     /// A directory to remove or replace is not empty.
     NotEmpty,
-    /// The operation is refused by design (hard links, reserved names).
+    /// The operation is refused by design (reserved names).
     NotPermitted,
+    /// A name longer than 255 bytes, or a symlink target longer than 4095.
+    NameTooLong,
+    /// A rename or link between two periods (they are separate trees).
+    CrossDevice,
+    /// A file has the most hard links it may have.
+    TooManyLinks,
 }
 
 #[derive(Debug)]

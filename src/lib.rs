@@ -16,8 +16,10 @@ pub mod id;
 pub mod index;
 pub mod mongo;
 pub mod period;
+pub mod pgdump;
 pub mod repo;
 pub mod store;
 pub mod units;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

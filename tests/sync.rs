@@ -174,3 +174,88 @@ fn an_offsite_copy_is_written_only_by_sync_until_it_becomes_a_vault_of_its_own()
     r.ok(&["put", "b", f.to_str().unwrap()]);
     assert_eq!(r.cat("current/b"), b"more");
 }
+
+/// A store that only ever accepts new names: a delete or a put over an existing object fails,
+/// as an append-only server (or credentials without delete rights on a versioned bucket,
+/// where a replacement is the first step of a deletion) would refuse them.
+struct AddOnly(vault::store::local::LocalStore);
+
+impl vault::store::Store for AddOnly {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn put(&self, kind: vault::store::ObjKind, name: &str, data: &[u8]) -> vault::Result<()> {
+        if self.0.size(kind, name).is_ok() {
+            return Err(vault::Error::read_only(format!("append-only: {} exists", kind.path(name))));
+        }
+        self.0.put(kind, name, data)
+    }
+    fn get(&self, kind: vault::store::ObjKind, name: &str) -> vault::Result<Vec<u8>> {
+        self.0.get(kind, name)
+    }
+    fn get_range(&self, kind: vault::store::ObjKind, name: &str, offset: u64, len: u32) -> vault::Result<Vec<u8>> {
+        self.0.get_range(kind, name, offset, len)
+    }
+    fn list(&self, kind: vault::store::ObjKind) -> vault::Result<Vec<(String, u64)>> {
+        self.0.list(kind)
+    }
+    fn delete(&self, kind: vault::store::ObjKind, name: &str) -> vault::Result<()> {
+        Err(vault::Error::read_only(format!("append-only: no delete of {}", kind.path(name))))
+    }
+    fn size(&self, kind: vault::store::ObjKind, name: &str) -> vault::Result<u64> {
+        self.0.size(kind, name)
+    }
+    fn remove_temporaries(&self) -> vault::Result<usize> {
+        Err(vault::Error::read_only("append-only: no delete of temporaries"))
+    }
+}
+
+#[test]
+fn an_append_only_remote_only_ever_gets_new_objects() {
+    use std::sync::Arc;
+    use vault::commands::{remote, sync};
+    use vault::store::{local::LocalStore, ObjKind, Store};
+    let e = Env::new();
+    e.init();
+    let a = data(800_000, 5);
+    e.put_bytes("a", &a);
+    let copy = e.path("copy");
+    e.ok(&["remote", "add", "ao", &format!("file://{}", copy.display()), "--append-only"]);
+    assert!(e.ok(&["remote", "list"]).contains("append-only"));
+    let open = || {
+        let secret = vault::crypto::Secret::passphrase(e.secret.1.clone()).unwrap();
+        let o = vault::repo::OpenOptions { cache_dir: Some(e.cache.clone()) };
+        vault::repo::Vault::open(Arc::new(LocalStore::new(&e.repo)), &secret, &o).unwrap()
+    };
+    let dst: Arc<dyn Store> = Arc::new(AddOnly(LocalStore::new(&copy)));
+    let o = sync::SyncOptions { state_dir: Some(e.path("sync-state")), ..Default::default() };
+    let v = open();
+    let r = remote::find(&v, "ao").unwrap();
+    let rep = sync::sync(&v, &r, &dst, &o, &|_, _| {}).unwrap();
+    assert!(rep.uploaded > 5 && rep.not_replaced.is_empty(), "{rep:?}");
+    drop(v);
+    // A new revision of the period (the vault deletes the old one) and a changed config file.
+    e.put_bytes("b", b"second");
+    e.ok(&["remote", "add", "other", "file:///elsewhere"]);
+    let v = open();
+    let rep = sync::sync(&v, &r, &dst, &o, &|_, _| {}).unwrap();
+    assert_eq!(rep.deleted, 0);
+    assert_eq!(rep.not_replaced, vec!["remotes".to_string()], "{rep:?}");
+    let copy_store = LocalStore::new(&copy);
+    assert_eq!(copy_store.list(ObjKind::Snapshot).unwrap().len(), 2, "the superseded revision stays");
+    assert_eq!(copy_store.list(ObjKind::Manifest).unwrap().len(), 2);
+    assert!(!copy.join("manifest").exists());
+    // The copy reads as the newest state; verify reports what the vault no longer has.
+    let c = remote_env(&e, &copy);
+    assert_eq!(c.cat("current/a"), a);
+    assert_eq!(c.cat("current/b"), b"second");
+    assert!(c.ok(&["check", "--read-data"]).contains("no errors"));
+    let out = e.ok(&["sync", "ao", "--verify"]);
+    assert!(out.contains("all match") && out.contains("kept: 1 objects the vault no longer has"), "{out}");
+    // Writes to the copy are refused (it has journal manifests, not `manifest`).
+    let err = c.fails(&["put", "x", "/etc/hostname"], 1);
+    assert!(err.contains("offsite copy"), "{err}");
+    // A plain sync through the real directory store agrees: nothing to send but the log.
+    let out = e.ok(&["sync", "ao"]);
+    assert!(out.contains("uploaded 0 objects") && out.contains("not replaced (append-only remote): remotes"), "{out}");
+}

@@ -1,9 +1,9 @@
 //! `vaultctl`: the command line over the vault engine. Parses arguments, reads secrets from
 //! the environment or a prompt (never from argv), prints reports, maps errors to exit codes:
 //! 0 ok, 1 error, 2 usage, 3 wrong passphrase or key, 4 damage found or drill failed, 5 vault
-//! locked, 6 newest backup older than `status --max-age-hours`, 7 (`status`) the last backup
-//! job failed; `run` exits with its command's status (126/127 when it cannot be started, 128 +
-//! signal when a signal ended it).
+//! (or, for `sync`, remote) locked, 6 newest backup older than `status --max-age-hours`, 7
+//! (`status`) the last backup job failed; `run` exits with its command's status (126/127 when
+//! it cannot be started, 128 + signal when a signal ended it).
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
@@ -21,6 +21,7 @@ use vault::format::config::PeriodKind;
 use vault::format::policy::Policy;
 use vault::format::tree::{FileState, NodeKind};
 use vault::mongo::restore::{RestoreOptions, Restorer};
+use vault::pgdump::restore::{PgRestoreOptions, PgRestorer};
 use vault::repo::{InitOptions, OpenOptions, Vault};
 use vault::store::{local::LocalStore, ObjKind, Store};
 use vault::units::{human, parse_size};
@@ -39,6 +40,11 @@ struct Cli {
     /// Seconds to wait for another writer to release the vault [default: 30; `run`: 600].
     #[arg(long, global = true)]
     lock_wait: Option<u64>,
+    /// Read an s3:// copy as it was at TIME (the object versions current then): after an
+    /// attack on an object-locked copy. TIME: 2026-11-20T10:00:00Z, "2026-11-20 10:00" (local
+    /// time), 2026-11-20 or @UNIX-SECONDS.
+    #[arg(long, global = true, value_name = "TIME")]
+    as_of: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -103,11 +109,16 @@ enum Cmd {
     },
     /// Rebuild the index files from the pack headers (after index files were lost).
     RebuildIndex,
-    /// Prove a snapshot restores: read every byte back, verify mongodump archives, report RTO/RPO.
+    /// Prove a snapshot restores: read every byte back, check every mongodump archive, pg_dump
+    /// dump, zip and tar archive by content, report RTO/RPO.
+    #[command(group(clap::ArgGroup::new("server").multiple(true).args(["mongo_uri", "pg_uri"])))]
     Drill {
-        /// PERIOD or `latest` (the newest sealed snapshot).
+        /// PERIOD, `latest` (the newest sealed snapshot) or `current` (the current period).
         #[arg(long, default_value = "latest")]
         snapshot: String,
+        /// Only the file at PATH in the snapshot (or the files below it).
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -115,14 +126,20 @@ enum Cmd {
         /// (mongodb://...) and compare the counts per collection.
         #[arg(long, value_name = "URI", requires = "restore_db")]
         mongo_uri: Option<String>,
+        /// Also restore every pg_dump dump into a scratch database on this server
+        /// (postgresql://...; the password goes to psql/pg_restore through their environment)
+        /// and compare the rows per table.
+        #[arg(long, value_name = "URI", requires = "restore_db")]
+        pg_uri: Option<String>,
         /// The scratch database: must not exist (see --drop-existing); dropped at the end.
-        #[arg(long, value_name = "NAME", requires = "mongo_uri")]
+        /// Further PostgreSQL dumps of the snapshot go to NAME_2, NAME_3, ...
+        #[arg(long, value_name = "NAME", requires = "server")]
         restore_db: Option<String>,
         /// Keep the scratch database after the drill.
-        #[arg(long, requires = "mongo_uri")]
+        #[arg(long, requires = "server")]
         keep: bool,
         /// Drop the scratch database first if it exists.
-        #[arg(long, requires = "mongo_uri")]
+        #[arg(long, requires = "server")]
         drop_existing: bool,
     },
     /// Newest backup and its age, current period, last sync per remote, last drill, last job.
@@ -262,6 +279,17 @@ enum RemoteCmd {
         /// Never delete anything on this remote.
         #[arg(long)]
         keep_all: bool,
+        /// Only ever add objects there: no delete, no replacement (works with credentials
+        /// that cannot delete).
+        #[arg(long)]
+        append_only: bool,
+        /// S3 with Object Lock: retain every object sync writes for DAYS, extended while the
+        /// vault still uses it (the bucket must have Object Lock enabled).
+        #[arg(long, value_name = "DAYS")]
+        object_lock: Option<u32>,
+        /// Retention mode: governance (an administrator can lift it) or compliance (nobody can).
+        #[arg(long, value_name = "MODE", requires = "object_lock", default_value = "governance")]
+        object_lock_mode: String,
     },
     /// List remotes.
     List,
@@ -335,6 +363,10 @@ fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
     let repo = cli.repo.as_deref().ok_or_else(|| anyhow!("no vault given: use --repo DIR or set VAULT_REPO"))?;
     let repo = &remote_by_name(cli, repo)?;
     if remote::is_remote_url(repo) {
+        if let Some(t) = &cli.as_of {
+            let at = remote::parse_moment(t).with_context(|| format!("--as-of {t}"))?;
+            return Ok(remote::open_for_reading_as_of(repo, cache_dir(cli).as_deref(), Some((at, t)))?);
+        }
         if cli.cmd.writes() {
             bail!(
                 "{repo} is a remote copy: it is written only by `vaultctl sync` from the vault it copies \
@@ -343,12 +375,16 @@ fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
         }
         return Ok(remote::open_for_reading(repo, cache_dir(cli).as_deref())?);
     }
+    if cli.as_of.is_some() {
+        bail!("--as-of reads the object versions of an s3:// copy; {repo} is not one");
+    }
     let path = repo.strip_prefix("file://").unwrap_or(repo);
     if path.contains("://") {
         bail!("unsupported vault location {repo:?} (use a directory, file:///path, s3://bucket/prefix or rclone:REMOTE:path)");
     }
     let store = LocalStore::new(path);
-    if cli.cmd.writes() && !matches!(cli.cmd, Cmd::Init { .. }) && store.size(ObjKind::Config, "manifest").is_ok() {
+    let copy = store.size(ObjKind::Config, "manifest").is_ok() || !store.list(ObjKind::Manifest)?.is_empty();
+    if cli.cmd.writes() && !matches!(cli.cmd, Cmd::Init { .. }) && copy {
         bail!(
             "{path} is an offsite copy (it has a sync manifest): it is written only by `vaultctl sync`, or it \
              would disagree with its manifest. To make it a vault of its own (disaster recovery), copy it and \
@@ -446,10 +482,23 @@ fn mode_string(mode: u32, kind: &NodeKind) -> String {
         NodeKind::Dir { .. } => 'd',
         NodeKind::Symlink { .. } => 'l',
         NodeKind::File { .. } => '-',
+        NodeKind::Fifo => 'p',
+        NodeKind::Socket => 's',
+        NodeKind::CharDevice { .. } => 'c',
+        NodeKind::BlockDevice { .. } => 'b',
     };
     let mut s = String::from(t);
     for (i, c) in "rwxrwxrwx".chars().enumerate() {
         s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    // Set-id and sticky bits, as ls shows them.
+    let special = [(0o4000, 3, 's'), (0o2000, 6, 's'), (0o1000, 9, 't')];
+    for (bit, pos, c) in special {
+        if mode & bit != 0 {
+            let exec = s.as_bytes()[pos] == b'x';
+            let ch = if exec { c } else { c.to_ascii_uppercase() };
+            s.replace_range(pos..pos + 1, &ch.to_string());
+        }
     }
     s
 }
@@ -568,7 +617,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             "{} {:>12} {} {}{}",
                             mode_string(n.mode, &n.kind),
                             n.size,
-                            fmt_time_ns(n.mtime_ns),
+                            fmt_time_ns(n.mtime.as_ns()),
                             String::from_utf8_lossy(&n.name),
                             mark
                         );
@@ -586,9 +635,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Restore { spec, dest, overwrite } => {
             let v = open(&cli)?;
             let r = restore::restore(&v, spec, dest, *overwrite)?;
-            println!("restored {} files, {} directories, {} symlinks, {}", r.files, r.dirs, r.symlinks, human(r.bytes));
+            println!(
+                "restored {} files, {} directories, {} symlinks, {} hard links, {} special files, {}",
+                r.files,
+                r.dirs,
+                r.symlinks,
+                r.links,
+                r.special,
+                human(r.bytes)
+            );
             for m in r.marked {
                 eprintln!("warning: {m} is marked incomplete or failed");
+            }
+            for w in r.warnings {
+                eprintln!("warning: {w}");
             }
         }
         Cmd::Check { read_data } => {
@@ -666,7 +726,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Drill { snapshot, json, mongo_uri, restore_db, keep, drop_existing } => {
+        Cmd::Drill { snapshot, path, json, mongo_uri, pg_uri, restore_db, keep, drop_existing } => {
             let v = open(&cli)?;
             // Connect first: an unreachable server or an existing scratch database stops the
             // drill before anything is read (exit 1), and is not a failed drill.
@@ -679,12 +739,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => None,
             };
-            let mut rep = drill::drill_with(&v, snapshot, restorer.as_mut())?;
+            let mut pg = match (pg_uri, restore_db) {
+                (Some(uri), Some(db)) => {
+                    let mut o = PgRestoreOptions::new(uri, db);
+                    o.keep = *keep;
+                    o.drop_existing = *drop_existing;
+                    Some(PgRestorer::connect(o)?)
+                }
+                _ => None,
+            };
+            let restorers = drill::Restorers { mongo: restorer.as_mut(), pg: pg.as_mut() };
+            let mut rep = drill::drill_all(&v, snapshot, path.as_deref(), restorers)?;
             if let Some(r) = restorer {
                 let what = format!("{} on {}", r.database(), r.server());
                 match r.close() {
                     Ok(true) => eprintln!("dropped the scratch database {what}"),
                     Ok(false) => eprintln!("kept the scratch database {what}"),
+                    Err(e) => {
+                        rep.errors.push(format!("restore: {e}"));
+                        rep.ok = false;
+                    }
+                }
+            }
+            if let Some(r) = pg {
+                let (server, kept) = (r.server().to_string(), r.databases().to_vec());
+                match r.close() {
+                    Ok(d) if !d.is_empty() => eprintln!("dropped the scratch database(s) {} on {server}", d.join(", ")),
+                    Ok(_) if !kept.is_empty() => {
+                        eprintln!("kept the scratch database(s) {} on {server}", kept.join(", "))
+                    }
+                    Ok(_) => {}
                     Err(e) => {
                         rep.errors.push(format!("restore: {e}"));
                         rep.ok = false;
@@ -713,58 +797,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if *json {
                 println!("{}", rep.to_json());
             } else {
-                println!("drill of {} in {}", rep.snapshot, rep.repo);
-                println!(
-                    "  files read:      {} ({}), {} mongodump archives",
-                    rep.files,
-                    human(rep.bytes_read),
-                    rep.archives
-                );
-                if let Some(r) = &rep.restore {
-                    println!("  restored into:   {} on {}", r.database, r.server);
-                }
-                for c in &rep.collections {
-                    let restored = match (&c.restored_to, c.restored, &c.note) {
-                        (Some(_), Some(n), _) => {
-                            format!("  restored {n:>10}{}", if n == c.docs { "" } else { "  MISMATCH" })
-                        }
-                        (Some(_), None, _) => "  restored          ?  MISMATCH".to_string(),
-                        (None, _, Some(note)) if rep.restore.is_some() => format!("  ({note})"),
-                        _ => String::new(),
-                    };
-                    println!(
-                        "  {:40} {:>10} docs  CRC {}{restored}",
-                        c.ns,
-                        c.docs,
-                        if c.crc_ok { "ok" } else { "MISMATCH" }
-                    );
-                }
-                match &rep.restore {
-                    Some(r) => {
-                        println!(
-                            "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s, insert {:.2} s, verify {:.2} s)",
-                            rep.rto_seconds,
-                            rep.fetch_decrypt_seconds,
-                            rep.parse_seconds,
-                            rep.insert_seconds,
-                            rep.verify_seconds
-                        );
-                        println!(
-                            "  restored:        {} documents, {:.0} documents/s",
-                            r.documents,
-                            r.documents as f64 / rep.rto_seconds.max(1e-9)
-                        );
-                    }
-                    None => println!(
-                        "  RTO:             {:.2} s (fetch+decrypt {:.2} s, parse {:.2} s)",
-                        rep.rto_seconds, rep.fetch_decrypt_seconds, rep.parse_seconds
-                    ),
-                }
-                println!("  RPO:             {:.0} s (age of the snapshot's newest write)", rep.rpo_seconds);
-                for e in &rep.errors {
-                    println!("  error: {e}");
-                }
-                println!("  result:          {}", if rep.ok { "OK" } else { "FAILED" });
+                print!("{}", rep.to_text());
             }
             if !rep.ok {
                 return Ok(ExitCode::from(4));
@@ -802,15 +835,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => println!("last sync:       {name} never"),
                 }
             }
-            match &s.last_drill {
-                Some(j) => println!(
-                    "last drill:      {} at {}: {} (RTO {:.1} s)",
-                    j["snapshot"].as_str().unwrap_or("?"),
-                    when(j["started_unix"].as_i64()),
-                    if j["ok"] == true { "OK" } else { "FAILED" },
-                    j["rto_seconds"].as_f64().unwrap_or(0.0)
-                ),
-                None => println!("last drill:      never"),
+            for (label, d) in [("last drill:     ", &s.last_drill), ("last file drill:", &s.last_file_drill)] {
+                match d {
+                    Some(j) => {
+                        println!(
+                            "{label} {} at {}: {} (RTO {:.1} s)",
+                            status::drill_target(j),
+                            when(j["started_unix"].as_i64()),
+                            status::drill_result(j),
+                            j["rto_seconds"].as_f64().unwrap_or(0.0)
+                        );
+                        let what = status::drill_summary(j);
+                        if !what.is_empty() {
+                            println!("                 checked: {what}");
+                        }
+                    }
+                    None if label.starts_with("last drill") => println!("last drill:      never"),
+                    None => {}
+                }
             }
             match &s.last_job {
                 Some(j) => {
@@ -900,13 +942,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Remote { cmd } => {
             let v = open(&cli)?;
             match cmd {
-                RemoteCmd::Add { name, url, keep_all } => {
-                    let r = remote::add(&v, name, url, *keep_all, wait)?;
-                    println!("added remote {} -> {}{}", r.name, r.url, if r.keep_all { " (keep-all)" } else { "" });
+                RemoteCmd::Add { name, url, keep_all, append_only, object_lock, object_lock_mode } => {
+                    let mode = match object_lock_mode.as_str() {
+                        "governance" => vault::store::LockMode::Governance,
+                        "compliance" => vault::store::LockMode::Compliance,
+                        m => bail!("--object-lock-mode {m}: use governance or compliance"),
+                    };
+                    let mut r = vault::format::remotes::Remote::new(name, url);
+                    r.keep_all = *keep_all;
+                    r.append_only = *append_only;
+                    r.object_lock = object_lock.map(|days| vault::format::remotes::ObjectLock { days, mode });
+                    let r = remote::add(&v, r, wait)?;
+                    let flags = r.flags();
+                    println!(
+                        "added remote {} -> {}{}",
+                        r.name,
+                        r.url,
+                        if flags.is_empty() { flags } else { format!(" ({flags})") }
+                    );
                 }
                 RemoteCmd::List => {
                     for r in remote::list(&v)? {
-                        println!("{}  {}{}", r.name, r.url, if r.keep_all { "  keep-all" } else { "" });
+                        let flags = r.flags();
+                        println!(
+                            "{}  {}{}",
+                            r.name,
+                            r.url,
+                            if flags.is_empty() { flags } else { format!("  {flags}") }
+                        );
                     }
                 }
                 RemoteCmd::Remove { name } => {
@@ -926,14 +989,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 None => None,
             };
-            let o = sync::SyncOptions { jobs: *jobs, bwlimit };
+            let o = sync::SyncOptions {
+                jobs: *jobs,
+                bwlimit,
+                state_dir: cache_dir(&cli).map(|d| d.join("sync")),
+                lock_wait: wait,
+            };
             let v = open(&cli)?;
             let r = remote::find(&v, name)?;
             let dst = remote::open_store(&r.url)?;
             if *verify {
-                let rep = sync::verify(&*dst, &o)?;
+                let rep = sync::verify(Some(&v), &r, &dst, &o)?;
                 for b in &rep.bad {
                     println!("damaged: {b}");
+                }
+                for x in &rep.extra {
+                    println!("extra: {x} (on the copy, not in its manifest)");
+                }
+                if rep.not_in_vault > 0 {
+                    println!("kept: {} objects the vault no longer has are still on the copy", rep.not_in_vault);
+                }
+                if rep.not_synced > 0 {
+                    println!(
+                        "missing: {} objects of the vault are not on the copy yet (the next sync sends them)",
+                        rep.not_synced
+                    );
                 }
                 println!(
                     "verified {} objects ({}) on {}: {}",
@@ -950,12 +1030,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(4));
                 }
             } else if *dry_run {
-                let p = sync::plan(&v, &r, &*dst)?;
+                let p = sync::plan(&v, &r, &*dst, &o)?;
+                if let Some(why) = &p.manifest_untrusted {
+                    println!(
+                        "note: the copy's manifest is not trusted ({why}): every object is checked against the vault"
+                    );
+                }
                 for (k, n, s) in &p.upload {
                     println!("upload {} ({})", k.path(n), human(*s));
                 }
+                for (k, n) in &p.repair {
+                    println!("repair {} (deleted or replaced on the copy since the last sync)", k.path(n));
+                }
                 for (k, n) in &p.delete {
                     println!("delete {}", k.path(n));
+                }
+                for (k, n, until) in &p.held {
+                    println!(
+                        "keep {} (unused, retained until {})",
+                        k.path(n),
+                        fmt_time_ns(until.saturating_mul(1_000_000_000))
+                    );
+                }
+                if !p.extend.is_empty() {
+                    println!("extend the retention of {} objects", p.extend.len());
+                }
+                for n in &p.not_replaced {
+                    println!("not replaced (append-only): {n}");
                 }
                 println!(
                     "plan for {}: upload {} objects ({}), delete {}, {} already there",
@@ -977,10 +1078,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                 };
-                let rep = sync::sync(&v, &r, &*dst, &o, &progress)?;
+                let rep = sync::sync(&v, &r, &dst, &o, &progress)?;
                 if tty {
                     eprintln!();
                 }
+                if let Some(why) = &rep.plan.manifest_untrusted {
+                    println!(
+                        "note: the copy's manifest was not trusted ({why}): every object was checked against the vault"
+                    );
+                }
+                if !rep.plan.repair.is_empty() {
+                    println!(
+                        "repaired {} objects deleted or replaced on the copy since the last sync",
+                        rep.plan.repair.len()
+                    );
+                }
+                if r.object_lock.is_some() {
+                    println!(
+                        "object lock: {} retention dates extended, {} unused objects retained, {} expired versions deleted",
+                        rep.extended,
+                        rep.plan.held.len(),
+                        rep.pruned_versions
+                    );
+                }
+                for n in &rep.not_replaced {
+                    println!("not replaced (append-only remote): {n}");
+                }
+                // Config files change (the remotes registry, the policy); anything else that
+                // differs on the copy is damage the sync cannot repair there.
+                let damaged: Vec<&String> = rep.not_replaced.iter().filter(|n| n.contains('/')).collect();
                 println!(
                     "synced {}: uploaded {} objects ({}), {} already there from an interrupted sync, {} unchanged, deleted {}, in {:.1} s",
                     r.name,
@@ -991,6 +1117,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rep.deleted,
                     rep.elapsed.as_secs_f64()
                 );
+                if !damaged.is_empty() {
+                    eprintln!(
+                        "vaultctl: error: {} objects differ on the append-only copy and cannot be replaced there; \
+                         check it with `vaultctl --repo {} check --read-data`",
+                        damaged.len(),
+                        r.url
+                    );
+                    return Ok(ExitCode::from(4));
+                }
             }
         }
         Cmd::Policy { cmd } => {

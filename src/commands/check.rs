@@ -321,7 +321,7 @@ fn walk_check(
                     affected.push(where_(path));
                 }
             }
-            NodeKind::Symlink { .. } => {}
+            _ => {}
         }
         path.pop();
     }

@@ -138,12 +138,12 @@ pub fn marked_counts(v: &Vault, root: TreeId, memo: &mut HashMap<TreeId, (u64, u
         match &n.kind {
             NodeKind::File { state: FileState::Failed, .. } => failed += 1,
             NodeKind::File { state: FileState::Incomplete, .. } => incomplete += 1,
-            NodeKind::File { .. } | NodeKind::Symlink { .. } => {}
             NodeKind::Dir { tree } => {
                 let (f, i) = marked_counts(v, *tree, memo)?;
                 failed += f;
                 incomplete += i;
             }
+            _ => {}
         }
     }
     memo.insert(root, (failed, incomplete));

@@ -209,7 +209,7 @@ pub fn live_blobs(v: &Vault, snaps: &[&SnapshotInfo]) -> Result<HashSet<[u8; 33]
                         }
                     }
                 }
-                NodeKind::Symlink { .. } => {}
+                _ => {}
             }
         }
     }

@@ -61,16 +61,20 @@ pub fn put(v: &Vault, o: &PutOptions, input: &mut (dyn Read + Send)) -> Result<P
         }
     }
     let stored = w.store_stream(input)?;
-    let node = Node {
-        name: Vec::new(),
-        kind: NodeKind::File { state: FileState::Complete, content: stored.content.clone() },
-        mode: 0o100000 | (o.mode & 0o7777),
+    let now = crate::format::tree::Time::now();
+    let mut node = Node::new(
+        Vec::new(),
+        NodeKind::File { state: FileState::Complete, content: stored.content.clone() },
+        0o100000 | (o.mode & 0o7777),
         // SAFETY: getuid/getgid take no arguments and cannot fail.
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
-        mtime_ns: o.mtime_ns.unwrap_or_else(crate::repo::now_unix_ns),
-        size: stored.size,
-    };
+        unsafe { libc::getuid() },
+        unsafe { libc::getgid() },
+        now,
+        stored.size,
+    );
+    if let Some(m) = o.mtime_ns {
+        node.mtime = crate::format::tree::Time::from_ns(m);
+    }
     let (root, old) = w.set_path(base.as_ref().map(|b| b.snap.root), &comps, node)?;
     let (mut files, mut logical) = base.as_ref().map(|b| (b.snap.files, b.snap.logical_bytes)).unwrap_or((0, 0));
     match old {

@@ -9,6 +9,7 @@ use crate::store::cache::{PackCache, ReadOnly, DEFAULT_CACHE_BYTES};
 use crate::store::local::LocalStore;
 use crate::store::rclone::RcloneStore;
 use crate::store::s3::S3Store;
+use crate::store::versions::AsOf;
 use crate::store::{ObjKind, Store};
 use std::path::Path;
 use std::sync::Arc;
@@ -32,18 +33,36 @@ pub fn find(v: &Vault, name: &str) -> Result<Remote> {
     })
 }
 
-pub fn add(v: &Vault, name: &str, url: &str, keep_all: bool, lock_wait: Duration) -> Result<Remote> {
+/// Adds `r` to the registry. The remote must be reachable, and an object-locked one must be an
+/// S3 bucket with Object Lock enabled.
+pub fn add(v: &Vault, r: Remote, lock_wait: Duration) -> Result<Remote> {
+    let name = &r.name;
     if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(Error::invalid("a remote name is 1-64 letters, digits, '-' or '_'"));
     }
-    open_store(url)?;
+    let store = open_store(&r.url)?;
+    if let Some(l) = r.object_lock {
+        if !(1..=36_500).contains(&l.days) {
+            return Err(Error::invalid("--object-lock takes 1 to 36500 days"));
+        }
+        let ver = store.versioned().filter(|_| r.url.starts_with("s3://")).ok_or_else(|| {
+            Error::invalid(format!("{}: --object-lock needs an s3:// remote (a bucket with Object Lock)", r.url))
+        })?;
+        if !ver.lock_enabled()? {
+            return Err(Error::invalid(format!(
+                "{}: the bucket has no Object Lock enabled, so --object-lock cannot protect anything there. \
+                 Create the bucket with Object Lock (`aws s3api create-bucket --object-lock-enabled-for-bucket ...`) \
+                 or enable it on the versioned bucket (`aws s3api put-object-lock-configuration ...`), then add the remote again",
+                r.url
+            )));
+        }
+    }
     let _w = v.begin_write("vaultctl remote add", lock_wait)?;
     let mut all = list(v)?;
-    if all.iter().any(|r| r.name == name) {
+    if all.iter().any(|x| x.name == r.name) {
         return Err(Error::new(ErrorKind::AlreadyExists, format!("a remote named {name:?} exists already")));
     }
-    let r = Remote { name: name.to_string(), url: url.to_string(), keep_all };
     all.push(r.clone());
     save(v, &all)?;
     Ok(r)
@@ -92,9 +111,29 @@ pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
 /// (a remote is written only by `sync`, from the vault it copies), with ranged pack reads
 /// served from a bounded local pack cache under `cache_dir` when there is one.
 pub fn open_for_reading(url: &str, cache_dir: Option<&Path>) -> Result<Arc<dyn Store>> {
+    open_for_reading_as_of(url, cache_dir, None)
+}
+
+/// Like [`open_for_reading`]; with `as_of` = (unix nanoseconds, label), the copy as it was
+/// then: the object versions current at that moment (`--as-of`, versioned S3 remotes).
+pub fn open_for_reading_as_of(
+    url: &str,
+    cache_dir: Option<&Path>,
+    as_of: Option<(i64, &str)>,
+) -> Result<Arc<dyn Store>> {
     let mut store = open_store(url)?;
+    let mut cache_key = url.to_string();
+    if let Some((t, label)) = as_of {
+        if !url.starts_with("s3://") {
+            return Err(Error::invalid(format!(
+                "--as-of reads the object versions of an s3:// remote; {url} has none"
+            )));
+        }
+        store = Arc::new(AsOf::new(store, t, label)?);
+        cache_key = format!("{url}@{t}");
+    }
     if let Some(dir) = cache_dir {
-        let key = &blake3::hash(url.as_bytes()).to_hex()[..16];
+        let key = &blake3::hash(cache_key.as_bytes()).to_hex()[..16];
         let limit = match std::env::var("VAULT_PACK_CACHE_SIZE") {
             Ok(v) if !v.is_empty() => {
                 crate::units::parse_size(&v).map_err(|e| Error::invalid(format!("VAULT_PACK_CACHE_SIZE={v:?}: {e}")))?
@@ -107,4 +146,46 @@ pub fn open_for_reading(url: &str, cache_dir: Option<&Path>) -> Result<Arc<dyn S
         store,
         format!("{url} is a remote copy, written only by `vaultctl sync` from the vault it copies"),
     )))
+}
+
+/// A moment given to `--as-of`: RFC 3339 (`2026-11-20T10:00:00Z`), `YYYY-MM-DD HH:MM[:SS]` or
+/// `YYYY-MM-DD` (local time, the start of that day) or `@UNIX-SECONDS`. Returns unix
+/// nanoseconds.
+pub fn parse_moment(s: &str) -> Result<i64> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let s = s.trim();
+    let bad = || {
+        Error::invalid(format!(
+            "{s:?} is not a moment (use 2026-11-20T10:00:00Z, \"2026-11-20 10:00\" local time, 2026-11-20 or @UNIX-SECONDS)"
+        ))
+    };
+    if let Some(secs) = s.strip_prefix('@') {
+        return secs.parse::<i64>().map(|t| t.saturating_mul(1_000_000_000)).map_err(|_| bad());
+    }
+    let t = if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        t.with_timezone(&chrono::Utc)
+    } else {
+        let naive = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+            .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+            .ok_or_else(bad)?;
+        chrono::Local.from_local_datetime(&naive).earliest().ok_or_else(bad)?.with_timezone(&chrono::Utc)
+    };
+    t.timestamp_nanos_opt().ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_parse() {
+        assert_eq!(parse_moment("@1700000000").unwrap(), 1_700_000_000_000_000_000);
+        assert_eq!(parse_moment("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000_000_000);
+        assert_eq!(parse_moment("2023-11-14T23:13:20+01:00").unwrap(), 1_700_000_000_000_000_000);
+        assert!(parse_moment("2023-11-14").is_ok());
+        assert!(parse_moment("2023-11-14 22:13").is_ok());
+        assert!(parse_moment("yesterday").unwrap_err().to_string().contains("not a moment"));
+    }
 }

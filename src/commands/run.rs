@@ -71,7 +71,7 @@ pub fn written_since(v: &Vault, before: &Before) -> Result<Vec<JobFile>> {
             let old = if same { before.files.get(&path) } else { None };
             let unchanged = old.is_some_and(|o| {
                 o.size == n.size
-                    && o.mtime_ns == n.mtime_ns
+                    && o.mtime == n.mtime
                     && matches!(&o.kind, NodeKind::File { content: c, .. } if c == content)
             });
             if !unchanged {

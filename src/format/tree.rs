@@ -4,19 +4,71 @@
 //! listing stays small whatever the file sizes, and unchanged pages are shared between
 //! snapshots.
 //!
-//! Tree plaintext: `version u8 = 1 | count u32 | count x node`, node =
-//! `name (u16 len + bytes) | type u8 (1 file, 2 dir, 3 symlink) | mode u32 | uid u32 | gid u32 |
-//! mtime i64 (ns) | size u64 | type-specific`, where file = `state u8 (0 complete,
-//! 1 incomplete, 2 failed) | inline count u32 | inline x (chunk id [32] | length u32) |
-//! page count u32 | pages x (list id [32] | chunk count u32 | bytes u64)`,
-//! dir = `tree id [32]`, symlink = `target (u16 len + bytes)`.
+//! Tree plaintext: `version u8 = 2 | count u32 | count x node`, node =
+//! `name (u16 len + bytes) | type u8 (1 file, 2 dir, 3 symlink, 4 fifo, 5 socket, 6 character
+//! device, 7 block device) | mode u32 | uid u32 | gid u32 | atime | mtime | ctime (each: seconds
+//! i64 | nanoseconds u32) | size u64 | link u64 | type-specific`, where file = `state u8
+//! (0 complete, 1 incomplete, 2 failed) | inline count u32 | inline x (chunk id [32] | length
+//! u32) | page count u32 | pages x (list id [32] | chunk count u32 | bytes u64)`, dir = `tree id
+//! [32]`, symlink = `target (u16 len + bytes)`, devices = `rdev u64`, fifo and socket: nothing.
+//! `link`: nodes of one period with the same nonzero value are hard links of one file.
+//! Version 1 trees (written before: types 1-3, `mtime i64 (ns)` only, no link) still decode,
+//! with atime and ctime equal to mtime.
 //! List plaintext: `version u8 = 1 | count u32 | count x (chunk id [32] | length u32)`.
 
 use super::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ListId, TreeId};
 
+/// Version of list blobs.
 const VERSION: u8 = 1;
+/// Version of the trees this build writes; it reads 1 and 2.
+pub const TREE_VERSION: u8 = 2;
+
+/// A point in time: seconds since the epoch (the whole i64 range) and nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Time {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+impl Time {
+    pub fn from_ns(ns: i64) -> Time {
+        Time { sec: ns.div_euclid(1_000_000_000), nsec: ns.rem_euclid(1_000_000_000) as u32 }
+    }
+    pub fn now() -> Time {
+        Self::from_system(std::time::SystemTime::now())
+    }
+    pub fn from_system(t: std::time::SystemTime) -> Time {
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Time { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+            Err(e) => {
+                let d = e.duration();
+                let mut sec = -(d.as_secs() as i64);
+                let mut nsec = d.subsec_nanos();
+                if nsec > 0 {
+                    sec -= 1;
+                    nsec = 1_000_000_000 - nsec;
+                }
+                Time { sec, nsec }
+            }
+        }
+    }
+    /// Nanoseconds since the epoch, saturating outside about 1677-2262.
+    pub fn as_ns(&self) -> i64 {
+        self.sec.saturating_mul(1_000_000_000).saturating_add(self.nsec as i64)
+    }
+    fn write(&self, w: &mut Writer) {
+        w.i64(self.sec).u32(self.nsec);
+    }
+    fn read(r: &mut Reader) -> Result<Time> {
+        let t = Time { sec: r.i64()?, nsec: r.u32()? };
+        if t.nsec >= 1_000_000_000 {
+            return Err(Error::corrupt("tree: nanoseconds out of range"));
+        }
+        Ok(t)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRef {
@@ -88,17 +140,65 @@ pub enum NodeKind {
     File { state: FileState, content: Content },
     Dir { tree: TreeId },
     Symlink { target: Vec<u8> },
+    Fifo,
+    Socket,
+    CharDevice { rdev: u64 },
+    BlockDevice { rdev: u64 },
+}
+
+impl NodeKind {
+    fn code(&self) -> u8 {
+        match self {
+            NodeKind::File { .. } => 1,
+            NodeKind::Dir { .. } => 2,
+            NodeKind::Symlink { .. } => 3,
+            NodeKind::Fifo => 4,
+            NodeKind::Socket => 5,
+            NodeKind::CharDevice { .. } => 6,
+            NodeKind::BlockDevice { .. } => 7,
+        }
+    }
+    /// The `S_IF*` bits of the kind.
+    pub fn type_bits(&self) -> u32 {
+        match self {
+            NodeKind::File { .. } => 0o100000,
+            NodeKind::Dir { .. } => 0o040000,
+            NodeKind::Symlink { .. } => 0o120000,
+            NodeKind::Fifo => 0o010000,
+            NodeKind::Socket => 0o140000,
+            NodeKind::CharDevice { .. } => 0o020000,
+            NodeKind::BlockDevice { .. } => 0o060000,
+        }
+    }
+    pub fn rdev(&self) -> u64 {
+        match self {
+            NodeKind::CharDevice { rdev } | NodeKind::BlockDevice { rdev } => *rdev,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub name: Vec<u8>,
     pub kind: NodeKind,
+    /// Type and permission bits (`st_mode`).
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub mtime_ns: i64,
+    pub atime: Time,
+    pub mtime: Time,
+    pub ctime: Time,
     pub size: u64,
+    /// Hard links: nodes of one period with the same nonzero value are one file.
+    pub link: u64,
+}
+
+impl Node {
+    /// A node with every time set to `t` and no hard link.
+    pub fn new(name: Vec<u8>, kind: NodeKind, mode: u32, uid: u32, gid: u32, t: Time, size: u64) -> Node {
+        Node { name, kind, mode, uid, gid, atime: t, mtime: t, ctime: t, size, link: 0 }
+    }
 }
 
 /// A decoded directory: nodes sorted by name.
@@ -110,12 +210,11 @@ pub struct Tree {
 /// Encodes one node as it appears in a tree (also used by the mount's journal).
 pub fn encode_node(w: &mut Writer, n: &Node) {
     w.bytes16(&n.name);
-    let t = match n.kind {
-        NodeKind::File { .. } => 1,
-        NodeKind::Dir { .. } => 2,
-        NodeKind::Symlink { .. } => 3,
-    };
-    w.u8(t).u32(n.mode).u32(n.uid).u32(n.gid).i64(n.mtime_ns).u64(n.size);
+    w.u8(n.kind.code()).u32(n.mode).u32(n.uid).u32(n.gid);
+    n.atime.write(w);
+    n.mtime.write(w);
+    n.ctime.write(w);
+    w.u64(n.size).u64(n.link);
     match &n.kind {
         NodeKind::File { state, content } => {
             w.u8(*state as u8).u32(content.inline.len() as u32);
@@ -133,14 +232,25 @@ pub fn encode_node(w: &mut Writer, n: &Node) {
         NodeKind::Symlink { target } => {
             w.bytes16(target);
         }
+        NodeKind::CharDevice { rdev } | NodeKind::BlockDevice { rdev } => {
+            w.u64(*rdev);
+        }
+        NodeKind::Fifo | NodeKind::Socket => {}
     }
 }
 
-/// Decodes one node written by [`encode_node`], checking its name and sizes.
-pub fn decode_node(r: &mut Reader) -> Result<Node> {
+/// Decodes one node written by [`encode_node`] in tree format `version` (1 or 2), checking
+/// its name and sizes.
+pub fn decode_node(r: &mut Reader, version: u8) -> Result<Node> {
     let name = r.bytes16()?.to_vec();
     let t = r.u8()?;
-    let (mode, uid, gid, mtime_ns, size) = (r.u32()?, r.u32()?, r.u32()?, r.i64()?, r.u64()?);
+    let (mode, uid, gid) = (r.u32()?, r.u32()?, r.u32()?);
+    let (atime, mtime, ctime, size, link) = if version >= 2 {
+        (Time::read(r)?, Time::read(r)?, Time::read(r)?, r.u64()?, r.u64()?)
+    } else {
+        let m = Time::from_ns(r.i64()?);
+        (m, m, m, r.u64()?, 0)
+    };
     let kind = match t {
         1 => {
             let state = match r.u8()? {
@@ -159,18 +269,22 @@ pub fn decode_node(r: &mut Reader) -> Result<Node> {
         }
         2 => NodeKind::Dir { tree: TreeId(r.array()?) },
         3 => NodeKind::Symlink { target: r.bytes16()?.to_vec() },
+        4 if version >= 2 => NodeKind::Fifo,
+        5 if version >= 2 => NodeKind::Socket,
+        6 if version >= 2 => NodeKind::CharDevice { rdev: r.u64()? },
+        7 if version >= 2 => NodeKind::BlockDevice { rdev: r.u64()? },
         _ => return Err(Error::corrupt(format!("tree: unknown node type {t}"))),
     };
     if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
         return Err(Error::corrupt("tree: invalid entry name"));
     }
-    Ok(Node { name, kind, mode, uid, gid, mtime_ns, size })
+    Ok(Node { name, kind, mode, uid, gid, atime, mtime, ctime, size, link })
 }
 
 impl Tree {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(VERSION).u32(self.nodes.len() as u32);
+        w.u8(TREE_VERSION).u32(self.nodes.len() as u32);
         for n in &self.nodes {
             encode_node(&mut w, n);
         }
@@ -179,11 +293,16 @@ impl Tree {
 
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut r = Reader::new(b, "tree");
-        r.version(VERSION)?;
+        let version = r.u8()?;
+        if version == 0 || version > TREE_VERSION {
+            return Err(Error::unsupported(format!(
+                "tree: format version {version} is not supported (this build reads versions 1 and {TREE_VERSION})"
+            )));
+        }
         let n = r.count(32)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
         for _ in 0..n {
-            let node = decode_node(&mut r)?;
+            let node = decode_node(&mut r, version)?;
             if let Some(prev) = nodes.last() {
                 if prev.name >= node.name {
                     return Err(Error::corrupt("tree: entries not sorted or not unique"));
@@ -239,14 +358,41 @@ mod tests {
                 }),
             any::<[u8; 32]>().prop_map(|t| NodeKind::Dir { tree: TreeId(t) }),
             proptest::collection::vec(any::<u8>(), 1..40).prop_map(|target| NodeKind::Symlink { target }),
+            Just(NodeKind::Fifo),
+            Just(NodeKind::Socket),
+            any::<u64>().prop_map(|rdev| NodeKind::CharDevice { rdev }),
+            any::<u64>().prop_map(|rdev| NodeKind::BlockDevice { rdev }),
         ];
-        ("[a-z]{1,12}", kind, any::<u32>(), any::<i64>()).prop_map(|(name, kind, mode, mtime_ns)| {
-            let size = match &kind {
-                NodeKind::File { content, .. } => content.size(),
-                _ => 0,
-            };
-            Node { name: name.into_bytes(), kind, mode, uid: 1, gid: 2, mtime_ns, size }
-        })
+        let time = (any::<i64>(), 0u32..1_000_000_000).prop_map(|(sec, nsec)| Time { sec, nsec });
+        ("[a-z]{1,12}", kind, any::<u32>(), time.clone(), time.clone(), time, any::<u64>()).prop_map(
+            |(name, kind, mode, atime, mtime, ctime, link)| {
+                let size = match &kind {
+                    NodeKind::File { content, .. } => content.size(),
+                    _ => 0,
+                };
+                Node { name: name.into_bytes(), kind, mode, uid: 1, gid: 2, atime, mtime, ctime, size, link }
+            },
+        )
+    }
+
+    #[test]
+    fn version_1_trees_still_decode() {
+        // name "f", file, mode, uid, gid, mtime ns, size 0, complete, no chunks, no pages.
+        let mut w = Writer::new();
+        w.u8(1).u32(1).bytes16(b"f").u8(1).u32(0o100644).u32(5).u32(6).i64(-1_500_000_001).u64(0).u8(0).u32(0).u32(0);
+        let t = Tree::decode(&w.finish()).unwrap();
+        let n = &t.nodes[0];
+        assert_eq!((n.uid, n.gid, n.link), (5, 6, 0));
+        assert_eq!(n.mtime, Time { sec: -2, nsec: 499_999_999 });
+        assert_eq!((n.atime, n.ctime), (n.mtime, n.mtime));
+        assert_eq!(Time::from_ns(n.mtime.as_ns()), n.mtime);
+    }
+
+    #[test]
+    fn times_before_the_epoch_convert_exactly() {
+        let t = std::time::UNIX_EPOCH - std::time::Duration::new(5, 250);
+        assert_eq!(Time::from_system(t), Time { sec: -6, nsec: 999_999_750 });
+        assert_eq!(Time::from_ns(-1), Time { sec: -1, nsec: 999_999_999 });
     }
 
     proptest! {

@@ -285,6 +285,23 @@ mod tests {
     }
 
     #[test]
+    fn cache_entries_written_before_frames_read_as_lone_blobs() {
+        // The 44-byte value a cache of the build before frames holds for a blob.
+        let mut old = Vec::new();
+        old.extend_from_slice(&[5; 32]);
+        for x in [8u32, 40, 90] {
+            old.extend_from_slice(&x.to_le_bytes());
+        }
+        let e = IndexEntry::decode(&old).unwrap();
+        assert_eq!(e, IndexEntry { pack: PackId([5; 32]), offset: 8, length: 40, raw_length: 90, member: None });
+        assert_eq!(e.encode(), old);
+        let m = IndexEntry { member: Some(Member { frame: [7; 32], start: 10, len: 80 }), ..e };
+        assert_eq!(IndexEntry::decode(&m.encode()).unwrap(), m);
+        assert!(IndexEntry::decode(&old[..43]).is_err());
+        assert!(IndexEntry::decode(&m.encode()[..83]).is_err());
+    }
+
+    #[test]
     fn sled_persists_and_second_opener_falls_back() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("idx");

@@ -13,7 +13,7 @@
 use super::writer::{new_dir_node, WriteSession};
 use crate::error::{Error, Result};
 use crate::format::codec::{Reader, Writer};
-use crate::format::tree::{decode_node, encode_node, Node, NodeKind, Tree};
+use crate::format::tree::{decode_node, encode_node, Node, NodeKind, Time, Tree};
 use crate::id::TreeId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,11 +26,33 @@ pub enum Op {
     /// `node` (a file or symlink) replaces whatever is at `path`.
     Put { path: Path, node: Node },
     /// A directory at `path` with these attributes: created empty if absent, entries kept.
-    Dir { path: Path, mode: u32, uid: u32, gid: u32, mtime_ns: i64 },
+    Dir { path: Path, attrs: DirAttrs },
     /// Removes the node at `path` and everything below it.
     Remove { path: Path },
     /// Moves the node at `from` to `to`, replacing what was there.
     Rename { from: Path, to: Path },
+}
+
+/// The attributes of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirAttrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: Time,
+    pub mtime: Time,
+    pub ctime: Time,
+}
+
+impl DirAttrs {
+    fn apply(&self, n: &mut Node) {
+        n.mode = self.mode;
+        n.uid = self.uid;
+        n.gid = self.gid;
+        n.atime = self.atime;
+        n.mtime = self.mtime;
+        n.ctime = self.ctime;
+    }
 }
 
 fn encode_path(w: &mut Writer, p: &Path) {
@@ -64,10 +86,13 @@ impl Op {
                 encode_path(w, path);
                 encode_node(w, node);
             }
-            Op::Dir { path, mode, uid, gid, mtime_ns } => {
+            Op::Dir { path, attrs } => {
                 w.u8(2);
                 encode_path(w, path);
-                w.u32(*mode).u32(*uid).u32(*gid).i64(*mtime_ns);
+                w.u32(attrs.mode).u32(attrs.uid).u32(attrs.gid);
+                for t in [attrs.atime, attrs.mtime, attrs.ctime] {
+                    w.i64(t.sec).u32(t.nsec);
+                }
             }
             Op::Remove { path } => {
                 w.u8(3);
@@ -81,17 +106,35 @@ impl Op {
         }
     }
 
-    pub fn decode(r: &mut Reader) -> Result<Op> {
+    /// Decodes an operation of a journal whose nodes are in tree format `version`.
+    pub fn decode(r: &mut Reader, version: u8) -> Result<Op> {
         Ok(match r.u8()? {
             1 => {
                 let path = decode_path(r)?;
-                let node = decode_node(r)?;
+                let node = decode_node(r, version)?;
                 if matches!(node.kind, NodeKind::Dir { .. }) {
                     return Err(Error::corrupt("journal: a put of a directory"));
                 }
                 Op::Put { path, node }
             }
-            2 => Op::Dir { path: decode_path(r)?, mode: r.u32()?, uid: r.u32()?, gid: r.u32()?, mtime_ns: r.i64()? },
+            2 => {
+                let path = decode_path(r)?;
+                let (mode, uid, gid) = (r.u32()?, r.u32()?, r.u32()?);
+                let (atime, mtime, ctime) = if version >= 2 {
+                    let mut t = [Time::default(); 3];
+                    for x in &mut t {
+                        *x = Time { sec: r.i64()?, nsec: r.u32()? };
+                        if x.nsec >= 1_000_000_000 {
+                            return Err(Error::corrupt("journal: nanoseconds out of range"));
+                        }
+                    }
+                    (t[0], t[1], t[2])
+                } else {
+                    let m = Time::from_ns(r.i64()?);
+                    (m, m, m)
+                };
+                Op::Dir { path, attrs: DirAttrs { mode, uid, gid, atime, mtime, ctime } }
+            }
             3 => Op::Remove { path: decode_path(r)? },
             4 => Op::Rename { from: decode_path(r)?, to: decode_path(r)? },
             t => return Err(Error::corrupt(format!("journal: unknown operation {t}"))),
@@ -238,7 +281,7 @@ impl<'a> Editor<'a> {
                     t = (t.0 + f, t.1 + b);
                 }
                 NodeKind::File { .. } => t = (t.0 + 1, t.1 + n.size as i64),
-                NodeKind::Symlink { .. } => {}
+                _ => {}
             }
         }
         Ok(t)
@@ -262,31 +305,27 @@ impl<'a> Editor<'a> {
                 self.files += add.0 - sub.0;
                 self.bytes += add.1 - sub.1;
             }
-            Op::Dir { path, mode, uid, gid, mtime_ns } => {
+            Op::Dir { path, attrs } => {
                 let name = path.last().ok_or_else(|| Error::invalid("empty path"))?.clone();
                 let d = self.parent(path, true)?.ok_or_else(|| Error::corrupt("no parent"))?;
                 let m = d.entries.as_mut().ok_or_else(|| Error::corrupt("directory not loaded"))?;
                 let mut sub = (0, 0);
                 match m.get_mut(&name) {
-                    Some(Entry::Dir(n, _)) => {
-                        n.mode = *mode;
-                        n.uid = *uid;
-                        n.gid = *gid;
-                        n.mtime_ns = *mtime_ns;
-                    }
+                    Some(Entry::Dir(n, _)) => attrs.apply(n),
                     other => {
                         if let Some(e) = other {
                             sub = Self::totals(load, e)?;
                         }
-                        let n = Node {
-                            name: name.clone(),
-                            kind: NodeKind::Dir { tree: TreeId([0; 32]) },
-                            mode: *mode,
-                            uid: *uid,
-                            gid: *gid,
-                            mtime_ns: *mtime_ns,
-                            size: 0,
-                        };
+                        let mut n = Node::new(
+                            name.clone(),
+                            NodeKind::Dir { tree: TreeId([0; 32]) },
+                            attrs.mode,
+                            attrs.uid,
+                            attrs.gid,
+                            attrs.mtime,
+                            0,
+                        );
+                        attrs.apply(&mut n);
                         m.insert(name, Entry::Dir(n, Box::new(EDir::empty())));
                     }
                 }
@@ -393,22 +432,27 @@ mod tests {
         } else {
             vec![crate::format::tree::ChunkRef { id: crate::id::ChunkId([size as u8; 32]), len: size as u32 }]
         });
-        Node {
-            name: b"x".to_vec(),
-            kind: NodeKind::File { state: FileState::Complete, content },
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 1,
+        Node::new(
+            b"x".to_vec(),
+            NodeKind::File { state: FileState::Complete, content },
+            0o100644,
+            0,
+            0,
+            Time::from_ns(1),
             size,
-        }
+        )
+    }
+
+    fn dir_attrs(mode: u32) -> DirAttrs {
+        let t = Time { sec: -5, nsec: 7 };
+        DirAttrs { mode, uid: 1, gid: 2, atime: t, mtime: Time { sec: 1 << 40, nsec: 3 }, ctime: t }
     }
 
     #[test]
     fn ops_round_trip() {
         let ops = vec![
             Op::Put { path: p("a/b"), node: Node { name: b"b".to_vec(), ..file(5) } },
-            Op::Dir { path: p("d"), mode: 0o40700, uid: 1, gid: 2, mtime_ns: -5 },
+            Op::Dir { path: p("d"), attrs: dir_attrs(0o40700) },
             Op::Remove { path: p("a") },
             Op::Rename { from: p("x/y"), to: p("z") },
         ];
@@ -417,7 +461,7 @@ mod tests {
             op.encode(&mut w);
             let b = w.finish();
             let mut r = Reader::new(&b, "op");
-            assert_eq!(Op::decode(&mut r).unwrap(), op);
+            assert_eq!(Op::decode(&mut r, crate::format::tree::TREE_VERSION).unwrap(), op);
             r.end().unwrap();
         }
     }
@@ -454,12 +498,12 @@ mod tests {
                 ref_remove(m, path);
                 m.insert(path.clone(), Ref::File(node.size));
             }
-            Op::Dir { path, mode, .. } => {
+            Op::Dir { path, attrs } => {
                 ref_parents(m, path);
                 if !matches!(m.get(path), Some(Ref::Dir(_))) {
                     ref_remove(m, path);
                 }
-                m.insert(path.clone(), Ref::Dir(*mode));
+                m.insert(path.clone(), Ref::Dir(attrs.mode));
             }
             Op::Remove { path } => {
                 if ref_parent_ok(m, path) {
@@ -521,13 +565,7 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             (arb_path(), 0u64..4).prop_map(|(path, s)| Op::Put { path, node: file(s) }),
-            (arb_path(), 0u32..3).prop_map(|(path, m)| Op::Dir {
-                path,
-                mode: 0o40700 + m,
-                uid: 0,
-                gid: 0,
-                mtime_ns: 0
-            }),
+            (arb_path(), 0u32..3).prop_map(|(path, m)| Op::Dir { path, attrs: dir_attrs(0o40700 + m) }),
             arb_path().prop_map(|path| Op::Remove { path }),
             (arb_path(), arb_path()).prop_map(|(from, to)| Op::Rename { from, to }),
         ]

@@ -28,15 +28,15 @@ fn vault_with(frame_target: u32) -> (Arc<MemoryStore>, Vault) {
 }
 
 fn node(content: crate::format::tree::Content, size: u64) -> Node {
-    Node {
-        name: Vec::new(),
-        kind: NodeKind::File { state: FileState::Complete, content },
-        mode: 0o100644,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 0,
+    Node::new(
+        Vec::new(),
+        NodeKind::File { state: FileState::Complete, content },
+        0o100644,
+        0,
+        0,
+        Default::default(),
         size,
-    }
+    )
 }
 
 /// Stores files in one commit of `period` (added to what it holds).

@@ -26,7 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 pub const MAGIC: &[u8; 4] = b"VLTJ";
-const VERSION: u8 = 1;
+/// Journal format: version 3 adds frame records (type 6) and pack records of format 2 (type
+/// 7); version 2 records nodes in tree format 2. Journals of versions 1 (tree format 1 nodes)
+/// and 2 are still replayed.
+const VERSION: u8 = 3;
 const HEADER_LEN: usize = 24;
 const LEN_CHECK: u32 = 0xA5A5_A5A5;
 /// Largest record accepted when reading (a pack record of a huge pack is the biggest).
@@ -59,6 +62,15 @@ pub enum Record {
         period: String,
         op: Op,
     },
+}
+
+/// The tree format of the nodes in a journal of format `version`.
+fn tree_version(version: u8) -> u8 {
+    if version == 1 {
+        1
+    } else {
+        2
+    }
 }
 
 impl Record {
@@ -97,7 +109,8 @@ impl Record {
         w.finish()
     }
 
-    pub fn decode(b: &[u8]) -> Result<Record> {
+    /// Decodes a record of a journal of format `version` (1 to 3).
+    pub fn decode(b: &[u8], version: u8) -> Result<Record> {
         let mut r = Reader::new(b, "journal record");
         let rec = match r.u8()? {
             1 => Record::Start { mount: r.array()?, first_seq: r.u64()?, created_ns: r.i64()? },
@@ -146,7 +159,7 @@ impl Record {
                 let id: [u8; 32] = r.array()?;
                 Record::Base { period, revision: (has == 1).then_some(SnapshotId(id)) }
             }
-            5 => Record::Op { seq: r.u64()?, period: r.string16()?, op: Op::decode(&mut r)? },
+            5 => Record::Op { seq: r.u64()?, period: r.string16()?, op: Op::decode(&mut r, tree_version(version))? },
             t => return Err(Error::corrupt(format!("journal: unknown record type {t}"))),
         };
         r.end()?;
@@ -243,8 +256,9 @@ pub fn read(store: &dyn Store, sealer: &Sealer, name: &str) -> Result<ReadJourna
     if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
         return Err(Error::corrupt(format!("journal {short}: not a journal file")));
     }
-    if bytes[4] != VERSION {
-        return Err(Error::unsupported(format!("journal {short}: format version {} is not supported", bytes[4])));
+    let version = bytes[4];
+    if version == 0 || version > VERSION {
+        return Err(Error::unsupported(format!("journal {short}: format version {version} is not supported")));
     }
     let id: [u8; 16] = bytes[8..24].try_into().map_err(|_| Error::corrupt("journal header"))?;
     let mut out = ReadJournal {
@@ -281,7 +295,7 @@ pub fn read(store: &dyn Store, sealer: &Sealer, name: &str) -> Result<ReadJourna
         }
         let rec = sealer
             .open(Domain::Journal, &record_aad_id(&id, n), &bytes[pos + 8..end])
-            .and_then(|plain| Record::decode(&plain));
+            .and_then(|plain| Record::decode(&plain, version));
         match rec {
             Ok(r) => out.records.push(r),
             Err(e) => {

@@ -30,15 +30,15 @@ fn data(n: usize, seed: u64) -> Vec<u8> {
 }
 
 fn file_node(content: crate::format::tree::Content, size: u64) -> Node {
-    Node {
-        name: Vec::new(),
-        kind: NodeKind::File { state: FileState::Complete, content },
-        mode: 0o100644,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 0,
+    Node::new(
+        Vec::new(),
+        NodeKind::File { state: FileState::Complete, content },
+        0o100644,
+        0,
+        0,
+        Default::default(),
         size,
-    }
+    )
 }
 
 /// Stores `content` as `path` in `period` through the low-level session API.

@@ -47,7 +47,7 @@ pub fn split_path(p: &str) -> Result<Vec<Vec<u8>>> {
 
 /// A synthetic node standing for a snapshot's root directory.
 pub fn root_node(root: TreeId) -> Node {
-    Node { name: Vec::new(), kind: NodeKind::Dir { tree: root }, mode: 0o40755, uid: 0, gid: 0, mtime_ns: 0, size: 0 }
+    Node::new(Vec::new(), NodeKind::Dir { tree: root }, 0o40755, 0, 0, Default::default(), 0)
 }
 
 impl Vault {

@@ -465,16 +465,16 @@ impl<'v> WriteSession<'v> {
 }
 
 pub fn new_dir_node(name: Vec<u8>) -> Node {
-    Node {
+    Node::new(
         name,
-        kind: NodeKind::Dir { tree: TreeId([0; 32]) },
-        mode: 0o40755,
+        NodeKind::Dir { tree: TreeId([0; 32]) },
+        0o40755,
         // SAFETY: getuid/getgid cannot fail and take no arguments.
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
-        mtime_ns: now_unix_ns(),
-        size: 0,
-    }
+        unsafe { libc::getuid() },
+        unsafe { libc::getgid() },
+        crate::format::tree::Time::now(),
+        0,
+    )
 }
 
 pub fn hostname() -> String {

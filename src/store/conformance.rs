@@ -55,6 +55,28 @@ pub fn run(s: &dyn Store) {
     s.put(ObjKind::Pack, "ff00", &big).unwrap();
     assert_eq!(s.get(ObjKind::Pack, "ff00").unwrap().len(), big.len());
     assert_eq!(s.get_range(ObjKind::Pack, "ff00", (3 << 20) - 4, 4).unwrap(), vec![7u8; 4]);
+
+    // An object whose bytes are also in a local file (sync from a local vault).
+    let dir =
+        std::env::temp_dir().join(format!("vault-conformance-{}-{:x}", std::process::id(), rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ee11");
+    std::fs::write(&file, b"from a file").unwrap();
+    s.put_file(ObjKind::Pack, "ee11", b"from a file", &file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(s.get(ObjKind::Pack, "ee11").unwrap(), b"from a file");
+    assert_eq!(s.size(ObjKind::Pack, "ee11").unwrap(), 11);
+    s.delete(ObjKind::Pack, "ee11").unwrap();
+
+    // Sync bookkeeping kinds live apart from the vault's objects.
+    s.put(ObjKind::Lock, "0123abcd", b"{}").unwrap();
+    s.put(ObjKind::Manifest, "00000000000000000001-abcd", b"m").unwrap();
+    assert_eq!(s.list(ObjKind::Lock).unwrap(), vec![("0123abcd".to_string(), 2)]);
+    assert_eq!(s.list(ObjKind::Manifest).unwrap(), vec![("00000000000000000001-abcd".to_string(), 1)]);
+    assert!(s.list(ObjKind::Config).unwrap().iter().all(|(n, _)| n == "config"));
+    s.delete(ObjKind::Lock, "0123abcd").unwrap();
+    s.delete(ObjKind::Manifest, "00000000000000000001-abcd").unwrap();
+    assert!(s.list(ObjKind::Lock).unwrap().is_empty());
 }
 
 /// Listing more objects than one page of a paginated API holds (S3 pages hold 1000).

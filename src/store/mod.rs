@@ -13,8 +13,12 @@ pub mod cache;
 pub mod fault;
 pub mod local;
 pub mod memory;
+mod rcd;
 pub mod rclone;
+pub mod remote_lock;
 pub mod s3;
+mod s3_versions;
+pub mod versions;
 
 /// The shared backend tests; public so that the integration tests can run them against
 /// servers they start (S3, rclone).
@@ -24,14 +28,21 @@ pub mod conformance;
 use crate::error::Result;
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum ObjKind {
+    #[default]
     Config,
     Key,
     Pack,
     Index,
     Snapshot,
     Log,
+    /// Offsite bookkeeping, never part of a vault (not in [`ObjKind::ALL`]): a sync's lock
+    /// object on a remote (`locks/<id>`).
+    Lock,
+    /// Offsite bookkeeping: the manifests of an append-only remote, one new object per sync
+    /// (`manifests/<time>-<id>`), where `manifest` cannot be replaced.
+    Manifest,
 }
 
 /// Top-level objects of kind `Config`: the vault config, the remotes registry, the retention
@@ -39,6 +50,7 @@ pub enum ObjKind {
 pub const CONFIG_NAMES: [&str; 4] = ["config", "remotes", "policy", "manifest"];
 
 impl ObjKind {
+    /// The kinds that make up a vault.
     pub const ALL: [ObjKind; 6] =
         [ObjKind::Config, ObjKind::Key, ObjKind::Pack, ObjKind::Index, ObjKind::Snapshot, ObjKind::Log];
 
@@ -50,6 +62,8 @@ impl ObjKind {
             ObjKind::Index => 3,
             ObjKind::Snapshot => 4,
             ObjKind::Log => 5,
+            ObjKind::Lock => 6,
+            ObjKind::Manifest => 7,
         }
     }
 
@@ -66,6 +80,8 @@ impl ObjKind {
             ObjKind::Index => "index",
             ObjKind::Snapshot => "snapshots",
             ObjKind::Log => "logs",
+            ObjKind::Lock => "locks",
+            ObjKind::Manifest => "manifests",
         }
     }
 
@@ -79,11 +95,105 @@ impl ObjKind {
     }
 }
 
+/// The object at a path relative to a vault's root (`packs/ab/abcd…`, `index/…`, `config`),
+/// if the path is one the layout names.
+pub fn parse_rel(rel: &str) -> Option<(ObjKind, String)> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let (kind, name) = match parts.as_slice() {
+        [n] if CONFIG_NAMES.contains(n) => (ObjKind::Config, *n),
+        [d, fan, n] if *d == "packs" && n.len() > 2 && n.starts_with(fan) => (ObjKind::Pack, *n),
+        [d, n] if *d == "packs" && n.len() <= 2 => (ObjKind::Pack, *n),
+        [d, n] => {
+            let kind =
+                [ObjKind::Key, ObjKind::Index, ObjKind::Snapshot, ObjKind::Log, ObjKind::Lock, ObjKind::Manifest]
+                    .into_iter()
+                    .find(|k| k.dir() == *d)?;
+            (kind, *n)
+        }
+        _ => return None,
+    };
+    local::check_name(kind, name).ok()?;
+    Some((kind, name.to_string()))
+}
+
+/// Object Lock retention modes (S3): governance retention can be lifted by an account holding
+/// `s3:BypassGovernanceRetention`, compliance retention by nobody before it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Governance,
+    Compliance,
+}
+
+impl LockMode {
+    pub fn as_s3(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        }
+    }
+}
+
+/// A retention date on one object version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: LockMode,
+    /// Unix seconds.
+    pub until: i64,
+}
+
+/// One version of an object in a versioned store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjVersion {
+    pub kind: ObjKind,
+    pub name: String,
+    pub version_id: String,
+    /// The current version of its name.
+    pub latest: bool,
+    /// A delete marker: the name did not exist from this version on.
+    pub delete_marker: bool,
+    /// When the version was written (unix nanoseconds).
+    pub modified_ns: i64,
+    pub size: u64,
+}
+
+/// What a versioned store with Object Lock (S3) adds to [`Store`]: its history, and retention
+/// dates on versions. Implemented by `s3::S3Store`.
+pub trait Versioned: Send + Sync {
+    /// Whether the bucket has Object Lock enabled (then it is versioned too).
+    fn lock_enabled(&self) -> Result<bool>;
+    /// Every version and delete marker below the store's prefix whose path the layout names,
+    /// oldest first within a name.
+    fn list_versions(&self) -> Result<Vec<ObjVersion>>;
+    /// Stores a new version, with a retention date if given; returns its version id.
+    fn put_version(&self, kind: ObjKind, name: &str, data: &[u8], retention: Option<Retention>) -> Result<String>;
+    fn get_version(&self, kind: ObjKind, name: &str, version: &str) -> Result<Vec<u8>>;
+    fn get_version_range(&self, kind: ObjKind, name: &str, version: &str, offset: u64, len: u32) -> Result<Vec<u8>>;
+    /// The retention of a version (`None`: none set).
+    fn retention(&self, kind: ObjKind, name: &str, version: &str) -> Result<Option<Retention>>;
+    /// Sets a later retention date on a version (extending is always allowed).
+    fn set_retention(&self, kind: ObjKind, name: &str, version: &str, r: Retention) -> Result<()>;
+    /// Deletes one version for good (refused by the server while it is retained).
+    fn delete_version(&self, kind: ObjKind, name: &str, version: &str) -> Result<()>;
+}
+
 pub trait Store: Send + Sync {
     /// Where this store is, for messages ("/srv/vault", "memory").
     fn describe(&self) -> String;
     /// Stores `data` under (kind, name) atomically and durably, replacing any old object.
     fn put(&self, kind: ObjKind, name: &str, data: &[u8]) -> Result<()>;
+    /// Like `put`, for an object whose bytes are also the content of the local file `file`
+    /// (sync from a local vault): a store that uploads from files may read `file` instead of
+    /// copying `data` first. Only for files that never change once written (packs).
+    fn put_file(&self, kind: ObjKind, name: &str, data: &[u8], file: &Path) -> Result<()> {
+        let _ = file;
+        self.put(kind, name, data)
+    }
     fn get(&self, kind: ObjKind, name: &str) -> Result<Vec<u8>>;
     /// `len` bytes at `offset`; an object shorter than `offset + len` is `Corrupt`.
     fn get_range(&self, kind: ObjKind, name: &str, offset: u64, len: u32) -> Result<Vec<u8>>;
@@ -105,6 +215,10 @@ pub trait Store: Send + Sync {
     /// The append-only journal files of a writable mount (docs/DESIGN.md §10b); only stores
     /// that a mount can write have them.
     fn journals(&self) -> Option<&dyn Journals> {
+        None
+    }
+    /// The versioned face of this store, if it has one (S3).
+    fn versioned(&self) -> Option<&dyn Versioned> {
         None
     }
 }
@@ -133,4 +247,45 @@ pub trait Journals: Send + Sync {
 pub fn journal_name_ok(name: &str) -> bool {
     let base = name.strip_suffix(".damaged").unwrap_or(name);
     base.len() == 32 && base.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Standard base64 with padding.
+pub(crate) fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_name_objects() {
+        assert_eq!(parse_rel("config"), Some((ObjKind::Config, "config".into())));
+        assert_eq!(parse_rel("packs/ab/abcd"), Some((ObjKind::Pack, "abcd".into())));
+        assert_eq!(parse_rel("packs/ac/abcd"), None);
+        assert_eq!(parse_rel("index/ff00"), Some((ObjKind::Index, "ff00".into())));
+        assert_eq!(parse_rel("locks/x1"), Some((ObjKind::Lock, "x1".into())));
+        assert_eq!(parse_rel("other/x1"), None);
+        assert_eq!(parse_rel("index/.tmp-1"), None);
+        assert_eq!(parse_rel("nonsense"), None);
+    }
+
+    #[test]
+    fn base64_pads() {
+        assert_eq!(base64(b"vault:pw"), "dmF1bHQ6cHc=");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+    }
 }

@@ -28,8 +28,11 @@ pub struct S3Store {
     url: String,
     bucket: String,
     prefix: String,
-    client: AmazonS3,
-    rt: tokio::runtime::Runtime,
+    pub(super) client: AmazonS3,
+    pub(super) rt: tokio::runtime::Runtime,
+    /// For the requests object_store does not make (object versions, Object Lock):
+    /// `s3_versions.rs`.
+    pub(super) raw: super::s3_versions::RawClient,
 }
 
 /// The `AWS_*` variables the client is configured from.
@@ -137,6 +140,8 @@ impl S3Store {
             max_retries: 8,
             retry_timeout: Duration::from_secs(120),
         };
+        let raw = super::s3_versions::RawClient::new(&options, &region)
+            .map_err(|e| Error::invalid(format!("{url}: S3 client configuration: {e}")))?;
         let mut b = AmazonS3Builder::new();
         for (k, v) in &vars.0 {
             if let Ok(key) = k.to_ascii_lowercase().parse() {
@@ -163,6 +168,7 @@ impl S3Store {
             prefix,
             client,
             rt,
+            raw,
         })
     }
 
@@ -192,7 +198,7 @@ impl S3Store {
 
     /// Runs a future to completion on the store's runtime, also when called from inside
     /// another runtime (then on a scoped helper thread).
-    fn block<F: Future + Send>(&self, f: F) -> F::Output
+    pub(super) fn block<F: Future + Send>(&self, f: F) -> F::Output
     where
         F::Output: Send,
     {
@@ -205,7 +211,7 @@ impl S3Store {
         }
     }
 
-    fn key_prefix(&self) -> Option<ObjPath> {
+    pub(super) fn key_prefix(&self) -> Option<ObjPath> {
         (!self.prefix.is_empty()).then(|| ObjPath::from(self.prefix.as_str()))
     }
 
@@ -217,12 +223,16 @@ impl S3Store {
         }
     }
 
-    fn key(&self, kind: ObjKind, name: &str) -> Result<ObjPath> {
+    pub(super) fn key(&self, kind: ObjKind, name: &str) -> Result<ObjPath> {
         check_name(kind, name)?;
         Ok(self.rel(&kind.path(name)))
     }
 
-    fn map_err(&self, e: object_store::Error, rel: &str) -> Error {
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(super) fn map_err(&self, e: object_store::Error, rel: &str) -> Error {
         let at = if rel.is_empty() { self.url.clone() } else { format!("{}/{rel}", self.url) };
         match e {
             object_store::Error::NotFound { .. } => Error::not_found(format!("{at}: no such object")),
@@ -233,7 +243,7 @@ impl S3Store {
 
 /// The error and its sources, joined: the client's top-level message alone often hides the
 /// reason (connection refused, certificate unknown, access denied).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -340,6 +350,10 @@ impl Store for S3Store {
     fn size(&self, kind: ObjKind, name: &str) -> Result<u64> {
         let key = self.key(kind, name)?;
         self.block(self.client.head(&key)).map(|m| m.size).map_err(|e| self.map_err(e, &kind.path(name)))
+    }
+
+    fn versioned(&self) -> Option<&dyn super::Versioned> {
+        Some(self)
     }
 }
 

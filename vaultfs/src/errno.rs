@@ -21,12 +21,27 @@ pub fn errno(kind: ErrorKind) -> i32 {
         ErrorKind::IsDir => libc::EISDIR,
         ErrorKind::NotEmpty => libc::ENOTEMPTY,
         ErrorKind::NotPermitted => libc::EPERM,
+        ErrorKind::NameTooLong => libc::ENAMETOOLONG,
+        ErrorKind::CrossDevice => libc::EXDEV,
+        ErrorKind::TooManyLinks => libc::EMLINK,
     }
 }
 
 /// Whether a failure deserves a log line (expected misses such as ENOENT on lookup do not).
 pub fn worth_logging(kind: ErrorKind) -> bool {
-    !matches!(kind, ErrorKind::NotFound | ErrorKind::AlreadyExists | ErrorKind::NotEmpty)
+    !matches!(
+        kind,
+        ErrorKind::NotFound
+            | ErrorKind::AlreadyExists
+            | ErrorKind::NotEmpty
+            | ErrorKind::NameTooLong
+            | ErrorKind::CrossDevice
+            | ErrorKind::TooManyLinks
+            | ErrorKind::NotDir
+            | ErrorKind::IsDir
+            | ErrorKind::NotPermitted
+            | ErrorKind::InvalidInput
+    )
 }
 
 #[cfg(test)]

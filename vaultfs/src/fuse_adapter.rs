@@ -17,6 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vault::format::tree::Time;
 
 const TTL: Duration = Duration::from_secs(1);
 
@@ -33,20 +34,23 @@ impl FuseFs {
     }
 }
 
-fn time(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH
-    }
+fn time(t: Time) -> SystemTime {
+    let d = Duration::new(t.sec.unsigned_abs(), 0);
+    let base = if t.sec >= 0 { UNIX_EPOCH.checked_add(d) } else { UNIX_EPOCH.checked_sub(d) };
+    base.and_then(|b| b.checked_add(Duration::from_nanos(t.nsec as u64))).unwrap_or(UNIX_EPOCH)
 }
 
-fn ns(t: TimeOrNow) -> i64 {
-    let t = match t {
-        TimeOrNow::SpecificTime(t) => t,
-        TimeOrNow::Now => SystemTime::now(),
-    };
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+/// A time the kernel sent. fuser 0.18 turns the kernel's (seconds, nanoseconds) of a time
+/// before 1970 into `EPOCH - (|seconds| s + nanoseconds ns)` instead of adding the
+/// nanoseconds; this undoes that, so times before 1970 are kept exactly too.
+fn from_request(t: TimeOrNow) -> Time {
+    match t {
+        TimeOrNow::SpecificTime(t) => match UNIX_EPOCH.duration_since(t) {
+            Ok(before) if !before.is_zero() => Time { sec: -(before.as_secs() as i64), nsec: before.subsec_nanos() },
+            _ => Time::from_system(t),
+        },
+        TimeOrNow::Now => Time::now(),
+    }
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -54,16 +58,16 @@ fn file_attr(a: &Attr) -> FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: time(a.mtime_ns),
-        mtime: time(a.mtime_ns),
-        ctime: time(a.ctime_ns),
-        crtime: time(a.ctime_ns),
+        atime: time(a.atime),
+        mtime: time(a.mtime),
+        ctime: time(a.ctime),
+        crtime: time(a.ctime),
         kind: file_type(a.kind),
         perm: (a.perm & 0o7777) as u16,
         nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev as u32,
         blksize: 128 * 1024,
         flags: 0,
     }
@@ -83,6 +87,10 @@ fn file_type(k: Kind) -> FileType {
         Kind::Dir => FileType::Directory,
         Kind::File => FileType::RegularFile,
         Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -135,7 +143,7 @@ impl fuser::Filesystem for FuseFs {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
@@ -145,7 +153,7 @@ impl fuser::Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let s = SetAttr { mode, uid, gid, size, mtime_ns: mtime.map(ns) };
+        let s = SetAttr { mode, uid, gid, size, atime: atime.map(from_request), mtime: mtime.map(from_request) };
         reply_or!(reply, "setattr", ino.0, self.fs().setattr(ino.0, &s), |a| reply.attr(&TTL, &file_attr(&a)))
     }
 
@@ -193,9 +201,27 @@ impl fuser::Filesystem for FuseFs {
         reply_or!(reply, "rename", name.to_string_lossy(), r, |_v| reply.ok())
     }
 
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
-        // Hard links are not supported: a snapshot is a tree.
-        reply.error(Errno::EPERM)
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let r = self.fs().link(ino.0, newparent.0, newname.as_bytes());
+        reply_or!(reply, "link", newname.to_string_lossy(), r, |a| reply.entry(&TTL, &file_attr(&a), Generation(0)))
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let r = self.fs().mknod(parent.0, name.as_bytes(), mode & !umask, rdev as u64, req.uid(), req.gid());
+        reply_or!(reply, "mknod", name.to_string_lossy(), r, |a| reply.entry(&TTL, &file_attr(&a), Generation(0)))
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply_or!(reply, "fallocate", ino.0, self.fs().fallocate(fh.0, offset, length, mode), |_v| reply.ok())
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

@@ -54,6 +54,10 @@ struct MountArgs {
     /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault).
     #[arg(long, env = "VAULT_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Mount an s3:// copy as it was at TIME (the object versions current then), e.g. after
+    /// an attack on an object-locked copy: 2026-11-20T10:00:00Z, "2026-11-20 10:00", @UNIX.
+    #[arg(long, value_name = "TIME")]
+    as_of: Option<String>,
 }
 
 /// One log line with a timestamp, to stderr (the log file when running as a daemon).
@@ -171,8 +175,20 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     let secret = to_secret(&kind, &value)?;
     let store: Arc<dyn Store> = match &vdir {
         Some(d) => Arc::new(LocalStore::new(d)),
-        None => vault::commands::remote::open_for_reading(&a.vault, cache.as_deref())?,
+        None => {
+            let at = match &a.as_of {
+                Some(t) => Some((
+                    vault::commands::remote::parse_moment(t).with_context(|| format!("--as-of {t}"))?,
+                    t.as_str(),
+                )),
+                None => None,
+            };
+            vault::commands::remote::open_for_reading_as_of(&a.vault, cache.as_deref(), at)?
+        }
     };
+    if vdir.is_some() && a.as_of.is_some() {
+        bail!("--as-of reads the object versions of an s3:// copy; {} is a directory", a.vault);
+    }
     let open = OpenOptions { cache_dir: cache.clone() };
 
     if !a.foreground && !daemon_child {
@@ -251,6 +267,9 @@ fn spawn_daemon(a: &MountArgs, kind: &str, value: &str, cache: Option<&Path>, va
     }
     if let Some(c) = cache {
         cmd.arg("--cache-dir").arg(c);
+    }
+    if let Some(t) = &a.as_of {
+        cmd.arg("--as-of").arg(t);
     }
     for v in ["VAULT_PASSPHRASE", "VAULT_PASSPHRASE_FILE", "VAULT_KEY", "VAULT_KEY_FILE"] {
         cmd.env_remove(v);

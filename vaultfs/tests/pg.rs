@@ -58,7 +58,25 @@ impl Pg {
             .args(["-w", "-l"])
             .arg(dir.join("pg.log"))
             .arg("start"));
-        Pg { data, sock, port }
+        let pg = Pg { data, sock, port };
+        pg.wait_ready();
+        pg
+    }
+
+    /// `pg_ctl -w` returns once the server accepts connections; wait (at most 60 s) until it
+    /// answers a query too.
+    fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let out = self.cmd("psql").args(["-X", "-A", "-t", "-q", "-d", "postgres", "-c", "SELECT 1"]).output();
+            let last = match out {
+                Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "1" => return,
+                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            assert!(std::time::Instant::now() < deadline, "PostgreSQL does not answer after 60 s: {last}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     fn cmd(&self, bin: &str) -> Command {

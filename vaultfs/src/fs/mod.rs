@@ -3,7 +3,9 @@
 //!
 //! Root = the current period's files + one directory per period + `latest` (a symlink to the
 //! newest sealed period). The current period's dated directory shows the same entries as the
-//! root. Every modifying call on a sealed period fails with `ReadOnly` (EROFS).
+//! root. Every modifying call on a sealed period fails with `ReadOnly` (EROFS). The writable
+//! period holds every node type: files, directories, symlinks, hard links, fifos, sockets and
+//! devices, with owner, mode and atime/mtime/ctime to the nanosecond (docs/SEMANTICS.md).
 //!
 //! Durability (docs/SEMANTICS.md, docs/DESIGN.md §10b): a close or fsync of a written file
 //! chunks and packs the rest of its content, journals it with the mount's [`Live`] writer and
@@ -15,11 +17,11 @@
 //! descriptor), records it incomplete until the last close. After a crash an incomplete file
 //! appears as `NAME.incomplete`, never under its real name.
 //!
-//! Concurrency: requests run on several threads. The snapshot side (dated directories of
-//! sealed periods, `latest`) has its own lock and never waits for the writable side, for a
-//! checkpoint or for the writer lock; reads through a handle take no lock of this module at
-//! all. Lock order: the writer's gate ([`Live::begin`]) → `tree` → `snaps` → `handles` → a
-//! file's data → the writer's internals.
+//! Concurrency: requests run on several threads. The snapshot side (`snaps.rs`: dated
+//! directories of sealed periods, `latest`) has its own lock and never waits for the writable
+//! side (`tree.rs`), for a checkpoint or for the writer lock; reads through a handle take no
+//! lock of this module at all. Lock order: the writer's gate ([`Live::begin`]) → `tree` →
+//! `snaps` → `handles` → a file's data → the writer's internals.
 //!
 //! Locking of the vault: a writable mount holds `mount.lock` for its life, and the vault's
 //! writer lock while something is not checkpointed, any file is open for writing, or for two
@@ -34,30 +36,31 @@
 //! `file.rs`, or show a file whose content was never committed under its real name after a
 //! restart.
 
+mod attr;
 pub mod file;
+mod snaps;
+mod tree;
 
 #[cfg(test)]
 mod tests;
 
-use file::{Committed, FileData};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use attr::{sealed_attr, FIRST_FREE, LINK_MAX, NAME_MAX, SNAP_BIT, TARGET_MAX};
+pub use attr::{Attr, DirEntry, Ino, Kind, SetAttr, LATEST, ROOT};
+use file::FileData;
+use snaps::{count_links, SNode, Snaps};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
-use vault::format::tree::{FileState, Node, NodeKind};
-use vault::id::{SnapshotId, TreeId};
+use tree::{not_dir, stale, Body, FileNode, LiveNode, Times, Tree};
+use vault::format::tree::{FileState, Node, NodeKind, Time};
+use vault::id::TreeId;
 use vault::period::reserved_at_root;
 use vault::repo::edit::Op;
 use vault::repo::live::{Gate, Live, Prepare, Ticket};
 use vault::repo::{FileReader, SnapshotInfo, Vault};
 use vault::{Error, ErrorKind, Result};
 
-pub type Ino = u64;
-pub const ROOT: Ino = 1;
-pub const LATEST: Ino = 2;
-/// Inodes of the snapshot side (dated directories, sealed nodes) carry this bit.
-const SNAP_BIT: Ino = 1 << 62;
-const FIRST_FREE: Ino = 16;
 /// How long a change waits for another writer (a prune, `vaultctl put`) to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(3600);
 /// The writer lock is given back after this long without changes (and nothing open).
@@ -75,121 +78,7 @@ const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Dir,
-    File,
-    Symlink,
-}
-
-/// What `stat` shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attr {
-    pub ino: Ino,
-    pub kind: Kind,
-    pub size: u64,
-    /// Permission bits only.
-    pub perm: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub nlink: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct DirEntry {
-    pub ino: Ino,
-    pub name: Vec<u8>,
-    pub kind: Kind,
-}
-
-/// Attribute changes of `setattr`.
-#[derive(Debug, Clone, Default)]
-pub struct SetAttr {
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub size: Option<u64>,
-    pub mtime_ns: Option<i64>,
-}
-
-/// A regular file of the writable tree: its staged content behind its own lock, and what
-/// `stat` needs without taking that lock.
-pub struct FileNode {
-    data: Mutex<FileData>,
-    size: AtomicU64,
-    mtime_ns: AtomicI64,
-    ctime_ns: AtomicI64,
-}
-
-impl FileNode {
-    fn new(data: FileData, mtime_ns: i64) -> Arc<Self> {
-        let size = data.size();
-        Arc::new(FileNode {
-            data: Mutex::new(data),
-            size: AtomicU64::new(size),
-            mtime_ns: AtomicI64::new(mtime_ns),
-            ctime_ns: AtomicI64::new(mtime_ns),
-        })
-    }
-    fn data(&self) -> MutexGuard<'_, FileData> {
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-enum Body {
-    Dir { children: BTreeMap<Vec<u8>, Ino> },
-    File(Arc<FileNode>),
-    Symlink(Vec<u8>),
-}
-
-struct LiveNode {
-    parent: Ino,
-    name: Vec<u8>,
-    period: String,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    /// For directories and symlinks (a file's times live in its [`FileNode`]).
-    mtime_ns: i64,
-    ctime_ns: i64,
-    body: Body,
-    /// Removed from its directory (still reachable through open handles).
-    unlinked: bool,
-    /// Directories: the attributes as last journaled.
-    logged: bool,
-}
-
-/// The writable side: live trees of the periods this mount writes.
-struct Tree {
-    nodes: HashMap<Ino, LiveNode>,
-    live_roots: BTreeMap<String, Ino>,
-    cur: String,
-    /// The committed revision each live tree was loaded from or last reloaded to.
-    loaded: HashMap<String, Option<SnapshotId>>,
-    /// Renames of incomplete files to `NAME.incomplete`, to journal with the next change.
-    deferred: Vec<(String, Op)>,
-}
-
-enum SNode {
-    Sealed(Node),
-    Period(String),
-}
-
-/// The snapshot side: dated directories and the nodes of committed snapshots.
-struct Snaps {
-    nodes: HashMap<Ino, SNode>,
-    periods: BTreeMap<String, Ino>,
-    sealed_roots: HashMap<String, TreeId>,
-    /// Read-only mounts: roots of periods that are not sealed yet.
-    open_roots: HashMap<String, TreeId>,
-    children: HashMap<(Ino, Vec<u8>), Ino>,
-    /// Periods shown from the writable side (mirror of `Tree::live_roots`).
-    live: BTreeSet<String>,
-    cur: String,
-}
+const S_ISGID: u32 = 0o2000;
 
 struct Handle {
     ino: Ino,
@@ -215,15 +104,11 @@ pub struct VaultFs {
     /// The current period, readable without the tree lock.
     cur: RwLock<String>,
     /// Unmounted: the maintenance thread stops.
-    stopped: std::sync::atomic::AtomicBool,
+    stopped: AtomicBool,
     /// The last failed background commit (a full disk): retried after a pause, logged once.
     failure: Mutex<Option<(std::time::Instant, String)>>,
     uid: u32,
     gid: u32,
-}
-
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -231,182 +116,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn validate_name(name: &[u8]) -> Result<()> {
+    if name.len() > NAME_MAX {
+        return Err(Error::new(ErrorKind::NameTooLong, "file name too long"));
+    }
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
         return Err(Error::invalid("invalid file name"));
-    }
-    if name.len() > 255 {
-        return Err(Error::invalid("file name too long"));
     }
     Ok(())
 }
 
-fn not_dir() -> Error {
-    Error::new(ErrorKind::NotDir, "not a directory")
-}
-
-fn stale() -> Error {
-    Error::not_found("stale inode")
-}
-
-impl Tree {
-    fn node(&self, ino: Ino) -> Result<&LiveNode> {
-        self.nodes.get(&ino).ok_or_else(stale)
-    }
-    fn node_mut(&mut self, ino: Ino) -> Result<&mut LiveNode> {
-        self.nodes.get_mut(&ino).ok_or_else(stale)
-    }
-    fn children(&self, ino: Ino) -> Result<&BTreeMap<Vec<u8>, Ino>> {
-        match &self.node(ino)?.body {
-            Body::Dir { children } => Ok(children),
-            _ => Err(not_dir()),
-        }
-    }
-    fn children_mut(&mut self, ino: Ino) -> Result<&mut BTreeMap<Vec<u8>, Ino>> {
-        match &mut self.node_mut(ino)?.body {
-            Body::Dir { children } => Ok(children),
-            _ => Err(not_dir()),
-        }
-    }
-
-    /// The path of a live node below its period's root; `None` once it is unlinked.
-    fn path_of(&self, mut ino: Ino) -> Option<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        loop {
-            let n = self.nodes.get(&ino)?;
-            if n.unlinked {
-                return None;
-            }
-            if n.name.is_empty() {
-                break;
-            }
-            out.push(n.name.clone());
-            ino = n.parent;
-        }
-        out.reverse();
-        Some(out)
-    }
-
-    /// The `dir` operation describing a directory's current attributes.
-    fn dir_op(&self, ino: Ino) -> Option<Op> {
-        let n = self.nodes.get(&ino)?;
-        if n.name.is_empty() {
-            return None;
-        }
-        let path = self.path_of(ino)?;
-        Some(Op::Dir { path, mode: n.mode, uid: n.uid, gid: n.gid, mtime_ns: n.mtime_ns })
-    }
-
-    /// `ops` preceded by the deferred renames and by a `dir` for `parent` when its attributes
-    /// changed since they were last journaled.
-    fn with_parent(&mut self, parent: Option<Ino>, ops: Vec<Op>) -> Vec<Op> {
-        let mut out = Vec::new();
-        if let Some(p) = parent {
-            if self.nodes.get(&p).is_some_and(|n| !n.logged) {
-                out.extend(self.dir_op(p));
-                if let Some(n) = self.nodes.get_mut(&p) {
-                    n.logged = true;
-                }
-            }
-        }
-        out.extend(ops);
-        out
-    }
-}
-
-impl Snaps {
-    fn period_ino(&mut self, alloc: &AtomicU64, name: &str) -> Ino {
-        if let Some(i) = self.periods.get(name) {
-            return *i;
-        }
-        let ino = alloc.fetch_add(1, Ordering::SeqCst) | SNAP_BIT;
-        self.nodes.insert(ino, SNode::Period(name.to_string()));
-        self.periods.insert(name.to_string(), ino);
-        ino
-    }
-
-    fn latest(&self) -> Option<String> {
-        self.sealed_roots.keys().filter(|p| !self.live.contains(*p)).max().cloned()
-    }
-
-    fn apply_periods(&mut self, alloc: &AtomicU64, snaps: &[SnapshotInfo], writable: bool) {
-        let present: std::collections::HashSet<&str> = snaps.iter().map(|s| s.snap.period.as_str()).collect();
-        // Periods forgotten by a prune disappear (unless this mount is writing in them).
-        let gone: Vec<String> = self
-            .periods
-            .keys()
-            .filter(|p| !present.contains(p.as_str()) && !self.live.contains(*p) && **p != self.cur)
-            .cloned()
-            .collect();
-        for p in gone {
-            self.periods.remove(&p);
-            self.sealed_roots.remove(&p);
-            self.open_roots.remove(&p);
-        }
-        for s in snaps {
-            if s.snap.sealed {
-                self.sealed_roots.insert(s.snap.period.clone(), s.snap.root);
-            } else if !writable {
-                // A read-only mount shows open periods as they were last committed.
-                self.open_roots.insert(s.snap.period.clone(), s.snap.root);
-            }
-            self.period_ino(alloc, &s.snap.period);
-        }
-        if writable {
-            let cur = self.cur.clone();
-            self.period_ino(alloc, &cur);
-        }
-    }
-}
-
-fn sealed_attr(ino: Ino, node: &Node) -> Attr {
-    let (kind, nlink) = match node.kind {
-        NodeKind::Dir { .. } => (Kind::Dir, 2),
-        NodeKind::File { .. } => (Kind::File, 1),
-        NodeKind::Symlink { .. } => (Kind::Symlink, 1),
-    };
-    let size = match &node.kind {
-        NodeKind::Symlink { target } => target.len() as u64,
-        _ => node.size,
-    };
-    Attr {
-        ino,
-        kind,
-        size,
-        perm: node.mode & 0o7555,
-        uid: node.uid,
-        gid: node.gid,
-        mtime_ns: node.mtime_ns,
-        ctime_ns: node.mtime_ns,
-        nlink,
-    }
-}
-
-fn live_attr(ino: Ino, n: &LiveNode) -> Attr {
-    let (kind, size, nlink, mtime, ctime) = match &n.body {
-        Body::Dir { children } => (Kind::Dir, 0, 2 + children.len() as u32, n.mtime_ns, n.ctime_ns),
-        Body::File(f) => (
-            Kind::File,
-            f.size.load(Ordering::SeqCst),
-            if n.unlinked { 0 } else { 1 },
-            f.mtime_ns.load(Ordering::SeqCst),
-            f.ctime_ns.load(Ordering::SeqCst),
-        ),
-        Body::Symlink(t) => (Kind::Symlink, t.len() as u64, 1, n.mtime_ns, n.ctime_ns),
-    };
-    Attr { ino, kind, size, perm: n.mode & 0o7777, uid: n.uid, gid: n.gid, mtime_ns: mtime, ctime_ns: ctime, nlink }
-}
-
-/// The tree node recording a live file's committed content with its current attributes.
-fn file_node(n: &LiveNode, f: &FileNode, c: &Committed) -> Node {
-    Node {
-        name: n.name.clone(),
-        kind: NodeKind::File { state: c.state, content: c.content.clone() },
-        mode: n.mode,
-        uid: n.uid,
-        gid: n.gid,
-        mtime_ns: f.mtime_ns.load(Ordering::SeqCst),
-        size: c.size,
-    }
+fn is_dir() -> Error {
+    Error::new(ErrorKind::IsDir, "is a directory")
 }
 
 impl VaultFs {
@@ -436,20 +156,12 @@ impl VaultFs {
                 loaded: HashMap::new(),
                 deferred: Vec::new(),
             }),
-            snaps: Mutex::new(Snaps {
-                nodes: HashMap::new(),
-                periods: BTreeMap::new(),
-                sealed_roots: HashMap::new(),
-                open_roots: HashMap::new(),
-                children: HashMap::new(),
-                live: BTreeSet::new(),
-                cur: cur.clone(),
-            }),
+            snaps: Mutex::new(Snaps::new(cur.clone())),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             next_ino: AtomicU64::new(FIRST_FREE),
             cur: RwLock::new(cur.clone()),
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             failure: Mutex::new(None),
             uid,
             gid,
@@ -497,7 +209,7 @@ impl VaultFs {
 
     /// The writer's gate, taking the writer lock first if needed (waiting for another writer,
     /// such as a prune, to finish). Whatever another writer committed meanwhile is loaded
-    /// before anything changes here.
+    /// before anything changes here; deferred renames are journaled first.
     fn begin(&self) -> Result<Gate<'_>> {
         let g = self.gate()?;
         self.log_deferred()?;
@@ -537,10 +249,7 @@ impl VaultFs {
     fn reload(&self, snaps: &[SnapshotInfo]) -> Result<()> {
         let writable = self.live.is_some();
         let mut t = lock(&self.tree);
-        {
-            let mut sn = lock(&self.snaps);
-            sn.apply_periods(&self.next_ino, snaps, writable);
-        }
+        lock(&self.snaps).apply_periods(&self.next_ino, snaps, writable);
         let periods: Vec<String> = t.live_roots.keys().cloned().collect();
         for period in periods {
             let now = snaps.iter().find(|s| s.snap.period == period).cloned();
@@ -562,6 +271,23 @@ impl VaultFs {
         Ok(())
     }
 
+    fn new_root(&self, period: &str) -> (Ino, LiveNode) {
+        (
+            self.alloc(),
+            LiveNode {
+                links: vec![(ROOT, Vec::new())],
+                period: period.to_string(),
+                mode: S_IFDIR | 0o755,
+                uid: self.uid,
+                gid: self.gid,
+                times: Times::all(Time::now()),
+                body: Body::Dir { children: BTreeMap::new() },
+                link_id: 0,
+                logged: true,
+            },
+        )
+    }
+
     /// Builds the live tree of a writable period from its last revision (or empty).
     fn open_live_period(&self, period: &str) -> Result<()> {
         let Some(live) = &self.live else { return Ok(()) };
@@ -570,36 +296,22 @@ impl VaultFs {
             return Ok(());
         }
         let base = self.v.snapshots()?.into_iter().find(|s| s.snap.period == period);
-        let mut sn = lock(&self.snaps);
-        sn.period_ino(&self.next_ino, period);
-        if let Some(b) = &base {
-            if b.snap.sealed {
-                // Sealed early (`vaultctl seal`): the rest of the period is read-only.
-                sn.sealed_roots.insert(period.to_string(), b.snap.root);
-                return Ok(());
+        {
+            let mut sn = lock(&self.snaps);
+            sn.period_ino(&self.next_ino, period);
+            if let Some(b) = &base {
+                if b.snap.sealed {
+                    // Sealed early (`vaultctl seal`): the rest of the period is read-only.
+                    sn.sealed_roots.insert(period.to_string(), b.snap.root);
+                    return Ok(());
+                }
             }
         }
-        drop(sn);
-        let now = now_ns();
-        let root = self.alloc();
-        t.nodes.insert(
-            root,
-            LiveNode {
-                parent: ROOT,
-                name: Vec::new(),
-                period: period.to_string(),
-                mode: S_IFDIR | 0o755,
-                uid: self.uid,
-                gid: self.gid,
-                mtime_ns: now,
-                ctime_ns: now,
-                body: Body::Dir { children: BTreeMap::new() },
-                unlinked: false,
-                logged: true,
-            },
-        );
+        let (root, node) = self.new_root(period);
+        t.nodes.insert(root, node);
         if let Some(b) = &base {
-            self.load_live(&mut t, root, b.snap.root, period, &mut Vec::new(), &HashMap::new())?;
+            let mut links = HashMap::new();
+            self.load_live(&mut t, root, b.snap.root, period, &mut Vec::new(), &HashMap::new(), &mut links)?;
         }
         t.live_roots.insert(period.to_string(), root);
         t.loaded.insert(period.to_string(), base.as_ref().map(|b| b.id));
@@ -619,13 +331,14 @@ impl VaultFs {
             if !open.contains(ino) {
                 t.nodes.remove(ino);
             } else if let Some(n) = t.nodes.get_mut(ino) {
-                n.unlinked = true;
+                n.links.clear();
             }
         }
         t.children_mut(root)?.clear();
         t.deferred.retain(|(p, _)| p != period);
         if let Some(b) = &base {
-            self.load_live(t, root, b.snap.root, period, &mut Vec::new(), &old)?;
+            let mut links = HashMap::new();
+            self.load_live(t, root, b.snap.root, period, &mut Vec::new(), &old, &mut links)?;
         }
         t.loaded.insert(period.to_string(), base.as_ref().map(|b| b.id));
         if let Some(live) = &self.live {
@@ -634,6 +347,7 @@ impl VaultFs {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn load_live(
         &self,
         t: &mut Tree,
@@ -642,18 +356,30 @@ impl VaultFs {
         period: &str,
         path: &mut Vec<Vec<u8>>,
         reuse: &HashMap<Vec<Vec<u8>>, (Ino, Kind)>,
+        links: &mut HashMap<u64, Ino>,
     ) -> Result<()> {
         let tr = self.v.load_tree(tree)?;
         for n in &tr.nodes {
             let mut name = n.name.clone();
-            let (body, kind) = match &n.kind {
-                NodeKind::Dir { .. } => (Body::Dir { children: BTreeMap::new() }, Kind::Dir),
+            // A second name of a hard-linked file: one more link to the node loaded first.
+            if n.link != 0 && !matches!(n.kind, NodeKind::Dir { .. }) {
+                if let Some(&ino) = links.get(&n.link) {
+                    if let Some(x) = t.nodes.get_mut(&ino) {
+                        x.links.push((dir, name.clone()));
+                        t.children_mut(dir)?.insert(name, ino);
+                        continue;
+                    }
+                }
+            }
+            let times = Times { atime: n.atime, mtime: n.mtime, ctime: n.ctime };
+            let body = match &n.kind {
+                NodeKind::Dir { .. } => Body::Dir { children: BTreeMap::new() },
                 NodeKind::File { state, content } => {
                     // A file that was never closed is never shown under its real name.
-                    if *state == FileState::Incomplete && !name.ends_with(b".incomplete") {
+                    if *state == FileState::Incomplete && !name.ends_with(b".incomplete") && n.link == 0 {
                         let mut shown = name.clone();
                         shown.extend_from_slice(b".incomplete");
-                        if tr.get(&shown).is_none() && shown.len() <= 255 {
+                        if tr.get(&shown).is_none() && shown.len() <= NAME_MAX {
                             let mut from = path.clone();
                             from.push(name.clone());
                             let mut to = path.clone();
@@ -662,23 +388,22 @@ impl VaultFs {
                             name = shown;
                         }
                     }
-                    let f = FileData::from_content(content.clone(), *state);
-                    (Body::File(FileNode::new(f, n.mtime_ns)), Kind::File)
+                    Body::File(FileNode::new(FileData::from_content(content.clone(), *state), times))
                 }
-                NodeKind::Symlink { target } => (Body::Symlink(target.clone()), Kind::Symlink),
+                NodeKind::Symlink { target } => Body::Symlink(target.clone()),
+                k => Body::Special(k.clone()),
             };
+            let kind = Kind::of(&n.kind);
             path.push(name.clone());
             let node = LiveNode {
-                parent: dir,
-                name: name.clone(),
+                links: vec![(dir, name.clone())],
                 period: period.to_string(),
                 mode: n.mode,
                 uid: n.uid,
                 gid: n.gid,
-                mtime_ns: n.mtime_ns,
-                ctime_ns: n.mtime_ns,
+                times,
                 body,
-                unlinked: false,
+                link_id: n.link,
                 logged: true,
             };
             let ino = match reuse.get(path.as_slice()) {
@@ -687,8 +412,11 @@ impl VaultFs {
             };
             t.nodes.insert(ino, node);
             t.children_mut(dir)?.insert(name, ino);
+            if n.link != 0 {
+                links.insert(n.link, ino);
+            }
             if let NodeKind::Dir { tree } = n.kind {
-                self.load_live(t, ino, tree, period, path, reuse)?;
+                self.load_live(t, ino, tree, period, path, reuse, links)?;
             }
             path.pop();
         }
@@ -768,7 +496,7 @@ impl VaultFs {
         let dirty: Vec<Ino> = t
             .nodes
             .iter()
-            .filter(|(_, n)| !n.logged && !n.unlinked && matches!(n.body, Body::Dir { .. }))
+            .filter(|(_, n)| !n.logged && !n.unlinked() && matches!(n.body, Body::Dir { .. }))
             .map(|(i, _)| *i)
             .collect();
         let mut by_period: BTreeMap<String, Vec<Op>> = BTreeMap::new();
@@ -876,7 +604,7 @@ impl VaultFs {
             return Err(Error::read_only("snapshots of past periods are read-only"));
         }
         match t.nodes.get(&d) {
-            Some(n) if n.unlinked => Err(Error::not_found("directory was removed")),
+            Some(n) if n.unlinked() => Err(Error::not_found("directory was removed")),
             Some(n) if t.live_roots.contains_key(&n.period) => match n.body {
                 Body::Dir { .. } => Ok(d),
                 _ => Err(not_dir()),
@@ -899,67 +627,50 @@ impl VaultFs {
         }
     }
 
-    fn mark_changed(t: &mut Tree, dir: Ino, now: i64) {
-        if let Some(n) = t.nodes.get_mut(&dir) {
-            n.mtime_ns = now;
-            n.ctime_ns = now;
-            n.logged = false;
-        }
-    }
-
     // ----- reading ---------------------------------------------------------------------
 
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let created = self.v.settings().created_unix * 1_000_000_000;
-        let dir = |ino, perm, t| Attr {
+        let created = Time { sec: self.v.settings().created_unix, nsec: 0 };
+        let dir = |ino, perm| Attr {
             ino,
             kind: Kind::Dir,
             size: 0,
             perm,
             uid: self.uid,
             gid: self.gid,
-            mtime_ns: t,
-            ctime_ns: t,
+            atime: created,
+            mtime: created,
+            ctime: created,
             nlink: 2,
+            rdev: 0,
         };
         if ino == ROOT {
             self.tick()?;
             let t = lock(&self.tree);
-            return Ok(match t.live_roots.get(&t.cur).and_then(|r| t.nodes.get(r)) {
-                Some(n) => Attr { ino: ROOT, ..live_attr(ROOT, n) },
-                None => dir(ROOT, 0o555, created),
+            return Ok(match t.live_roots.get(&t.cur).and_then(|r| t.attr(*r)) {
+                Some(a) => Attr { ino: ROOT, ..a },
+                None => dir(ROOT, 0o555),
             });
         }
         if ino == LATEST {
             let target = lock(&self.snaps).latest().ok_or_else(|| Error::not_found("no sealed snapshot yet"))?;
-            return Ok(Attr {
-                ino,
-                kind: Kind::Symlink,
-                size: target.len() as u64,
-                perm: 0o777,
-                uid: self.uid,
-                gid: self.gid,
-                mtime_ns: created,
-                ctime_ns: created,
-                nlink: 1,
-            });
+            return Ok(Attr { kind: Kind::Symlink, size: target.len() as u64, perm: 0o777, nlink: 1, ..dir(ino, 0) });
         }
         if ino & SNAP_BIT != 0 {
             let sn = lock(&self.snaps);
             return match sn.nodes.get(&ino) {
-                Some(SNode::Sealed(node)) => Ok(sealed_attr(ino, node)),
-                Some(SNode::Period(name)) => {
-                    let writable = sn.live.contains(name);
-                    Ok(dir(ino, if writable { 0o755 } else { 0o555 }, created))
-                }
+                Some(SNode::Sealed { node, period }) => Ok(sealed_attr(ino, node, sn.nlink(period, node))),
+                Some(SNode::Period(name)) => Ok(dir(ino, if sn.live.contains(name) { 0o755 } else { 0o555 })),
                 None => Err(stale()),
             };
         }
-        let t = lock(&self.tree);
-        t.nodes.get(&ino).map(|n| live_attr(ino, n)).ok_or_else(stale)
+        lock(&self.tree).attr(ino).ok_or_else(stale)
     }
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        if name.len() > NAME_MAX {
+            return Err(Error::new(ErrorKind::NameTooLong, "file name too long"));
+        }
         let ino = self.child(parent, name)?;
         self.getattr(ino)
     }
@@ -977,66 +688,64 @@ impl VaultFs {
                 return Ok(*i);
             }
         }
-        if parent & SNAP_BIT == 0 {
-            let t = lock(&self.tree);
-            let d = {
-                let sn = lock(&self.snaps);
-                self.dir_target(&t, &sn, parent)
-            };
-            if d & SNAP_BIT == 0 {
-                return match t.nodes.get(&d) {
-                    Some(LiveNode { body: Body::Dir { children }, .. }) => {
-                        children.get(name).copied().ok_or_else(missing)
-                    }
-                    Some(_) => Err(not_dir()),
-                    None if parent == ROOT => Err(missing()),
-                    None => Err(stale()),
-                };
-            }
-            drop(t);
-            return self.sealed_child_of(d, name);
-        }
-        // A dated directory of a writable period shows its live tree.
         let target = {
             let t = lock(&self.tree);
             let sn = lock(&self.snaps);
             self.dir_target(&t, &sn, parent)
         };
         if target & SNAP_BIT == 0 {
-            return self.child(target, name);
+            let t = lock(&self.tree);
+            return match t.nodes.get(&target).map(|n| &n.body) {
+                Some(Body::Dir { children }) => children.get(name).copied().ok_or_else(missing),
+                Some(_) => Err(not_dir()),
+                None if parent == ROOT => Err(missing()),
+                None => Err(stale()),
+            };
         }
-        self.sealed_child_of(parent, name)
+        self.sealed_child_of(target, name)
+    }
+
+    /// The tree of a node of the snapshot side (a dated directory or a sealed directory).
+    fn sealed_tree(&self, ino: Ino) -> Result<Option<(TreeId, Arc<str>)>> {
+        let sn = lock(&self.snaps);
+        Ok(match sn.nodes.get(&ino) {
+            Some(SNode::Period(p)) => sn.root_of(p).map(|t| (t, Arc::from(p.as_str()))),
+            Some(SNode::Sealed { node, period }) => match node.kind {
+                NodeKind::Dir { tree } => Some((tree, period.clone())),
+                _ => return Err(not_dir()),
+            },
+            None => return Err(stale()),
+        })
+    }
+
+    /// Counts the hard links of a period once, when one of them is first shown.
+    fn count_links_of(&self, period: &str) -> Result<()> {
+        let root = {
+            let sn = lock(&self.snaps);
+            if sn.counted(period) {
+                return Ok(());
+            }
+            sn.root_of(period)
+        };
+        let Some(root) = root else { return Ok(()) };
+        let counts = count_links(self.v, root)?;
+        lock(&self.snaps).links.entry(period.to_string()).or_insert(counts);
+        Ok(())
     }
 
     /// A child of a node of the snapshot side; the tree is loaded without holding the lock.
     fn sealed_child_of(&self, parent: Ino, name: &[u8]) -> Result<Ino> {
         let missing = || Error::not_found(format!("{}: no such file or directory", String::from_utf8_lossy(name)));
-        let tree = {
-            let sn = lock(&self.snaps);
-            if let Some(i) = sn.children.get(&(parent, name.to_vec())) {
-                return Ok(*i);
-            }
-            match sn.nodes.get(&parent) {
-                Some(SNode::Period(p)) => {
-                    *sn.sealed_roots.get(p).or_else(|| sn.open_roots.get(p)).ok_or_else(missing)?
-                }
-                Some(SNode::Sealed(node)) => match node.kind {
-                    NodeKind::Dir { tree } => tree,
-                    _ => return Err(not_dir()),
-                },
-                None => return Err(stale()),
-            }
-        };
-        let t = self.v.load_tree(tree)?;
-        let node = t.get(name).cloned().ok_or_else(missing)?;
-        let mut sn = lock(&self.snaps);
-        if let Some(i) = sn.children.get(&(parent, name.to_vec())) {
+        if let Some(i) = lock(&self.snaps).children.get(&(parent, name.to_vec())) {
             return Ok(*i);
         }
-        let ino = self.alloc() | SNAP_BIT;
-        sn.nodes.insert(ino, SNode::Sealed(node));
-        sn.children.insert((parent, name.to_vec()), ino);
-        Ok(ino)
+        let (tree, period) = self.sealed_tree(parent)?.ok_or_else(missing)?;
+        let t = self.v.load_tree(tree)?;
+        let node = t.get(name).cloned().ok_or_else(missing)?;
+        if node.link != 0 {
+            self.count_links_of(&period)?;
+        }
+        Ok(lock(&self.snaps).child_ino(&self.next_ino, parent, &period, &node))
     }
 
     /// Shows what other processes committed (a prune, a put) when this mount holds nothing
@@ -1073,23 +782,17 @@ impl VaultFs {
                 out.push(DirEntry { ino: LATEST, name: b"latest".to_vec(), kind: Kind::Symlink });
             }
         }
-        let target = if ino & SNAP_BIT == 0 || matches!(lock(&self.snaps).nodes.get(&ino), Some(SNode::Period(_))) {
+        let target = {
             let t = lock(&self.tree);
             let sn = lock(&self.snaps);
             self.dir_target(&t, &sn, ino)
-        } else {
-            ino
         };
         if target & SNAP_BIT == 0 {
             let t = lock(&self.tree);
-            match t.nodes.get(&target) {
-                Some(LiveNode { body: Body::Dir { children }, .. }) => {
+            match t.nodes.get(&target).map(|n| &n.body) {
+                Some(Body::Dir { children }) => {
                     for (name, i) in children {
-                        let kind = match t.nodes.get(i).map(|n| &n.body) {
-                            Some(Body::Dir { .. }) => Kind::Dir,
-                            Some(Body::Symlink(_)) => Kind::Symlink,
-                            _ => Kind::File,
-                        };
+                        let kind = t.nodes.get(i).map(|n| n.kind()).unwrap_or(Kind::File);
                         out.push(DirEntry { ino: *i, name: name.clone(), kind });
                     }
                 }
@@ -1099,37 +802,15 @@ impl VaultFs {
             }
             return Ok(out);
         }
-        let tree = {
-            let sn = lock(&self.snaps);
-            match sn.nodes.get(&target) {
-                Some(SNode::Period(name)) => sn.sealed_roots.get(name).or_else(|| sn.open_roots.get(name)).copied(),
-                Some(SNode::Sealed(node)) => match node.kind {
-                    NodeKind::Dir { tree } => Some(tree),
-                    _ => return Err(not_dir()),
-                },
-                None => return Err(stale()),
-            }
-        };
-        let Some(tree) = tree else { return Ok(out) };
+        let Some((tree, period)) = self.sealed_tree(target)? else { return Ok(out) };
         let tr = self.v.load_tree(tree)?;
+        if tr.nodes.iter().any(|n| n.link != 0) {
+            self.count_links_of(&period)?;
+        }
         let mut sn = lock(&self.snaps);
         for n in &tr.nodes {
-            let key = (target, n.name.clone());
-            let i = match sn.children.get(&key) {
-                Some(i) => *i,
-                None => {
-                    let i = self.alloc() | SNAP_BIT;
-                    sn.nodes.insert(i, SNode::Sealed(n.clone()));
-                    sn.children.insert(key, i);
-                    i
-                }
-            };
-            let kind = match n.kind {
-                NodeKind::Dir { .. } => Kind::Dir,
-                NodeKind::File { .. } => Kind::File,
-                NodeKind::Symlink { .. } => Kind::Symlink,
-            };
-            out.push(DirEntry { ino: i, name: n.name.clone(), kind });
+            let i = sn.child_ino(&self.next_ino, target, &period, n);
+            out.push(DirEntry { ino: i, name: n.name.clone(), kind: Kind::of(&n.kind) });
         }
         Ok(out)
     }
@@ -1143,12 +824,12 @@ impl VaultFs {
         }
         if ino & SNAP_BIT != 0 {
             return match lock(&self.snaps).nodes.get(&ino) {
-                Some(SNode::Sealed(Node { kind: NodeKind::Symlink { target }, .. })) => Ok(target.clone()),
+                Some(SNode::Sealed { node: Node { kind: NodeKind::Symlink { target }, .. }, .. }) => Ok(target.clone()),
                 _ => Err(Error::invalid("not a symbolic link")),
             };
         }
-        match lock(&self.tree).nodes.get(&ino) {
-            Some(LiveNode { body: Body::Symlink(t), .. }) => Ok(t.clone()),
+        match lock(&self.tree).nodes.get(&ino).map(|n| &n.body) {
+            Some(Body::Symlink(t)) => Ok(t.clone()),
             _ => Err(Error::invalid("not a symbolic link")),
         }
     }
@@ -1171,11 +852,8 @@ impl VaultFs {
             }
         }
         match &h.file {
-            Some(f) => {
-                let d = f.data();
-                d.read(self.v, off, len)
-            }
-            None => Err(Error::new(ErrorKind::IsDir, "is a directory")),
+            Some(f) => f.data().read(self.v, off, len),
+            None => Err(is_dir()),
         }
     }
 
@@ -1184,15 +862,15 @@ impl VaultFs {
     pub fn read(&self, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
         if ino & SNAP_BIT != 0 {
             let node = match lock(&self.snaps).nodes.get(&ino) {
-                Some(SNode::Sealed(n)) => n.clone(),
-                Some(_) => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
+                Some(SNode::Sealed { node, .. }) => node.clone(),
+                Some(_) => return Err(is_dir()),
                 None => return Err(stale()),
             };
             return self.v.file_reader(&node)?.read_at(off, len);
         }
         let f = match lock(&self.tree).nodes.get(&ino).map(|n| &n.body) {
             Some(Body::File(f)) => f.clone(),
-            Some(_) => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
+            Some(_) => return Err(is_dir()),
             None => return Err(stale()),
         };
         let d = f.data();
@@ -1212,21 +890,21 @@ impl VaultFs {
         if !write {
             if ino & SNAP_BIT != 0 {
                 let node = match lock(&self.snaps).nodes.get(&ino) {
-                    Some(SNode::Sealed(n)) => n.clone(),
-                    Some(_) => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
+                    Some(SNode::Sealed { node, .. }) => node.clone(),
+                    Some(_) => return Err(is_dir()),
                     None => return Err(stale()),
                 };
                 let reader = match node.kind {
                     NodeKind::File { .. } => Some((self.v.file_reader(&node)?, 0)),
-                    NodeKind::Dir { .. } => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
-                    NodeKind::Symlink { .. } => None,
+                    NodeKind::Dir { .. } => return Err(is_dir()),
+                    _ => None,
                 };
                 return Ok(self.add_handle(Handle { ino, write, owner, file: None, reader }));
             }
             let f = match lock(&self.tree).nodes.get(&ino).map(|n| &n.body) {
                 Some(Body::File(f)) => f.clone(),
-                Some(Body::Dir { .. }) => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
-                Some(Body::Symlink(_)) => return Err(Error::invalid("not a regular file")),
+                Some(Body::Dir { .. }) => return Err(is_dir()),
+                Some(_) => return Err(Error::invalid("not a regular file")),
                 None => return Err(stale()),
             };
             let reader = {
@@ -1242,8 +920,8 @@ impl VaultFs {
             self.check_writable_node(&t, ino)?;
             match t.nodes.get(&ino).map(|n| &n.body) {
                 Some(Body::File(f)) => f.clone(),
-                Some(Body::Dir { .. }) => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
-                Some(Body::Symlink(_)) => return Err(Error::invalid("not a regular file")),
+                Some(Body::Dir { .. }) => return Err(is_dir()),
+                Some(_) => return Err(Error::invalid("not a regular file")),
                 None => return Err(stale()),
             }
         };
@@ -1251,7 +929,7 @@ impl VaultFs {
         let fh = self.add_handle(Handle { ino, write, owner, file: Some(f.clone()), reader: None });
         if truncate {
             // With the handle registered first, the truncation is committed with the file.
-            if let Err(e) = self.truncate_file(&f, 0) {
+            if let Err(e) = self.resize(&f, 0, true) {
                 self.drop_handle(fh);
                 return Err(e);
             }
@@ -1270,59 +948,27 @@ impl VaultFs {
         Some(h)
     }
 
-    fn truncate_file(&self, f: &FileNode, size: u64) -> Result<()> {
+    /// Truncates or extends a file (with `times`, the change is recorded in mtime and ctime).
+    fn resize(&self, f: &FileNode, size: u64, times: bool) -> Result<()> {
         let live = self.live()?;
         let mut d = f.data();
         d.truncate(live, size)?;
-        let now = now_ns();
         f.size.store(d.size(), Ordering::SeqCst);
-        f.mtime_ns.store(now, Ordering::SeqCst);
-        f.ctime_ns.store(now, Ordering::SeqCst);
+        if times {
+            let now = Time::now();
+            f.update_times(|t| {
+                t.mtime = now;
+                t.ctime = now;
+            });
+        }
         Ok(())
     }
 
-    pub fn create(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32, owner: u32) -> Result<(Attr, u64)> {
-        validate_name(name)?;
-        let _g = self.begin()?;
-        self.tick()?;
-        let now = now_ns();
-        let f = FileNode::new(FileData::new(), now);
-        let ino = {
-            let mut t = lock(&self.tree);
-            let d = self.make_node_checks(&t, parent, name, false)?;
-            let period = t.node(d)?.period.clone();
-            let ino = self.alloc();
-            t.nodes.insert(
-                ino,
-                LiveNode {
-                    parent: d,
-                    name: name.to_vec(),
-                    period,
-                    mode: S_IFREG | (mode & 0o7777),
-                    uid,
-                    gid,
-                    mtime_ns: now,
-                    ctime_ns: now,
-                    body: Body::File(f.clone()),
-                    unlinked: false,
-                    logged: true,
-                },
-            );
-            t.children_mut(d)?.insert(name.to_vec(), ino);
-            // The file itself is journaled when it is closed or fsynced; until then it would
-            // be absent after a crash.
-            Self::mark_changed(&mut t, d, now);
-            ino
-        };
-        f.data().writers += 1;
-        let fh = self.add_handle(Handle { ino, write: true, owner, file: Some(f), reader: None });
-        Ok((self.getattr(ino)?, fh))
-    }
-
     /// Checks shared by every call that adds a name: returns the live parent directory.
-    fn make_node_checks(&self, t: &Tree, parent: Ino, name: &[u8], is_dir: bool) -> Result<Ino> {
+    fn add_name_checks(&self, t: &Tree, parent: Ino, name: &[u8], is_dir: bool) -> Result<Ino> {
+        validate_name(name)?;
         let d = self.writable_dir(t, parent)?;
-        let is_root = t.node(d)?.name.is_empty();
+        let is_root = t.node(d)?.is_root();
         if is_root && reserved_at_root(&String::from_utf8_lossy(name), is_dir) {
             return Err(Error::new(ErrorKind::NotPermitted, "reserved name at the root of a period"));
         }
@@ -1336,6 +982,57 @@ impl VaultFs {
         Ok(d)
     }
 
+    /// A new node in directory `d`: owner and group as POSIX says (a set-group-id directory
+    /// passes its group on, and its set-group-id bit to subdirectories).
+    fn new_node(t: &Tree, d: Ino, name: &[u8], mode: u32, owner: (u32, u32), body: Body, now: Time) -> LiveNode {
+        let (uid, gid) = owner;
+        let (period, dgid, dsetgid) =
+            t.nodes.get(&d).map(|p| (p.period.clone(), p.gid, p.mode & S_ISGID != 0)).unwrap_or_default();
+        let is_dir = matches!(body, Body::Dir { .. });
+        let mut mode = mode;
+        let gid = if dsetgid {
+            if is_dir {
+                mode |= S_ISGID;
+            }
+            dgid
+        } else {
+            gid
+        };
+        LiveNode {
+            links: vec![(d, name.to_vec())],
+            period,
+            mode,
+            uid,
+            gid,
+            times: Times::all(now),
+            body,
+            link_id: 0,
+            logged: true,
+        }
+    }
+
+    pub fn create(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32, owner: u32) -> Result<(Attr, u64)> {
+        let _g = self.begin()?;
+        self.tick()?;
+        let now = Time::now();
+        let f = FileNode::new(FileData::new(), Times::all(now));
+        let ino = {
+            let mut t = lock(&self.tree);
+            let d = self.add_name_checks(&t, parent, name, false)?;
+            let node = Self::new_node(&t, d, name, S_IFREG | (mode & 0o7777), (uid, gid), Body::File(f.clone()), now);
+            let ino = self.alloc();
+            t.nodes.insert(ino, node);
+            t.children_mut(d)?.insert(name.to_vec(), ino);
+            // The file itself is journaled when it is closed or fsynced; until then it would
+            // be absent after a crash.
+            t.touch_dir(d, now);
+            ino
+        };
+        f.data().writers += 1;
+        let fh = self.add_handle(Handle { ino, write: true, owner, file: Some(f), reader: None });
+        Ok((self.getattr(ino)?, fh))
+    }
+
     pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<usize> {
         let h = lock(&self.handles).get(&fh).cloned().ok_or_else(|| Error::invalid("bad file handle"))?;
         if !h.write {
@@ -1346,34 +1043,69 @@ impl VaultFs {
         let live = self.live()?;
         let mut d = f.data();
         d.write(live, off, data)?;
-        let now = now_ns();
         f.size.store(d.size(), Ordering::SeqCst);
-        f.mtime_ns.store(now, Ordering::SeqCst);
-        f.ctime_ns.store(now, Ordering::SeqCst);
+        let now = Time::now();
+        f.update_times(|t| {
+            t.mtime = now;
+            t.ctime = now;
+        });
         Ok(data.len())
     }
 
-    pub fn setattr(&self, ino: Ino, a: &SetAttr) -> Result<Attr> {
+    /// `fallocate`: makes sure `[off, off + len)` is backed; extends the file with zeros when
+    /// it ends before (mode 0, what `posix_fallocate` asks). Other modes are not supported.
+    pub fn fallocate(&self, fh: u64, off: u64, len: u64, mode: i32) -> Result<()> {
+        if mode != 0 {
+            return Err(Error::unsupported("only fallocate mode 0 (allocate and extend) is supported"));
+        }
+        let h = lock(&self.handles).get(&fh).cloned().ok_or_else(|| Error::invalid("bad file handle"))?;
+        if !h.write {
+            return Err(Error::invalid("file not open for writing"));
+        }
+        let f = h.file.clone().ok_or_else(|| Error::invalid("not a regular file"))?;
+        let _g = self.gate()?;
+        let end = off.checked_add(len).ok_or_else(|| Error::new(ErrorKind::NoSpace, "beyond the largest size"))?;
+        let grows = end > f.size.load(Ordering::SeqCst);
+        if grows {
+            self.resize(&f, end, false)?;
+        }
+        let now = Time::now();
+        f.update_times(|t| {
+            t.ctime = now;
+            if grows {
+                t.mtime = now;
+            }
+        });
+        Ok(())
+    }
+
+    pub fn setattr(&self, shown: Ino, a: &SetAttr) -> Result<Attr> {
         let _g = self.begin()?;
         self.tick()?;
-        let now = now_ns();
+        let now = Time::now();
         let live = self.live()?;
+        // The root (and the current period's dated directory) is the period's live root. Its
+        // own attributes are shown but not stored: a snapshot has no node for its root.
+        let ino = {
+            let t = lock(&self.tree);
+            let sn = lock(&self.snaps);
+            self.dir_target(&t, &sn, shown)
+        };
         let file = {
             let t = lock(&self.tree);
             self.check_writable_node(&t, ino)?;
             match &t.node(ino)?.body {
                 Body::File(f) => Some(f.clone()),
-                Body::Dir { .. } if a.size.is_some() => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
-                Body::Symlink(_) if a.size.is_some() => return Err(Error::invalid("not a regular file")),
+                Body::Dir { .. } if a.size.is_some() => return Err(is_dir()),
+                _ if a.size.is_some() => return Err(Error::invalid("not a regular file")),
                 _ => None,
             }
         };
         if let (Some(size), Some(f)) = (a.size, &file) {
-            self.truncate_file(f, size)?;
+            self.resize(f, size, true)?;
         }
         let (period, ops) = {
             let mut t = lock(&self.tree);
-            let path = t.path_of(ino);
             let n = t.node_mut(ino)?;
             if let Some(m) = a.mode {
                 n.mode = (n.mode & S_IFMT) | (m & 0o7777);
@@ -1384,52 +1116,37 @@ impl VaultFs {
             if let Some(g) = a.gid {
                 n.gid = g;
             }
-            match &n.body {
-                Body::File(f) => {
-                    if let Some(m) = a.mtime_ns {
-                        f.mtime_ns.store(m, Ordering::SeqCst);
-                    }
-                    f.ctime_ns.store(now, Ordering::SeqCst);
+            n.update_times(|t| {
+                if let Some(x) = a.atime {
+                    t.atime = x;
                 }
-                _ => {
-                    if let Some(m) = a.mtime_ns {
-                        n.mtime_ns = m;
-                    }
-                    n.ctime_ns = now;
+                if let Some(x) = a.mtime {
+                    t.mtime = x;
                 }
-            }
+                t.ctime = now;
+            });
             let period = n.period.clone();
-            // What to journal: a committed file or a symlink again with its new attributes, a
-            // directory's attributes. A file never committed gets them with its first commit.
-            let op = match (&n.body, path) {
-                (_, None) => None,
-                (Body::File(f), Some(path)) => {
-                    let d = f.data();
-                    d.committed.as_ref().map(|c| Op::Put { path, node: file_node(n, f, c) })
+            // What to journal: every name of a committed file, symlink or special file again
+            // with its new attributes; a directory's attributes. A file never committed gets
+            // them with its first commit.
+            let ops = match &n.body {
+                Body::Dir { .. } => {
+                    n.logged = true;
+                    t.dir_op(ino).into_iter().collect()
                 }
-                (Body::Symlink(target), Some(path)) => Some(Op::Put {
-                    path,
-                    node: Node {
-                        name: n.name.clone(),
-                        kind: NodeKind::Symlink { target: target.clone() },
-                        mode: n.mode,
-                        uid: n.uid,
-                        gid: n.gid,
-                        mtime_ns: n.mtime_ns,
-                        size: 0,
-                    },
-                }),
-                (Body::Dir { .. }, Some(path)) => {
-                    Some(Op::Dir { path, mode: n.mode, uid: n.uid, gid: n.gid, mtime_ns: n.mtime_ns })
+                Body::File(f) => {
+                    let c = f.data().journaled.clone();
+                    match c {
+                        Some(c) => t.put_ops(ino, Some(&c)),
+                        None => Vec::new(),
+                    }
                 }
+                _ => t.put_ops(ino, None),
             };
-            if matches!(n.body, Body::Dir { .. }) {
-                n.logged = true;
-            }
-            (period, op)
+            (period, ops)
         };
-        if let Some(op) = ops {
-            live.log(&period, vec![op])?;
+        if !ops.is_empty() {
+            live.log(&period, ops)?;
         }
         // A truncate by path (no descriptor open for writing) is committed at once.
         if a.size.is_some() {
@@ -1439,11 +1156,11 @@ impl VaultFs {
                 }
             }
         }
-        self.getattr(ino)
+        self.getattr(shown)
     }
 
-    /// Commits a file's content: staged bytes chunked and packed, the file journaled with
-    /// `state`, and (with `durable`) the journal synced before returning.
+    /// Commits a file's content: staged bytes chunked and packed, every name of the file
+    /// journaled with `state`, and (with `durable`) the journal synced before returning.
     fn commit_file(&self, ino: Ino, f: &FileNode, state: FileState, durable: bool) -> Result<()> {
         let live = self.live()?;
         let small = {
@@ -1467,25 +1184,26 @@ impl VaultFs {
         Ok(())
     }
 
-    /// Journals a file's committed content (blobs first); `None` when it has no path any more.
+    /// Journals a file's committed content under every name (blobs first); `None` when it has
+    /// no name any more.
     fn journal_file(&self, live: &Live, ino: Ino, f: &FileNode, what: Prepare<'_>) -> Result<Option<Ticket>> {
         live.prepare(what)?;
-        let ticket = {
-            let mut t = lock(&self.tree);
-            let Some(n) = t.nodes.get(&ino) else { return Ok(None) };
-            if !t.live_roots.contains_key(&n.period) {
-                return Err(Error::read_only("the period was sealed while the file was open"));
-            }
-            let (period, parent) = (n.period.clone(), n.parent);
-            let Some(path) = t.path_of(ino) else { return Ok(None) };
-            let mut d = f.data();
-            let Some(c) = d.committed.clone() else { return Ok(None) };
-            let node = file_node(n, f, &c);
-            let ops = t.with_parent(Some(parent), vec![Op::Put { path, node }]);
-            let ticket = live.log(&period, ops)?;
-            d.journaled = Some(c);
-            ticket
-        };
+        let mut t = lock(&self.tree);
+        let Some(n) = t.nodes.get(&ino) else { return Ok(None) };
+        if !t.live_roots.contains_key(&n.period) {
+            return Err(Error::read_only("the period was sealed while the file was open"));
+        }
+        let period = n.period.clone();
+        let parents: Vec<Ino> = n.links.iter().map(|l| l.0).collect();
+        let mut d = f.data();
+        let Some(c) = d.committed.clone() else { return Ok(None) };
+        let puts = t.put_ops(ino, Some(&c));
+        if puts.is_empty() {
+            return Ok(None);
+        }
+        let ops = t.with_dirs(&parents, puts);
+        let ticket = live.log(&period, ops)?;
+        d.journaled = Some(c);
         Ok(Some(ticket))
     }
 
@@ -1561,17 +1279,12 @@ impl VaultFs {
         };
         if never_committed {
             let mut t = lock(&self.tree);
-            if let Some(n) = t.nodes.get(&ino) {
-                let (parent, name) = (n.parent, n.name.clone());
-                if !n.unlinked {
-                    if let Ok(c) = t.children_mut(parent) {
-                        if c.get(&name) == Some(&ino) {
-                            c.remove(&name);
-                        }
+            let links = t.nodes.get_mut(&ino).map(|n| std::mem::take(&mut n.links)).unwrap_or_default();
+            for (parent, name) in links {
+                if let Ok(c) = t.children_mut(parent) {
+                    if c.get(&name) == Some(&ino) {
+                        c.remove(&name);
                     }
-                }
-                if let Some(n) = t.nodes.get_mut(&ino) {
-                    n.unlinked = true;
                 }
             }
         }
@@ -1579,90 +1292,124 @@ impl VaultFs {
 
     // ----- namespace operations ---------------------------------------------------------
 
-    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<Attr> {
-        validate_name(name)?;
+    /// Adds a directory, symlink or special node: journaled at once with its parent.
+    fn add_node(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32, body: Body) -> Result<Attr> {
         let _g = self.begin()?;
         self.tick()?;
         let live = self.live()?;
-        let now = now_ns();
+        let now = Time::now();
+        let is_dir = matches!(body, Body::Dir { .. });
         let ino = {
             let mut t = lock(&self.tree);
-            let d = self.make_node_checks(&t, parent, name, true)?;
+            let d = self.add_name_checks(&t, parent, name, is_dir)?;
             let period = t.node(d)?.period.clone();
-            let mut path = t.path_of(d).ok_or_else(|| Error::not_found("directory was removed"))?;
-            path.push(name.to_vec());
-            let mode = S_IFDIR | (mode & 0o7777);
-            Self::mark_changed(&mut t, d, now);
-            let ops = t.with_parent(Some(d), vec![Op::Dir { path, mode, uid, gid, mtime_ns: now }]);
-            live.log(&period, ops)?;
+            let node = Self::new_node(&t, d, name, mode, (uid, gid), body, now);
             let ino = self.alloc();
-            t.nodes.insert(
-                ino,
-                LiveNode {
-                    parent: d,
-                    name: name.to_vec(),
-                    period,
-                    mode,
-                    uid,
-                    gid,
-                    mtime_ns: now,
-                    ctime_ns: now,
-                    body: Body::Dir { children: BTreeMap::new() },
-                    unlinked: false,
-                    logged: true,
-                },
-            );
+            t.nodes.insert(ino, node);
             t.children_mut(d)?.insert(name.to_vec(), ino);
+            t.touch_dir(d, now);
+            let own = if is_dir { t.dir_op(ino).into_iter().collect() } else { t.put_ops(ino, None) };
+            let ops = t.with_dirs(&[d], own);
+            if let Err(e) = live.log(&period, ops) {
+                t.nodes.remove(&ino);
+                t.children_mut(d)?.remove(name);
+                return Err(e);
+            }
             ino
         };
         self.getattr(ino)
     }
 
+    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<Attr> {
+        self.add_node(parent, name, S_IFDIR | (mode & 0o7777), uid, gid, Body::Dir { children: BTreeMap::new() })
+    }
+
     pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<Attr> {
-        validate_name(name)?;
+        if target.len() > TARGET_MAX {
+            return Err(Error::new(ErrorKind::NameTooLong, "symbolic link target too long"));
+        }
+        self.add_node(parent, name, S_IFLNK | 0o777, uid, gid, Body::Symlink(target.to_vec()))
+    }
+
+    /// `mknod`: fifos, sockets, character and block devices (and regular files, as create
+    /// without opening).
+    pub fn mknod(&self, parent: Ino, name: &[u8], mode: u32, rdev: u64, uid: u32, gid: u32) -> Result<Attr> {
+        let kind = match mode & S_IFMT {
+            0o010000 => NodeKind::Fifo,
+            0o140000 => NodeKind::Socket,
+            0o020000 => NodeKind::CharDevice { rdev },
+            0o060000 => NodeKind::BlockDevice { rdev },
+            0 | S_IFREG => {
+                let (a, fh) = self.create(parent, name, mode, uid, gid, 0)?;
+                self.flush(fh, 0)?;
+                self.release(fh)?;
+                return Ok(a);
+            }
+            _ => return Err(Error::invalid("mknod of this file type is not supported")),
+        };
+        let mode = kind.type_bits() | (mode & 0o7777);
+        self.add_node(parent, name, mode, uid, gid, Body::Special(kind))
+    }
+
+    /// `link`: a new name for a file, symlink or special file of the same period.
+    pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Attr> {
         let _g = self.begin()?;
         self.tick()?;
         let live = self.live()?;
-        let now = now_ns();
-        let ino = {
+        let now = Time::now();
+        {
             let mut t = lock(&self.tree);
-            let d = self.make_node_checks(&t, parent, name, false)?;
-            let period = t.node(d)?.period.clone();
-            let mut path = t.path_of(d).ok_or_else(|| Error::not_found("directory was removed"))?;
-            path.push(name.to_vec());
-            let mode = S_IFLNK | 0o777;
-            let node = Node {
-                name: name.to_vec(),
-                kind: NodeKind::Symlink { target: target.to_vec() },
-                mode,
-                uid,
-                gid,
-                mtime_ns: now,
-                size: 0,
+            if ino & SNAP_BIT != 0 {
+                return Err(Error::read_only("snapshots of past periods are read-only"));
+            }
+            let d = self.add_name_checks(&t, newparent, newname, false)?;
+            let n = t.node(ino)?;
+            if matches!(n.body, Body::Dir { .. }) {
+                return Err(Error::new(ErrorKind::NotPermitted, "hard links to directories are not allowed"));
+            }
+            if n.unlinked() {
+                return Err(Error::not_found("the file was removed"));
+            }
+            if n.period != t.node(d)?.period {
+                return Err(Error::new(ErrorKind::CrossDevice, "cannot link across periods"));
+            }
+            if !t.live_roots.contains_key(&n.period) {
+                return Err(Error::read_only("the period is sealed"));
+            }
+            if n.links.len() >= LINK_MAX {
+                return Err(Error::new(ErrorKind::TooManyLinks, "too many links"));
+            }
+            let period = n.period.clone();
+            let n = t.node_mut(ino)?;
+            let new_id = n.link_id == 0;
+            if new_id {
+                n.link_id = rand::random::<u64>() | 1;
+            }
+            n.links.push((d, newname.to_vec()));
+            n.update_times(|x| x.ctime = now);
+            t.children_mut(d)?.insert(newname.to_vec(), ino);
+            t.touch_dir(d, now);
+            // Every name of a committed file carries the link id; a file never committed gets
+            // its names with its first commit.
+            let content = match &t.node(ino)?.body {
+                Body::File(f) => f.data().journaled.clone().map(Some),
+                _ => Some(None),
             };
-            Self::mark_changed(&mut t, d, now);
-            let ops = t.with_parent(Some(d), vec![Op::Put { path, node }]);
-            live.log(&period, ops)?;
-            let ino = self.alloc();
-            t.nodes.insert(
-                ino,
-                LiveNode {
-                    parent: d,
-                    name: name.to_vec(),
-                    period,
-                    mode,
-                    uid,
-                    gid,
-                    mtime_ns: now,
-                    ctime_ns: now,
-                    body: Body::Symlink(target.to_vec()),
-                    unlinked: false,
-                    logged: true,
-                },
-            );
-            t.children_mut(d)?.insert(name.to_vec(), ino);
-            ino
-        };
+            let puts = match content {
+                Some(c) => t.put_ops(ino, c.as_ref()),
+                None => Vec::new(),
+            };
+            let ops = t.with_dirs(&[d], puts);
+            if let Err(e) = live.log(&period, ops) {
+                let n = t.node_mut(ino)?;
+                n.links.pop();
+                if new_id {
+                    n.link_id = 0;
+                }
+                t.children_mut(d)?.remove(newname);
+                return Err(e);
+            }
+        }
         self.getattr(ino)
     }
 
@@ -1675,10 +1422,13 @@ impl VaultFs {
     }
 
     fn remove(&self, parent: Ino, name: &[u8], dir: bool) -> Result<()> {
+        if name.len() > NAME_MAX {
+            return Err(Error::new(ErrorKind::NameTooLong, "file name too long"));
+        }
         let _g = self.begin()?;
         self.tick()?;
         let live = self.live()?;
-        let now = now_ns();
+        let now = Time::now();
         let mut t = lock(&self.tree);
         let d = self.writable_dir(&t, parent)?;
         let c = *t
@@ -1691,25 +1441,29 @@ impl VaultFs {
             }
             (Body::Dir { .. }, true) => {}
             (_, true) => return Err(not_dir()),
-            (Body::Dir { .. }, false) => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
+            (Body::Dir { .. }, false) => return Err(is_dir()),
             (_, false) => {}
         }
         let period = t.node(d)?.period.clone();
-        let path = t.path_of(c).ok_or_else(stale)?;
-        Self::mark_changed(&mut t, d, now);
-        let ops = t.with_parent(Some(d), vec![Op::Remove { path }]);
+        let mut path = t.dir_path(d).ok_or_else(stale)?;
+        path.push(name.to_vec());
+        t.touch_dir(d, now);
+        let ops = t.with_dirs(&[d], vec![Op::Remove { path }]);
         live.log(&period, ops)?;
         t.children_mut(d)?.remove(name);
-        // The inode stays for open handles; it is simply no longer reachable.
+        // The inode stays for open handles; it is simply no longer reachable by this name.
         let n = t.node_mut(c)?;
-        n.unlinked = true;
-        if let Body::File(f) = &n.body {
-            f.ctime_ns.store(now, Ordering::SeqCst);
+        if let Some(i) = n.links.iter().position(|(p, x)| *p == d && x.as_slice() == name) {
+            n.links.remove(i);
         }
+        n.update_times(|x| x.ctime = now);
         Ok(())
     }
 
     pub fn rename(&self, parent: Ino, name: &[u8], newparent: Ino, newname: &[u8], noreplace: bool) -> Result<()> {
+        if name.len() > NAME_MAX {
+            return Err(Error::new(ErrorKind::NameTooLong, "file name too long"));
+        }
         validate_name(newname)?;
         let _g = self.begin()?;
         self.tick()?;
@@ -1718,14 +1472,14 @@ impl VaultFs {
         let d = self.writable_dir(&t, parent)?;
         let nd = self.writable_dir(&t, newparent)?;
         if t.node(d)?.period != t.node(nd)?.period {
-            return Err(Error::new(ErrorKind::NotPermitted, "cannot move files between periods"));
+            return Err(Error::new(ErrorKind::CrossDevice, "cannot move files between periods"));
         }
         let c = *t
             .children(d)?
             .get(name)
             .ok_or_else(|| Error::not_found(format!("{}: no such file or directory", String::from_utf8_lossy(name))))?;
         let is_dir = matches!(t.node(c)?.body, Body::Dir { .. });
-        if t.node(nd)?.name.is_empty() {
+        if t.node(nd)?.is_root() {
             let s = String::from_utf8_lossy(newname);
             if reserved_at_root(&s, is_dir) || lock(&self.snaps).periods.contains_key(s.as_ref()) {
                 return Err(Error::new(ErrorKind::NotPermitted, "reserved name at the root of a period"));
@@ -1738,14 +1492,15 @@ impl VaultFs {
                 return Err(Error::invalid("cannot move a directory into itself"));
             }
             let n = t.node(up)?;
-            if n.name.is_empty() {
+            if n.is_root() {
                 break;
             }
-            up = n.parent;
+            up = n.links.first().map(|l| l.0).ok_or_else(stale)?;
         }
         let existing = t.children(nd)?.get(newname).copied();
         if let Some(existing) = existing {
             if existing == c {
+                // Two names of one file (or the same name): nothing to do.
                 return Ok(());
             }
             if noreplace {
@@ -1755,47 +1510,42 @@ impl VaultFs {
                 (Body::Dir { children }, true) if !children.is_empty() => {
                     return Err(Error::new(ErrorKind::NotEmpty, "directory not empty"))
                 }
-                (Body::Dir { .. }, false) => return Err(Error::new(ErrorKind::IsDir, "is a directory")),
-                (Body::File(_) | Body::Symlink(_), true) => return Err(not_dir()),
+                (Body::Dir { .. }, false) => return Err(is_dir_err()),
+                (Body::Dir { .. }, true) => {}
+                (_, true) => return Err(not_dir()),
                 _ => {}
             }
         }
-        let now = now_ns();
+        let now = Time::now();
         let period = t.node(d)?.period.clone();
-        let from = t.path_of(c).ok_or_else(stale)?;
-        let mut to = t.path_of(nd).ok_or_else(stale)?;
+        let mut from = t.dir_path(d).ok_or_else(stale)?;
+        from.push(name.to_vec());
+        let mut to = t.dir_path(nd).ok_or_else(stale)?;
         to.push(newname.to_vec());
-        Self::mark_changed(&mut t, d, now);
-        Self::mark_changed(&mut t, nd, now);
-        let mut ops = t.with_parent(Some(d), vec![Op::Rename { from, to }]);
-        if nd != d {
-            ops = {
-                let mut o = ops;
-                let extra = t.with_parent(Some(nd), Vec::new());
-                o.extend(extra);
-                o
-            };
-        }
+        t.touch_dir(d, now);
+        t.touch_dir(nd, now);
+        let ops = t.with_dirs(&[d, nd], vec![Op::Rename { from, to }]);
         live.log(&period, ops)?;
         if let Some(existing) = existing {
             if let Ok(n) = t.node_mut(existing) {
-                n.unlinked = true;
+                if let Some(i) = n.links.iter().position(|(p, x)| *p == nd && x.as_slice() == newname) {
+                    n.links.remove(i);
+                }
+                n.update_times(|x| x.ctime = now);
             }
         }
         t.children_mut(d)?.remove(name);
         t.children_mut(nd)?.insert(newname.to_vec(), c);
         let n = t.node_mut(c)?;
-        n.parent = nd;
-        n.name = newname.to_vec();
-        match &n.body {
-            Body::File(f) => f.ctime_ns.store(now, Ordering::SeqCst),
-            _ => n.ctime_ns = now,
+        if let Some(l) = n.links.iter_mut().find(|(p, x)| *p == d && x.as_slice() == name) {
+            *l = (nd, newname.to_vec());
         }
+        n.update_times(|x| x.ctime = now);
         Ok(())
     }
 
     /// Commits every file being written (as incomplete) and every directory change, and
-    /// syncs the journal (fsyncdir).
+    /// syncs the journal (the unmount's first step).
     pub fn commit_all(&self) -> Result<()> {
         let Some(live) = &self.live else { return Ok(()) };
         if !live.holds_lock() {
@@ -1806,7 +1556,7 @@ impl VaultFs {
             let t = lock(&self.tree);
             t.nodes
                 .iter()
-                .filter(|(_, n)| !n.unlinked && t.live_roots.contains_key(&n.period))
+                .filter(|(_, n)| !n.unlinked() && t.live_roots.contains_key(&n.period))
                 .filter_map(|(i, n)| match &n.body {
                     Body::File(f) if f.data().dirty => Some((*i, f.clone())),
                     _ => None,
@@ -1867,17 +1617,17 @@ impl VaultFs {
     }
 }
 
+fn is_dir_err() -> Error {
+    is_dir()
+}
+
 fn collect_paths(t: &Tree, dir: Ino, path: &mut Vec<Vec<u8>>, out: &mut HashMap<Vec<Vec<u8>>, (Ino, Kind)>) {
     let Some(LiveNode { body: Body::Dir { children }, .. }) = t.nodes.get(&dir) else {
         return;
     };
     for (name, ino) in children {
         path.push(name.clone());
-        let kind = match t.nodes.get(ino).map(|n| &n.body) {
-            Some(Body::Dir { .. }) => Kind::Dir,
-            Some(Body::Symlink(_)) => Kind::Symlink,
-            _ => Kind::File,
-        };
+        let kind = t.nodes.get(ino).map(|n| n.kind()).unwrap_or(Kind::File);
         out.insert(path.clone(), (*ino, kind));
         if kind == Kind::Dir {
             collect_paths(t, *ino, path, out);

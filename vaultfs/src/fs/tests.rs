@@ -264,15 +264,15 @@ fn sealed_periods_are_read_only_and_reserved_names_refused() {
             .set_path(
                 None,
                 &[b"old".to_vec()],
-                Node {
-                    name: vec![],
-                    kind: NodeKind::File { state: FileState::Complete, content: Default::default() },
-                    mode: 0o100644,
-                    uid: 0,
-                    gid: 0,
-                    mtime_ns: 0,
-                    size: 0,
-                },
+                Node::new(
+                    vec![],
+                    NodeKind::File { state: FileState::Complete, content: Default::default() },
+                    0o100644,
+                    0,
+                    0,
+                    Time::default(),
+                    0,
+                ),
             )
             .unwrap();
         let info = w.commit("2000-01-01", None, root, 1, 0).unwrap();
@@ -472,7 +472,9 @@ fn directory_changes_survive_a_crash() {
     fs.unlink(d0, b"file00003").unwrap();
     fs.symlink(ROOT, b"link", b"d00/file00006", 0, 0).unwrap();
     let f = fs.lookup(d0, b"file00006").unwrap().ino;
-    fs.setattr(f, &SetAttr { mode: Some(0o600), mtime_ns: Some(1_234_567_891), ..Default::default() }).unwrap();
+    let odd = Time { sec: -(1 << 40), nsec: 123_456_789 };
+    let y2106 = Time { sec: 1 << 32, nsec: 1 };
+    fs.setattr(f, &SetAttr { mode: Some(0o4750), atime: Some(odd), mtime: Some(y2106), ..Default::default() }).unwrap();
     fs.commit_all().unwrap();
     let v = restarted(&store);
     let content = |p: &str| files.iter().find(|f| f.0 == p).unwrap().1.clone();
@@ -484,7 +486,7 @@ fn directory_changes_survive_a_crash() {
     let link = v.lookup(info.snap.root, &[b"link".to_vec()]).unwrap();
     assert!(matches!(link.kind, NodeKind::Symlink { ref target } if target == b"d00/file00006"));
     let n = v.lookup(info.snap.root, &[b"d00".to_vec(), b"file00006".to_vec()]).unwrap();
-    assert_eq!((n.mode & 0o7777, n.mtime_ns), (0o600, 1_234_567_891));
+    assert_eq!((n.mode & 0o7777, n.atime, n.mtime), (0o4750, odd, y2106));
     assert_eq!(info.snap.files, 29);
     check_clean(&v);
 }
@@ -731,4 +733,73 @@ fn concurrent_writers_and_a_reader_of_a_sealed_snapshot() {
         same(file_at(&v, &format!("dump{k}")).map(|x| x.0).as_ref(), Some(data), "after unmount");
     }
     check_clean(&v);
+}
+
+#[test]
+fn every_node_type_hard_links_and_exact_times_survive_a_crash() {
+    let store = new_store();
+    let fs = VaultFs::new(vault(&store), true, 0, 0).unwrap();
+    let d = fs.mkdir(ROOT, b"d", 0o2775, 0, 7).unwrap().ino;
+    let fifo = fs.mknod(d, b"fifo", 0o010644, 0, 1, 2).unwrap();
+    assert_eq!((fifo.kind, fifo.gid), (Kind::Fifo, 7), "a set-group-id directory passes its group on");
+    let sock = fs.mknod(d, b"sock", 0o140600, 0, 0, 0).unwrap();
+    let chr = fs.mknod(d, b"tty", 0o020620, 0x0403, 0, 5).unwrap();
+    let blk = fs.mknod(d, b"disk", 0o060660, 0x0801, 0, 6).unwrap();
+    assert_eq!(
+        (sock.kind, chr.kind, chr.rdev, blk.kind, blk.rdev),
+        (Kind::Socket, Kind::CharDevice, 0x0403, Kind::BlockDevice, 0x0801)
+    );
+    // A file with two more names, one in another directory; written after linking.
+    let (a, fh) = fs.create(ROOT, b"file", 0o640, 0, 0, 1).unwrap();
+    fs.write(fh, 0, b"first version").unwrap();
+    fs.flush(fh, 1).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(fs.link(a.ino, d, b"hard").unwrap().nlink, 2);
+    assert_eq!(fs.link(a.ino, ROOT, b"hard2").unwrap().nlink, 3);
+    assert_eq!(fs.lookup(d, b"hard").unwrap().ino, a.ino);
+    let fh = fs.open(a.ino, true, true, 1).unwrap();
+    fs.write(fh, 0, b"second version, through every name").unwrap();
+    fs.flush(fh, 1).unwrap();
+    fs.release(fh).unwrap();
+    fs.unlink(ROOT, b"hard2").unwrap();
+    assert_eq!(fs.getattr(a.ino).unwrap().nlink, 2);
+    // Errors POSIX asks for.
+    let long = vec![b'x'; 256];
+    assert_eq!(fs.mkdir(ROOT, &long, 0o755, 0, 0).unwrap_err().kind(), ErrorKind::NameTooLong);
+    assert_eq!(fs.lookup(ROOT, &long).unwrap_err().kind(), ErrorKind::NameTooLong);
+    assert_eq!(fs.link(d, ROOT, b"dirlink").unwrap_err().kind(), ErrorKind::NotPermitted);
+    assert_eq!(fs.symlink(ROOT, b"l", &[b'a'; 4096], 0, 0).unwrap_err().kind(), ErrorKind::NameTooLong);
+    // Exact times over a wide range.
+    let old = Time { sec: -(1 << 36), nsec: 999_999_999 };
+    let future = Time { sec: 1 << 34, nsec: 1 };
+    fs.setattr(fifo.ino, &SetAttr { atime: Some(old), mtime: Some(future), ..Default::default() }).unwrap();
+    let got = fs.getattr(fifo.ino).unwrap();
+    assert_eq!((got.atime, got.mtime), (old, future));
+    assert!(got.ctime > Time { sec: 1_700_000_000, nsec: 0 }, "ctime is the time of the change");
+    // A power loss now: everything above is there.
+    fs.sync_dirs().unwrap();
+    let v = restarted(&store);
+    let info = v.resolve("current").unwrap();
+    let at =
+        |p: &[&str]| v.lookup(info.snap.root, &p.iter().map(|c| c.as_bytes().to_vec()).collect::<Vec<_>>()).unwrap();
+    assert!(matches!(at(&["d", "fifo"]).kind, NodeKind::Fifo));
+    assert_eq!((at(&["d", "fifo"]).atime, at(&["d", "fifo"]).mtime), (old, future));
+    assert!(matches!(at(&["d", "sock"]).kind, NodeKind::Socket));
+    assert!(matches!(at(&["d", "tty"]).kind, NodeKind::CharDevice { rdev: 0x0403 }));
+    assert!(matches!(at(&["d", "disk"]).kind, NodeKind::BlockDevice { rdev: 0x0801 }));
+    let (f1, f2) = (at(&["file"]), at(&["d", "hard"]));
+    assert!(f1.link != 0 && f1.link == f2.link, "both names carry one link id");
+    assert!(v.lookup(info.snap.root, &[b"hard2".to_vec()]).is_err());
+    for p in ["file", "d/hard"] {
+        assert_eq!(file_at(&v, p).unwrap().0, b"second version, through every name");
+    }
+    // A new mount shows the names as one inode with two links.
+    fs.shutdown().unwrap();
+    let fs = VaultFs::new(vault(&store), true, 0, 0).unwrap();
+    let i1 = fs.lookup(ROOT, b"file").unwrap();
+    let d = fs.lookup(ROOT, b"d").unwrap();
+    assert_eq!(d.perm & 0o7777, 0o2775);
+    let i2 = fs.lookup(d.ino, b"hard").unwrap();
+    assert_eq!((i1.ino, i1.nlink), (i2.ino, 2));
+    check_clean(&Vault::open(store.clone(), &secret(), &OpenOptions::default()).unwrap());
 }
