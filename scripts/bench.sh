@@ -18,6 +18,8 @@
 #                      docs/PERFORMANCE.md)
 #   BENCH_CHUNK_AVG    passed as `vaultctl init --chunk-avg` (default: the vault's own)
 #   BENCH_SWEEP=1      also run vault alone with --chunk-avg 4KiB, 8KiB, 16KiB, 32KiB, 64KiB
+#   BENCH_FRAME_SWEEP=1  also run vault alone with --frame-size 0 (one chunk per blob, the layout
+#                      before frames), 16KiB, 32KiB, 64KiB, 128KiB, 256KiB
 #   BENCH_DIR          working directory (default: a new mktemp directory under /var/tmp);
 #                      must be absent or empty; removed at the end unless BENCH_KEEP=1
 #   BENCH_KEEP=1       keep the working directory (day files, repositories, logs)
@@ -67,6 +69,7 @@ command -v rustic >/dev/null && DEFAULT_TOOLS+=" rustic"
 TOOLS="${BENCH_TOOLS:-$DEFAULT_TOOLS}"
 CHUNK_AVG="${BENCH_CHUNK_AVG:-}"
 SWEEP="${BENCH_SWEEP:-0}"
+FRAME_SWEEP="${BENCH_FRAME_SWEEP:-0}"
 KEEP="${BENCH_KEEP:-0}"
 BUILD="${BENCH_BUILD:-1}"
 MOUNT="${BENCH_MOUNT:-1}"
@@ -97,7 +100,7 @@ want() { [[ " $TOOLS " == *" $1 "* ]]; }
 want rustic && ! command -v rustic >/dev/null && die "rustic is in BENCH_TOOLS but not installed (cargo install rustic-rs --locked)"
 want vault || SYNC=0
 NEED_VAULT=0
-if want vault || [[ "$SWEEP" == 1 ]]; then NEED_VAULT=1; fi
+if want vault || [[ "$SWEEP" == 1 ]] || [[ "$FRAME_SWEEP" == 1 ]]; then NEED_VAULT=1; fi
 # The mount section writes the week through vaultfs; BENCH_BIG=1 adds the 4 GiB write.
 NEED_FS=0
 if { want vault && [[ "$MOUNT" == 1 ]]; } || [[ "$BIG" == 1 ]]; then NEED_FS=1; fi
@@ -282,11 +285,12 @@ timed_read() {
 
 stored_bytes() { du -sb "$1" | cut -f1; }
 
-bench_vault() { # TOOL-LABEL CHUNK-AVG(optional)
-    local tool="$1" chunk="${2:-}" repo="$WORK/repo-$1"
+bench_vault() { # TOOL-LABEL CHUNK-AVG(optional) FRAME-SIZE(optional)
+    local tool="$1" chunk="${2:-}" frame="${3:-}" repo="$WORK/repo-$1"
     export VAULT_CACHE_DIR="$WORK/cache/$tool"
     local init=("$VAULTCTL" --repo "$repo" init)
     [[ -n "$chunk" ]] && init+=(--chunk-avg "$chunk")
+    [[ -n "$frame" ]] && init+=(--frame-size "$frame")
     logged "$tool" "${init[@]}"
     for ((d = 1; d <= DAYS; d++)); do
         timed_store "$tool" "$d" faketime "$(day_date "$d") 12:00:00" "$VAULTCTL" --repo "$repo" put dump.archive
@@ -548,6 +552,24 @@ if [[ "$SWEEP" == 1 ]]; then
     echo "## Chunk size sweep (vault only)"
     echo
     echo "| --chunk-avg | stored MiB | stored bytes | store s | store MB/s | read MB/s |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${rows[@]}"
+fi
+
+if [[ "$FRAME_SWEEP" == 1 ]]; then
+    rows=()
+    for f in 0 16KiB 32KiB 64KiB 128KiB 256KiB; do
+        echo "running vault --frame-size $f" >&2
+        bench_vault "vault-f$f" "$CHUNK_AVG" "$f"
+        row="| $f | $(mib "${STORED_B[vault-f$f]}") | $(calc "${STORE_S[vault-f$f]}" 1) | "
+        row+="$(rate "$INPUT_BYTES" "${STORE_S[vault-f$f]}") | $(calc "${READ_S[vault-f$f]}" 2) | $(rate "$LAST_BYTES" "${READ_S[vault-f$f]}") |"
+        rows+=("$row")
+        rm -rf -- "$WORK/repo-vault-f$f" "$WORK/cache/vault-f$f"
+    done
+    echo
+    echo "## Frame size sweep (vault only)"
+    echo
+    echo "| --frame-size | stored MiB | store s | store MB/s | read s | read MB/s |"
     echo "|---|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows[@]}"
 fi
