@@ -143,6 +143,7 @@ if part 2; then
     mount_vault
     t0=$(now); cat "$W/dump1" >"$MNT/one"; t1=$(now)
     one=$(secs "$t0" "$t1")
+    hwm1=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$(daemon_pid)/status")
     unmount_vault
     new_vault
     mount_vault
@@ -159,12 +160,12 @@ if part 2; then
     unmount_vault
     mbs1=$(python3 -c "print(f'{$DUMP_MIB * 1.048576 / $one:.1f}')")
     mbs2=$(python3 -c "print(f'{2 * $DUMP_MIB * 1.048576 / $two:.1f}')")
-    echo "| writers | MiB written | s | MB/s |"
-    echo "|---:|---:|---:|---:|"
-    echo "| 1 | $DUMP_MIB | $one | $mbs1 |"
-    echo "| 2 at once | $((2 * DUMP_MIB)) | $two | $mbs2 |"
+    echo "| writers | MiB written | s | MB/s | daemon peak RSS MiB |"
+    echo "|---:|---:|---:|---:|---:|"
+    echo "| 1 | $DUMP_MIB | $one | $mbs1 | $hwm1 |"
+    echo "| 2 at once | $((2 * DUMP_MIB)) | $two | $mbs2 | $hwm |"
     echo
-    echo "Two writers / one: $(python3 -c "print(f'{$mbs2 / $mbs1:.2f}')") x the throughput; daemon peak RSS with two writers: $hwm MiB."
+    echo "Two writers / one: $(python3 -c "print(f'{$mbs2 / $mbs1:.2f}')") x the throughput."
     echo
     rm -f "$W/dump1" "$W/dump2"
 fi

@@ -313,6 +313,7 @@ enum KeyCmd {
 }
 
 fn main() -> ExitCode {
+    vault::tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -10,6 +10,7 @@ use crate::store::Store;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::io::AsRawFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub struct VaultLock {
@@ -29,44 +30,55 @@ impl VaultLock {
             return Ok(VaultLock { _file: None });
         };
         let path = root.join(file);
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(path.display(), e))?;
-        let start = Instant::now();
-        loop {
-            // SAFETY: flock on a file descriptor we own; no memory is passed.
-            let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if r == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(Error::io(format!("locking {}", path.display()), err));
-            }
-            if start.elapsed() >= wait {
-                let mut who = String::new();
-                let _ = f.read_to_string(&mut who);
-                let who = who.trim();
-                let who = if who.is_empty() { "unknown process" } else { who };
+        match flock_wait(&path, wait, holder)? {
+            Ok(f) => Ok(VaultLock { _file: Some(f) }),
+            Err(who) => {
                 let msg = if file == "lock" {
                     format!("the vault {} is locked by another writer ({who}); wait for it to finish", root.display())
                 } else {
                     format!("the vault {} is already mounted writable ({who}); unmount it first", root.display())
                 };
-                return Err(Error::new(ErrorKind::Locked, msg));
+                Err(Error::new(ErrorKind::Locked, msg))
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = f.set_len(0);
-        let _ = f.rewind();
-        let _ = write!(f, "pid {} ({holder})", std::process::id());
-        let _ = f.flush();
-        Ok(VaultLock { _file: Some(f) })
     }
+}
+
+/// Takes an exclusive `flock` on `path` (created if missing), trying every 100 ms for up to
+/// `wait`, and then writes `pid N (holder)` into it; the lock lasts as long as the returned
+/// file. `Ok(Err(who))` when another process still holds it after `wait`, naming it by what it
+/// wrote there.
+pub(crate) fn flock_wait(path: &Path, wait: Duration, holder: &str) -> Result<std::result::Result<File, String>> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(path.display(), e))?;
+    let start = Instant::now();
+    loop {
+        // SAFETY: flock on a file descriptor we own; no memory is passed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(Error::io(format!("locking {}", path.display()), err));
+        }
+        if start.elapsed() >= wait {
+            let mut who = String::new();
+            let _ = f.read_to_string(&mut who);
+            let who = who.trim();
+            return Ok(Err(if who.is_empty() { "an unknown process".to_string() } else { who.to_string() }));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = write!(f, "pid {} ({holder})", std::process::id());
+    let _ = f.flush();
+    Ok(Ok(f))
 }
 
 #[cfg(test)]

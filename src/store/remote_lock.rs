@@ -23,9 +23,8 @@
 use super::{ObjKind, Store};
 use crate::error::{Error, ErrorKind, Result};
 use rand::{Rng, RngCore};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::unix::io::AsRawFd;
+use std::fs::File;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -109,38 +108,13 @@ struct LocalLock {
 fn local_lock(dir: &Path, url: &str, wait: Duration, program: &str) -> Result<LocalLock> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
     let path = dir.join(format!("sync-{}.lock", &blake3::hash(url.as_bytes()).to_hex()[..16]));
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io(path.display(), e))?;
-    let start = Instant::now();
-    loop {
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(Error::io(format!("locking {}", path.display()), err));
-        }
-        if start.elapsed() >= wait {
-            let mut who = String::new();
-            let _ = f.read_to_string(&mut who);
-            let who = if who.trim().is_empty() { "another process".to_string() } else { who.trim().to_string() };
-            return Err(Error::new(
-                ErrorKind::Locked,
-                format!("{url} is being synced by {who} on this machine; wait for it to finish (or raise --lock-wait)"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    match crate::repo::lock::flock_wait(&path, wait, program)? {
+        Ok(f) => Ok(LocalLock { _file: f }),
+        Err(who) => Err(Error::new(
+            ErrorKind::Locked,
+            format!("{url} is being synced by {who} on this machine; wait for it to finish (or raise --lock-wait)"),
+        )),
     }
-    let _ = f.set_len(0);
-    let _ = f.rewind();
-    let _ = write!(f, "pid {} ({program})", std::process::id());
-    Ok(LocalLock { _file: f })
 }
 
 /// A held sync lock; released when dropped.

@@ -65,19 +65,8 @@ pub fn log(msg: &str) {
     eprintln!("{} vaultfs: {msg}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f"));
 }
 
-/// malloc arenas of the daemon: glibc gives every thread that allocates its own arena (up to 8
-/// per core), and each keeps the memory it once held. With the FUSE threads, the hashing and
-/// sealing pool and the pack writer, that fragmentation made the resident set of a 4 GiB write
-/// grow past 256 MiB; two arenas keep it flat (docs/PERFORMANCE.md, "Through the mount").
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_ARENAS: libc::c_int = 2;
-
 fn main() -> ExitCode {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator settings; called before any thread is started.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-    }
+    vault::tune_allocator();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Mount(a) => mount(a),
