@@ -23,6 +23,10 @@ python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 # pjdfstest links libacl; its ACL tests use the acl tools.
 [ -e /usr/include/sys/acl.h ] || need+=(libacl1-dev)
 command -v setfacl >/dev/null || need+=(acl)
+# `vaultctl report --format html` is rendered to a PNG by headless Chromium in its test.
+command -v chromium >/dev/null || need+=(chromium)
+# The generated man pages are rendered by groff in their test.
+command -v groff >/dev/null || need+=(groff-base)
 if [ "${VAULT_BENCH_DEPS:-0}" = 1 ]; then
   command -v restic >/dev/null || need+=(restic)
   command -v borg >/dev/null || need+=(borgbackup)
@@ -36,15 +40,19 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# Test servers from PyPI, in a venv inside the checkout (.venv, ignored by git): an
-# S3-compatible server for the s3:// remote tests and a MongoDB wire-compatible server for the
-# restore drills. Pinned, so that a test run means the same thing tomorrow.
+# Test servers and checkers from PyPI, in a venv inside the checkout (.venv, ignored by git): an
+# S3-compatible server for the s3:// remote tests, a MongoDB wire-compatible server for the
+# restore drills, Prometheus' own text-format parser for `status --textfile`, a CommonMark
+# parser and a markdown linter for `report --format md`. Pinned, so that a test run means the
+# same thing tomorrow; the venv is brought up to date when this list changes.
 VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-PY_PKGS=("moto[server]==5.2.5" "SecantusDB==0.7.0b3")
-if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/secantusd-py" ]; then
-  echo "creating $VENV with ${PY_PKGS[*]}"
-  python3 -m venv "$VENV"
+PY_PKGS=("moto[server]==5.2.5" "SecantusDB==0.7.0b3" "prometheus-client==0.26.0" "markdown-it-py==4.3.0"
+  "pymarkdownlnt==0.9.41")
+if [ ! -x "$VENV/bin/pip" ] || [ "$(cat "$VENV/.packages" 2>/dev/null)" != "${PY_PKGS[*]}" ]; then
+  echo "installing into $VENV: ${PY_PKGS[*]}"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
+  echo "${PY_PKGS[*]}" >"$VENV/.packages"
 fi
 
 # POSIX conformance of the mount (vaultfs/tests/posix.rs): the Rust rewrite of pjdfstest and

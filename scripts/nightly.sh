@@ -3,6 +3,10 @@
 # scripts/vault.env.example): mount the vault if needed, run the dump into the mount as a
 # recorded job (`vaultctl run`), prune by the stored policy, sync offsite, run a restore drill
 # on the drill day, print the status. Exits non-zero if any step fails, so that cron or systemd reports it.
+# Monitoring: with VAULT_TEXTFILE set, writes the status there as a Prometheus node_exporter
+# textfile after every run, failed or not; with VAULT_PING_URL set, pings a dead man's switch
+# (healthchecks.io style) with curl: URL/start first, then URL on success or URL/fail with the
+# exit code in the request body.
 #
 #   scripts/nightly.sh [ENV_FILE]
 set -euo pipefail
@@ -24,6 +28,33 @@ VAULT_MAX_AGE_HOURS="${VAULT_MAX_AGE_HOURS:-26}"
 
 say() { printf '%s nightly: %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*"; }
 
+# A failed ping is reported and never fails the job (the switch alerts on the missing ping).
+ping() {
+  [ -n "${VAULT_PING_URL:-}" ] || return 0
+  local url="${VAULT_PING_URL%/}$1"
+  curl -fsS -m 10 --retry 3 -o /dev/null --data-raw "$2" "$url" || say "warning: ping $url failed"
+}
+
+status_args=(status --max-age-hours "$VAULT_MAX_AGE_HOURS")
+[ -n "${VAULT_TEXTFILE:-}" ] && status_args+=(--textfile "$VAULT_TEXTFILE")
+textfile_written=0
+failed_step=""
+finish() {
+  local rc=$?
+  trap - EXIT
+  if [ "$textfile_written" = 0 ] && [ -n "${VAULT_TEXTFILE:-}" ]; then
+    "$VAULTCTL" "${status_args[@]}" >/dev/null 2>&1 || true
+  fi
+  if [ "$rc" -eq 0 ]; then
+    ping "" "nightly: ok"
+  else
+    ping /fail "nightly: exit $rc${failed_step:+ ($failed_step)}"
+  fi
+  exit "$rc"
+}
+trap finish EXIT
+ping /start ""
+
 if ! mountpoint -q "$VAULT_MOUNT"; then
   say "mounting $VAULT_REPO at $VAULT_MOUNT"
   mkdir -p "$VAULT_MOUNT"
@@ -38,6 +69,7 @@ rc=0
 "$VAULTCTL" run -- bash -c "$DUMP_CMD" || rc=$?
 if [ "$rc" -ne 0 ]; then
   say "the dump command failed (exit $rc); the files it wrote are marked failed"
+  failed_step="dump: exit $rc"
   exit 2
 fi
 
@@ -70,5 +102,11 @@ if [ "$(date +%d)" = "$VAULT_DRILL_DAY" ]; then
   "${drill[@]}"
 fi
 
-"$VAULTCTL" status --max-age-hours "$VAULT_MAX_AGE_HOURS"
+rc=0
+"$VAULTCTL" "${status_args[@]}" || rc=$?
+textfile_written=1
+if [ "$rc" -ne 0 ]; then
+  failed_step="status: exit $rc"
+  exit "$rc"
+fi
 say "done"

@@ -12,6 +12,13 @@ export RUST_BACKTRACE=1
 # Tests must never see the caller's vault settings.
 for v in $(env | grep -o '^VAULT_[A-Z_]*' || true); do unset "$v"; done
 
+# faketime names its semaphore and shared memory after its pid; ones left by killed runs
+# would make a later faketime with the same pid fail.
+for f in /dev/shm/*faketime_*; do
+    [ -e "$f" ] || continue
+    kill -0 "${f##*_}" 2>/dev/null || rm -f "$f"
+done
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"

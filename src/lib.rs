@@ -17,6 +17,7 @@ pub mod index;
 pub mod mongo;
 pub mod period;
 pub mod pgdump;
+pub mod progress;
 pub mod repo;
 pub mod store;
 pub mod units;

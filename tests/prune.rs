@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
 fn day(d: u32) -> String {
@@ -96,15 +97,34 @@ fn a_prune_killed_at_any_moment_leaves_a_good_vault_and_finishes_next_time() {
     let days = month(&e, 20);
     let at = day(20);
     for delay_ms in [30u64, 120, 300, 700, 1500] {
+        // faketime runs vaultctl as its child: the whole process group is killed, and the
+        // check starts only once no process of it is left.
         let mut child = e
             .cmd_at(Some(&at), &["prune", "--keep-daily", "5"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
+        let pgid = child.id() as libc::pid_t;
+        // SAFETY: signals a process group this test created; no memory is passed.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
         child.wait().unwrap();
+        // SAFETY: as above, signal 0 only tests whether the group still exists.
+        let t = std::time::Instant::now();
+        while unsafe { libc::kill(-pgid, 0) } == 0 {
+            assert!(t.elapsed().as_secs() < 60, "the killed prune's processes are still there after 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // A killed faketime leaves its semaphore and shared memory named after its pid; a
+        // later faketime given the same pid would fail on them.
+        for f in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.contains("faketime_") && name.ends_with(&format!("_{pgid}")) {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
         let out = e.ok_at(&at, &["check"]);
         assert!(out.contains("no errors"), "after a kill at {delay_ms} ms: {out}");
         for d in 16..=20u32 {

@@ -38,6 +38,11 @@ impl CheckReport {
 }
 
 pub fn check(v: &Vault, read_data: bool) -> Result<CheckReport> {
+    check_with(v, read_data, &crate::progress::Silent)
+}
+
+/// [`check`], reporting the packs read to `progress` (phase "reading packs", their bytes).
+pub fn check_with(v: &Vault, read_data: bool, progress: &dyn crate::progress::Progress) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     // Journals of a mount (docs/DESIGN.md §10b): committed by the next writer, not damage.
     let (waiting, damaged_journals) = crate::repo::journal::pending_journals(&**v.store())?;
@@ -110,12 +115,15 @@ pub fn check(v: &Vault, read_data: bool) -> Result<CheckReport> {
     }
 
     if read_data {
-        let results: Vec<(PackId, u64, Vec<String>, Vec<[u8; 33]>)> = pack_sizes
-            .keys()
-            .filter(|p| listed.get(*p) == pack_sizes.get(*p))
-            .collect::<Vec<_>>()
+        let packs: Vec<&PackId> = pack_sizes.keys().filter(|p| listed.get(*p) == pack_sizes.get(*p)).collect();
+        progress.phase("reading packs", Some(packs.iter().map(|p| pack_sizes[*p]).sum()));
+        let results: Vec<(PackId, u64, Vec<String>, Vec<[u8; 33]>)> = packs
             .par_iter()
-            .map(|pack| verify_pack(v, pack, pack_entries.get(pack).map(|v| v.as_slice()).unwrap_or(&[]), &entries))
+            .map(|pack| {
+                let r = verify_pack(v, pack, pack_entries.get(pack).map(|v| v.as_slice()).unwrap_or(&[]), &entries);
+                progress.advance(pack_sizes[*pack]);
+                r
+            })
             .collect();
         for (_, bytes, errs, bad) in results {
             r.bytes_read += bytes;

@@ -31,11 +31,13 @@ pub use report::{
 };
 
 use crate::error::Result;
+use crate::format::log::Record;
 use crate::format::tree::{FileState, NodeKind};
 use crate::mongo;
 use crate::mongo::restore::{Placement, Restorer};
 use crate::pgdump::restore::{DumpRestore, Load, PgRestorer};
 use crate::pgdump::{self, DumpFormat, DumpReport};
+use crate::progress::{Progress, Silent};
 use crate::repo::trees::show;
 use crate::repo::{FileReader, Vault};
 use crate::verify::{self, Kind, ReadAt};
@@ -57,6 +59,7 @@ struct TimedReader<'a, 'v> {
     off: u64,
     busy: Duration,
     bytes: u64,
+    progress: &'a dyn Progress,
 }
 
 impl Read for TimedReader<'_, '_> {
@@ -67,6 +70,7 @@ impl Read for TimedReader<'_, '_> {
         buf[..b.len()].copy_from_slice(&b);
         self.off += b.len() as u64;
         self.bytes += b.len() as u64;
+        self.progress.advance(b.len() as u64);
         Ok(b.len())
     }
 }
@@ -108,13 +112,13 @@ impl<R: Read> Read for Tee<'_, R> {
 
 /// Reads and verifies snapshot `spec` (a period, `latest` or `current`).
 pub fn drill(v: &Vault, spec: &str) -> Result<DrillReport> {
-    drill_all(v, spec, None, Restorers::default())
+    drill_all(v, spec, None, Restorers::default(), &Silent)
 }
 
 /// [`drill`], restoring every mongodump archive through `restore` when given. The restorer
 /// is left open: the caller closes it (dropping the scratch database unless kept).
 pub fn drill_with(v: &Vault, spec: &str, restore: Option<&mut Restorer>) -> Result<DrillReport> {
-    drill_all(v, spec, None, Restorers { mongo: restore, pg: None })
+    drill_all(v, spec, None, Restorers { mongo: restore, pg: None }, &Silent)
 }
 
 /// Whether `file` is `only` or below it.
@@ -173,8 +177,14 @@ impl Checked {
 
 /// [`drill`] of the files at or below `only` (a path in the snapshot; all when `None`), with
 /// every restorer given. Restorers are left open: the caller closes them (dropping the scratch
-/// databases unless kept).
-pub fn drill_all(v: &Vault, spec: &str, only: Option<&str>, mut rs: Restorers<'_>) -> Result<DrillReport> {
+/// databases unless kept). Each file and the bytes read sequentially go to `progress`.
+pub fn drill_all(
+    v: &Vault,
+    spec: &str,
+    only: Option<&str>,
+    mut rs: Restorers<'_>,
+    progress: &dyn Progress,
+) -> Result<DrillReport> {
     let start = Instant::now();
     let info = v.resolve(spec)?;
     let mut rep = DrillReport {
@@ -199,9 +209,11 @@ pub fn drill_all(v: &Vault, spec: &str, only: Option<&str>, mut rs: Restorers<'_
     }
     rep.path = only.map(String::from);
     let (mut fetch, mut total_read) = (Duration::ZERO, Duration::ZERO);
+    progress.phase("drill", Some(files.iter().map(|(_, n, _)| n.size).sum()));
     for (path, node, state) in files {
         rep.files += 1;
         let label = format!("{}/{path}", rep.snapshot);
+        progress.item(&label);
         let mut marked = None;
         match state {
             FileState::Complete => {}
@@ -214,7 +226,7 @@ pub fn drill_all(v: &Vault, spec: &str, only: Option<&str>, mut rs: Restorers<'_
         let reader = v.file_reader(&node)?;
         let t = Instant::now();
         let mongo_wait_before = rs.mongo.as_ref().map(|r| r.insert_wait()).unwrap_or_default();
-        let mut tr = TimedReader { r: &reader, off: 0, busy: Duration::ZERO, bytes: 0 };
+        let mut tr = TimedReader { r: &reader, off: 0, busy: Duration::ZERO, bytes: 0, progress };
         let mut pg_wait = Duration::ZERO;
         let checked = match reader.read_at(0, verify::SNIFF_BYTES) {
             Err(e) => {
@@ -245,6 +257,8 @@ pub fn drill_all(v: &Vault, spec: &str, only: Option<&str>, mut rs: Restorers<'_
         total_read += t.elapsed().saturating_sub(mongo_waited + pg_wait);
         fetch += tr.busy;
         rep.bytes_read += tr.bytes;
+        // What the sequential pass did not read (random access, a file that failed early).
+        progress.advance(node.size.saturating_sub(tr.bytes));
         fold(&mut rep, &path, &label, node.size, marked.is_some(), checked);
     }
     rep.fetch_decrypt_seconds = fetch.as_secs_f64();
@@ -571,5 +585,5 @@ fn fold(rep: &mut DrillReport, path: &str, label: &str, size: u64, marked: bool,
 
 /// Appends a drill report to the vault's log.
 pub fn log(v: &Vault, rep: &DrillReport) -> Result<()> {
-    crate::repo::log::append(v, &rep.to_log_json()).map(|_| ())
+    crate::repo::log::append(v, &Record::Drill(Box::new(rep.to_record()))).map(|_| ())
 }

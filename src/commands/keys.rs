@@ -18,6 +18,10 @@ pub struct SlotInfo {
     pub label: String,
     pub created_unix: i64,
     pub current: bool,
+    /// Argon2id parameters of a passphrase slot (memory in KiB, passes, lanes); 0 for a raw key.
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
 }
 
 pub fn list(v: &Vault) -> Result<Vec<SlotInfo>> {
@@ -33,6 +37,9 @@ pub fn list(v: &Vault) -> Result<Vec<SlotInfo>> {
             label: s.label,
             created_unix: s.created_unix,
             current: id == v.unlocked_slot(),
+            m_cost_kib: s.m_cost_kib,
+            t_cost: s.t_cost,
+            p_cost: s.p_cost,
         });
     }
     Ok(out)

@@ -10,6 +10,7 @@ pub mod prune;
 pub mod put;
 pub mod rebuild_index;
 pub mod remote;
+pub mod report;
 pub mod restore;
 pub mod run;
 pub mod stats;

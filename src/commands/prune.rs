@@ -18,6 +18,7 @@
 use crate::crypto::Domain;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{self as index_format, IndexPack};
+use crate::format::log::{PruneRecord, Record};
 use crate::format::pack::{frames, PackEntry};
 use crate::format::policy::Policy;
 use crate::format::tree::NodeKind;
@@ -429,16 +430,15 @@ pub fn prune(v: &Vault, o: &Options, lock_wait: Duration, progress: &dyn Fn(&str
     v.sync_index()?;
     r.stored_after = v.store.list(ObjKind::Pack)?.iter().map(|(_, s)| s).sum();
     r.elapsed = start.elapsed();
-    let entry = serde_json::json!({
-        "type": "prune",
-        "time_unix": crate::repo::now_unix(),
-        "policy": o.policy.to_string(),
-        "forgotten": p.forgotten().map(|d| d.info.snap.period.clone()).collect::<Vec<_>>(),
-        "packs_deleted": r.packs_deleted,
-        "packs_written": r.packs_written,
-        "stored_before": p.stored_before,
-        "stored_after": r.stored_after,
-        "seconds": r.elapsed.as_secs_f64(),
+    let entry = Record::Prune(PruneRecord {
+        time_unix: crate::repo::now_unix(),
+        policy: o.policy.to_string(),
+        forgotten: p.forgotten().map(|d| d.info.snap.period.clone()).collect(),
+        packs_deleted: r.packs_deleted as u64,
+        packs_written: r.packs_written as u64,
+        stored_before: p.stored_before,
+        stored_after: r.stored_after,
+        seconds: r.elapsed.as_secs_f64(),
     });
     crate::repo::log::append(v, &entry)?;
     r.plan = p;

@@ -39,14 +39,39 @@ pub struct RestoreReport {
 }
 
 pub fn restore(v: &Vault, spec: &str, dest: &Path, overwrite: bool) -> Result<RestoreReport> {
+    restore_with(v, spec, dest, overwrite, &crate::progress::Silent)
+}
+
+/// [`restore`], reporting each file and the bytes written to `progress`.
+pub fn restore_with(
+    v: &Vault,
+    spec: &str,
+    dest: &Path,
+    overwrite: bool,
+    progress: &dyn crate::progress::Progress,
+) -> Result<RestoreReport> {
     let (period, node) = resolve_node(v, spec)?;
+    let total = match &node.kind {
+        NodeKind::Dir { tree } => {
+            let mut sum = 0;
+            v.walk(*tree, &mut |_, n| {
+                if matches!(n.kind, NodeKind::File { .. }) {
+                    sum += n.size;
+                }
+                Ok(())
+            })?;
+            sum
+        }
+        _ => node.size,
+    };
+    progress.phase("restoring", Some(total));
     let mut r = RestoreReport::default();
     let target = match node.kind {
         NodeKind::Dir { .. } => dest.to_path_buf(),
         _ if dest.is_dir() => dest.join(OsStr::from_bytes(&node.name)),
         _ => dest.to_path_buf(),
     };
-    let mut ctx = Ctx { v, overwrite, links: HashMap::new(), root: is_root() };
+    let mut ctx = Ctx { v, overwrite, links: HashMap::new(), root: is_root(), progress };
     ctx.node(&node, &target, &period, &mut r, true)?;
     Ok(r)
 }
@@ -57,6 +82,24 @@ struct Ctx<'a> {
     /// Link id -> the path its first node was restored to.
     links: HashMap<u64, PathBuf>,
     root: bool,
+    progress: &'a dyn crate::progress::Progress,
+}
+
+/// Counts what goes through into the progress.
+struct Counting<'a, W> {
+    w: W,
+    progress: &'a dyn crate::progress::Progress,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.w.write(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
 }
 
 fn is_root() -> bool {
@@ -123,7 +166,9 @@ impl Ctx<'_> {
                 let tmp = partial_name(target);
                 let res = (|| -> Result<u64> {
                     let mut f = fs::File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
-                    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+                    self.progress.item(label);
+                    let mut w =
+                        Counting { w: std::io::BufWriter::with_capacity(1 << 20, &mut f), progress: self.progress };
                     let n = self.v.file_reader(node)?.copy_to(&mut w).map_err(|e| e.context(label))?;
                     w.flush().map_err(|e| Error::io(tmp.display(), e))?;
                     drop(w);

@@ -9,6 +9,7 @@
 
 use super::mark::{self, MarkReport, StateChange};
 use crate::error::Result;
+use crate::format::log::{JobFileRecord, JobRecord, Record};
 use crate::format::tree::{Content, FileState, Node, NodeKind};
 use crate::repo::trees::show;
 use crate::repo::Vault;
@@ -153,35 +154,35 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// The job's entry in the vault's log.
-pub fn job_entry(e: &Execution, files: &[JobFile]) -> serde_json::Value {
+pub fn job_entry(e: &Execution, files: &[JobFile]) -> JobRecord {
     let (exit_code, signal, error) = match &e.outcome {
         Outcome::Exited(c) => (Some(*c), None, None),
         Outcome::Signaled(s) => (None, Some(*s), None),
         Outcome::NotStarted { code, message } => (Some(*code as i32), None, Some(message.clone())),
     };
-    serde_json::json!({
-        "type": "job",
-        "command": e.command,
-        "host": crate::repo::writer::hostname(),
-        "started_unix": e.started_unix,
-        "time_unix": e.ended_unix,
-        "ended_unix": e.ended_unix,
-        "ended_unix_ns": e.ended_unix_ns,
-        "seconds": e.seconds,
-        "exit_code": exit_code,
-        "signal": signal,
-        "interrupted_by": e.interrupted_by,
-        "error": error,
-        "ok": e.ok(),
-        "files": files.iter().map(|f| serde_json::json!({
-            "period": f.period, "path": f.path, "size": f.size,
-        })).collect::<Vec<_>>(),
-    })
+    JobRecord {
+        command: e.command.clone(),
+        host: crate::repo::writer::hostname(),
+        started_unix: e.started_unix,
+        time_unix: e.ended_unix,
+        ended_unix: e.ended_unix,
+        ended_unix_ns: e.ended_unix_ns,
+        seconds: e.seconds,
+        exit_code,
+        signal,
+        interrupted_by: e.interrupted_by,
+        error,
+        ok: e.ok(),
+        files: files
+            .iter()
+            .map(|f| JobFileRecord { period: f.period.clone(), path: f.path.clone(), size: f.size })
+            .collect(),
+    }
 }
 
 /// Appends the job to the vault's log (needs no lock).
 pub fn log(v: &Vault, e: &Execution, files: &[JobFile]) -> Result<()> {
-    crate::repo::log::append(v, &job_entry(e, files)).map(|_| ())
+    crate::repo::log::append(v, &Record::Job(job_entry(e, files))).map(|_| ())
 }
 
 /// Marks the job's files failed, each only while it still has the content the job wrote, in

@@ -28,6 +28,7 @@
 //! shared by all upload threads.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::log::{Record, SyncRecord};
 use crate::format::manifest::{self, Entry};
 use crate::format::remotes::Remote;
 use crate::repo::lock::VaultLock;
@@ -588,14 +589,14 @@ pub fn sync(
     }
     // The record of this sync travels with it: appended locally, sent before the manifest.
     report.elapsed = start.elapsed();
-    let entry = serde_json::json!({
-        "type": "sync",
-        "remote": remote.name,
-        "time_unix": now_unix(),
-        "complete": true,
-        "uploaded": report.uploaded,
-        "uploaded_bytes": report.uploaded_bytes,
-        "seconds": report.elapsed.as_secs_f64(),
+    let entry = Record::Sync(SyncRecord {
+        remote: remote.name.clone(),
+        time_unix: now_unix(),
+        complete: true,
+        uploaded: report.uploaded as u64,
+        uploaded_bytes: report.uploaded_bytes,
+        seconds: report.elapsed.as_secs_f64(),
+        error: None,
     });
     let log_name = crate::repo::log::append(v, &entry)?;
     let log_bytes = v.store().get(ObjKind::Log, &log_name)?;
@@ -620,8 +621,13 @@ pub fn sync(
     let (manifest_version, _) = match written {
         Ok(w) => w,
         Err(e) => {
-            let failed = serde_json::json!({"type": "sync", "remote": remote.name, "time_unix": now_unix(),
-                "complete": false, "error": e.to_string()});
+            let failed = Record::Sync(SyncRecord {
+                remote: remote.name.clone(),
+                time_unix: now_unix(),
+                complete: false,
+                error: Some(e.to_string()),
+                ..Default::default()
+            });
             let _ = crate::repo::log::append(v, &failed);
             return Err(e);
         }

@@ -7,6 +7,7 @@
 pub mod aead;
 pub mod keys;
 pub mod slot;
+pub mod source;
 
 pub use aead::{Domain, Sealer};
 pub use keys::{Keys, MasterKey, Secret};

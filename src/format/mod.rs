@@ -7,6 +7,7 @@ pub mod codec;
 pub mod config;
 pub mod index;
 pub mod keyslot;
+pub mod log;
 pub mod manifest;
 pub mod pack;
 pub mod policy;

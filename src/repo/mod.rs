@@ -268,6 +268,23 @@ impl Vault {
     }
 
     /// Every key slot: id and decoded slot (undecodable ones as errors).
+    /// Refuses to write an offsite copy (a store with a sync manifest): only `vaultctl sync`
+    /// writes one, from the vault it copies, or the copy would disagree with its manifest
+    /// (docs/DESIGN.md §12). Every writer passes here through `begin_write`.
+    pub(crate) fn refuse_if_offsite_copy(&self) -> Result<()> {
+        let copy =
+            self.store.size(ObjKind::Config, "manifest").is_ok() || !self.store.list(ObjKind::Manifest)?.is_empty();
+        if copy {
+            return Err(Error::read_only(format!(
+                "{} is an offsite copy (it has a sync manifest): it is written only by `vaultctl sync` from the \
+                 vault it copies, or it would disagree with its manifest. To make it a vault of its own (disaster \
+                 recovery), copy it and delete the copy's `manifest` file first",
+                self.store.describe()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn key_slots(&self) -> Result<Vec<(SlotId, Result<KeySlot>)>> {
         read_slots(&*self.store)
     }

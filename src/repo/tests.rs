@@ -355,3 +355,22 @@ fn large_files_keep_their_chunk_list_in_pages() {
     assert!(s2.snap.new_bytes - s.snap.new_bytes < 20_000, "pages were not shared");
     assert!(check::check(&v, true).unwrap().ok());
 }
+
+#[test]
+fn an_offsite_copy_refuses_every_writer() {
+    let (store, v) = new_vault();
+    v.begin_write("test", Duration::ZERO).unwrap();
+    // A sync manifest makes the store an offsite copy: only sync writes it, through the store.
+    store.put(ObjKind::Config, "manifest", b"VAULTMAN").unwrap();
+    let e = v.begin_write("test", Duration::ZERO).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::ReadOnly);
+    assert!(e.to_string().contains("offsite copy"), "{e}");
+    assert!(v.begin_write_keeping_ended("test", Duration::ZERO).is_err());
+    let o = put::PutOptions { path: "x".into(), mode: 0o644, mtime_ns: None, lock_wait: Duration::ZERO };
+    assert_eq!(put::put(&v, &o, &mut &b"data"[..]).err().unwrap().kind(), ErrorKind::ReadOnly);
+    // Append-only copies carry journal manifests instead.
+    store.delete(ObjKind::Config, "manifest").unwrap();
+    v.begin_write("test", Duration::ZERO).unwrap();
+    store.put(ObjKind::Manifest, "0001", b"VAULTMAN").unwrap();
+    assert_eq!(v.begin_write("test", Duration::ZERO).err().unwrap().kind(), ErrorKind::ReadOnly);
+}

@@ -116,6 +116,7 @@ impl Vault {
     /// belongs to an ended period (the failed mark of a job that ran across the period's end)
     /// can still be written to it. The caller seals them when done.
     pub fn begin_write_keeping_ended(&self, holder: &str, wait: Duration) -> Result<WriteSession<'_>> {
+        self.refuse_if_offsite_copy()?;
         let lock = VaultLock::exclusive(&*self.store, wait, holder)?;
         self.sync_index()?;
         self.store.remove_temporaries()?;

@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod fault;
 pub mod local;
+pub mod location;
 pub mod memory;
 mod rcd;
 pub mod rclone;

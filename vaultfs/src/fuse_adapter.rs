@@ -5,7 +5,7 @@
 //! failed request.
 
 use crate::errno::{errno, worth_logging};
-use crate::fs::{Attr, Kind, SetAttr, VaultFs};
+use crate::fs::{Attr, Fh, Kind, SetAttr, VaultFs};
 use crate::log;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode,
@@ -221,7 +221,7 @@ impl fuser::Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply_or!(reply, "fallocate", ino.0, self.fs().fallocate(fh.0, offset, length, mode), |_v| reply.ok())
+        reply_or!(reply, "fallocate", ino.0, self.fs().fallocate(Fh(fh.0), offset, length, mode), |_v| reply.ok())
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -229,7 +229,7 @@ impl fuser::Filesystem for FuseFs {
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let owner = if write { process_of(req.pid()) } else { 0 };
         let r = self.fs().open(ino.0, write, truncate, owner);
-        reply_or!(reply, "open", ino.0, r, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
+        reply_or!(reply, "open", ino.0, r, |fh| reply.opened(FileHandle(fh.0), FopenFlags::empty()))
     }
 
     fn read(
@@ -243,7 +243,7 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let r = self.fs().read_fh(fh.0, offset, size as usize);
+        let r = self.fs().read_fh(Fh(fh.0), offset, size as usize);
         reply_or!(reply, "read", format!("inode {} at {offset}", ino.0), r, |d| reply.data(&d))
     }
 
@@ -259,13 +259,13 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let r = self.fs().write(fh.0, offset, data);
+        let r = self.fs().write(Fh(fh.0), offset, data);
         reply_or!(reply, "write", format!("inode {} at {offset}", ino.0), r, |n| reply.written(n as u32))
     }
 
     fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         let caller = process_of(req.pid());
-        reply_or!(reply, "close", ino.0, self.fs().flush(fh.0, caller), |_v| reply.ok())
+        reply_or!(reply, "close", ino.0, self.fs().flush(Fh(fh.0), caller), |_v| reply.ok())
     }
 
     fn release(
@@ -278,11 +278,11 @@ impl fuser::Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_or!(reply, "release", ino.0, self.fs().release(fh.0), |_v| reply.ok())
+        reply_or!(reply, "release", ino.0, self.fs().release(Fh(fh.0)), |_v| reply.ok())
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply_or!(reply, "fsync", ino.0, self.fs().fsync(fh.0), |_v| reply.ok())
+        reply_or!(reply, "fsync", ino.0, self.fs().fsync(Fh(fh.0)), |_v| reply.ok())
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -328,7 +328,7 @@ impl fuser::Filesystem for FuseFs {
         let owner = process_of(req.pid());
         let r = self.fs().create(parent.0, name.as_bytes(), mode & !umask, req.uid(), req.gid(), owner);
         match r {
-            Ok((a, fh)) => reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+            Ok((a, fh)) => reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(fh.0), FopenFlags::empty()),
             Err(e) => reply.error(fail("create", name.to_string_lossy(), &e)),
         }
     }

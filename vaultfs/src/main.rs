@@ -12,14 +12,16 @@ mod mountpoint;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
-use vault::crypto::Secret;
+use vault::crypto::source::{self, SecretText};
 use vault::repo::{OpenOptions, Vault};
 use vault::store::local::LocalStore;
+use vault::store::location::Location;
 use vault::store::Store;
+use zeroize::Zeroizing;
 
 #[derive(Parser)]
 #[command(name = "vaultfs", version, about = "Mount a vault: today's backup as a directory, with the past beside it")]
@@ -86,63 +88,9 @@ fn cache_dir(a: &MountArgs) -> Option<PathBuf> {
 
 /// The local vault directory, or `None` for a remote URL.
 fn vault_dir(a: &MountArgs) -> anyhow::Result<Option<PathBuf>> {
-    if vault::commands::remote::is_remote_url(&a.vault) {
-        return Ok(None);
-    }
-    let p = a.vault.strip_prefix("file://").unwrap_or(&a.vault);
-    if p.contains("://") {
-        bail!(
-            "unsupported vault location {:?} (use a directory, file:///path, s3://bucket/prefix or rclone:REMOTE:path)",
-            a.vault
-        );
-    }
-    Ok(Some(PathBuf::from(p)))
-}
-
-/// The secret as given by the environment or a prompt (the daemon gets it on stdin).
-fn read_secret() -> anyhow::Result<(String, String)> {
-    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-    let set: Vec<&str> = ["VAULT_PASSPHRASE", "VAULT_PASSPHRASE_FILE", "VAULT_KEY", "VAULT_KEY_FILE"]
-        .into_iter()
-        .filter(|n| var(n).is_some())
-        .collect();
-    if set.len() > 1 {
-        bail!("several secrets are set ({}); set only one", set.join(", "));
-    }
-    let file = |p: String| -> anyhow::Result<String> {
-        let s = std::fs::read_to_string(&p).with_context(|| format!("reading secret file {p}"))?;
-        Ok(s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s).to_string())
-    };
-    Ok(match set.first().copied() {
-        Some("VAULT_PASSPHRASE") => ("passphrase".into(), var("VAULT_PASSPHRASE").unwrap_or_default()),
-        Some("VAULT_PASSPHRASE_FILE") => ("passphrase".into(), file(var("VAULT_PASSPHRASE_FILE").unwrap_or_default())?),
-        Some("VAULT_KEY") => ("key".into(), var("VAULT_KEY").unwrap_or_default()),
-        Some(_) => ("key".into(), file(var("VAULT_KEY_FILE").unwrap_or_default())?),
-        None => {
-            if !std::io::stderr().is_terminal() {
-                bail!("no secret given: set VAULT_PASSPHRASE, VAULT_PASSPHRASE_FILE, VAULT_KEY or VAULT_KEY_FILE");
-            }
-            ("passphrase".into(), rpassword_prompt()?)
-        }
-    })
-}
-
-fn rpassword_prompt() -> anyhow::Result<String> {
-    // Minimal terminal prompt without echo, through stty.
-    eprint!("passphrase: ");
-    let _ = Command::new("stty").arg("-echo").stdin(Stdio::inherit()).status();
-    let mut s = String::new();
-    let r = std::io::stdin().read_line(&mut s);
-    let _ = Command::new("stty").arg("echo").stdin(Stdio::inherit()).status();
-    eprintln!();
-    r?;
-    Ok(s.trim_end_matches(['\n', '\r']).to_string())
-}
-
-fn to_secret(kind: &str, value: &str) -> anyhow::Result<Secret> {
-    Ok(match kind {
-        "key" => Secret::raw_key_from_hex(value)?,
-        _ => Secret::passphrase(value.to_string())?,
+    Ok(match Location::parse(&a.vault)? {
+        Location::Local(p) => Some(p),
+        Location::Remote(_) => None,
     })
 }
 
@@ -165,15 +113,15 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     let cache = cache_dir(&a);
     let daemon_child = std::env::var_os("VAULTFS_DAEMON").is_some();
     mountpoint::prepare(&a.mountpoint, vdir.as_deref(), cache.as_deref())?;
-    let (kind, value) = if daemon_child {
-        let mut s = String::new();
+    let given = if daemon_child {
+        let mut s = Zeroizing::new(String::new());
         std::io::stdin().read_to_string(&mut s).context("reading the secret from the parent")?;
         let (k, v) = s.split_once(':').ok_or_else(|| anyhow!("malformed secret from the parent"))?;
-        (k.to_string(), v.trim_end_matches('\n').to_string())
+        SecretText::from_parts(k, v.trim_end_matches('\n').to_string(), "the parent")?
     } else {
-        read_secret()?
+        source::read("VAULT_", false)?
     };
-    let secret = to_secret(&kind, &value)?;
+    let secret = given.to_secret()?;
     let store: Arc<dyn Store> = match &vdir {
         Some(d) => Arc::new(LocalStore::new(d)),
         None => {
@@ -197,7 +145,7 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
         let v = Vault::open(store, &secret, &open)?;
         let id = v.vault_id_hex();
         drop(v);
-        return spawn_daemon(&a, &kind, &value, cache.as_deref(), &id);
+        return spawn_daemon(&a, given.kind(), given.text(), cache.as_deref(), &id);
     }
 
     let v: &'static Vault = Box::leak(Box::new(Vault::open(store, &secret, &open)?));

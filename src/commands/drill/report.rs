@@ -296,6 +296,15 @@ impl DrillReport {
         self.json(false)
     }
 
+    /// The drill log entry as a typed record (the same JSON as [`Self::to_log_json`]).
+    pub fn to_record(&self) -> crate::format::log::DrillRecord {
+        let mut v = self.json(false);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("type");
+        }
+        serde_json::from_value(v).expect("a drill report is a valid drill record")
+    }
+
     fn json(&self, full: bool) -> Value {
         let mut phases = json!({"fetch_decrypt": self.fetch_decrypt_seconds, "parse": self.parse_seconds});
         if self.restore.is_some() || self.pg_restore.is_some() {
@@ -597,7 +606,11 @@ mod tests {
         assert_eq!(log["counts"]["zip_members"], 2);
         assert_eq!(log["kinds"]["zip"], 1);
         assert_eq!(log["read_back_only_files"][0], "notes.txt");
-        assert_eq!(crate::commands::status::drill_summary(&log), "1 zip, 1 read back only; 2 zip members");
+        let rec = r.to_record();
+        assert_eq!(rec.summary(), "1 zip, 1 read back only; 2 zip members");
+        // The typed record writes back exactly the entry.
+        let back = serde_json::to_value(crate::format::log::Record::Drill(Box::new(rec))).unwrap();
+        assert_eq!(back, log);
     }
 
     #[test]

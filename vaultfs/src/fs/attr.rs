@@ -4,6 +4,11 @@
 use vault::format::tree::{Node, NodeKind, Time};
 
 pub type Ino = u64;
+
+/// A file handle: what `open` and `create` return and every read, write, flush and release
+/// takes. A type of its own, so that an inode number cannot be passed for a handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fh(pub u64);
 pub const ROOT: Ino = 1;
 pub const LATEST: Ino = 2;
 /// Inodes of the snapshot side (dated directories, sealed nodes) carry this bit.

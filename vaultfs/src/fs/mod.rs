@@ -45,7 +45,7 @@ mod tree;
 mod tests;
 
 use attr::{sealed_attr, FIRST_FREE, LINK_MAX, NAME_MAX, SNAP_BIT, TARGET_MAX};
-pub use attr::{Attr, DirEntry, Ino, Kind, SetAttr, LATEST, ROOT};
+pub use attr::{Attr, DirEntry, Fh, Ino, Kind, SetAttr, LATEST, ROOT};
 use file::FileData;
 use snaps::{count_links, SNode, Snaps};
 use std::collections::{BTreeMap, HashMap};
@@ -98,7 +98,7 @@ pub struct VaultFs {
     _mount_lock: Option<vault::repo::lock::VaultLock>,
     tree: Mutex<Tree>,
     snaps: Mutex<Snaps>,
-    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    handles: Mutex<HashMap<Fh, Arc<Handle>>>,
     next_fh: AtomicU64,
     next_ino: AtomicU64,
     /// The current period, readable without the tree lock.
@@ -837,7 +837,7 @@ impl VaultFs {
     /// Reads through an open handle: committed files through the handle's own chunk table
     /// and read-ahead, files being written through their staged content. Takes no lock of
     /// the file model, so reads never wait for writers, commits or the writer lock.
-    pub fn read_fh(&self, fh: u64, off: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read_fh(&self, fh: Fh, off: u64, len: usize) -> Result<Vec<u8>> {
         let h = lock(&self.handles).get(&fh).cloned().ok_or_else(|| Error::invalid("bad file handle"))?;
         if let Some((r, generation)) = &h.reader {
             let valid = match &h.file {
@@ -879,14 +879,14 @@ impl VaultFs {
 
     // ----- opening and writing ---------------------------------------------------------
 
-    fn add_handle(&self, h: Handle) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
+    fn add_handle(&self, h: Handle) -> Fh {
+        let fh = Fh(self.next_fh.fetch_add(1, Ordering::SeqCst));
         lock(&self.handles).insert(fh, Arc::new(h));
         fh
     }
 
     /// Opens a file; `owner` is the opening process (used by `flush`).
-    pub fn open(&self, ino: Ino, write: bool, truncate: bool, owner: u32) -> Result<u64> {
+    pub fn open(&self, ino: Ino, write: bool, truncate: bool, owner: u32) -> Result<Fh> {
         if !write {
             if ino & SNAP_BIT != 0 {
                 let node = match lock(&self.snaps).nodes.get(&ino) {
@@ -937,7 +937,7 @@ impl VaultFs {
         Ok(fh)
     }
 
-    fn drop_handle(&self, fh: u64) -> Option<Arc<Handle>> {
+    fn drop_handle(&self, fh: Fh) -> Option<Arc<Handle>> {
         let h = lock(&self.handles).remove(&fh)?;
         if h.write {
             if let Some(f) = &h.file {
@@ -1011,7 +1011,7 @@ impl VaultFs {
         }
     }
 
-    pub fn create(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32, owner: u32) -> Result<(Attr, u64)> {
+    pub fn create(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32, owner: u32) -> Result<(Attr, Fh)> {
         let _g = self.begin()?;
         self.tick()?;
         let now = Time::now();
@@ -1033,7 +1033,7 @@ impl VaultFs {
         Ok((self.getattr(ino)?, fh))
     }
 
-    pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<usize> {
+    pub fn write(&self, fh: Fh, off: u64, data: &[u8]) -> Result<usize> {
         let h = lock(&self.handles).get(&fh).cloned().ok_or_else(|| Error::invalid("bad file handle"))?;
         if !h.write {
             return Err(Error::invalid("file not open for writing"));
@@ -1054,7 +1054,7 @@ impl VaultFs {
 
     /// `fallocate`: makes sure `[off, off + len)` is backed; extends the file with zeros when
     /// it ends before (mode 0, what `posix_fallocate` asks). Other modes are not supported.
-    pub fn fallocate(&self, fh: u64, off: u64, len: u64, mode: i32) -> Result<()> {
+    pub fn fallocate(&self, fh: Fh, off: u64, len: u64, mode: i32) -> Result<()> {
         if mode != 0 {
             return Err(Error::unsupported("only fallocate mode 0 (allocate and extend) is supported"));
         }
@@ -1207,7 +1207,7 @@ impl VaultFs {
         Ok(Some(ticket))
     }
 
-    fn write_handle(&self, fh: u64) -> Option<Arc<Handle>> {
+    fn write_handle(&self, fh: Fh) -> Option<Arc<Handle>> {
         lock(&self.handles).get(&fh).filter(|h| h.write).cloned()
     }
 
@@ -1216,7 +1216,7 @@ impl VaultFs {
     /// no other descriptor is open for writing; a close by another process (a forked child
     /// closing its copy while the writer goes on) records it incomplete. `release` (the last
     /// close) marks it complete in any case.
-    pub fn flush(&self, fh: u64, caller: u32) -> Result<()> {
+    pub fn flush(&self, fh: Fh, caller: u32) -> Result<()> {
         let Some(h) = self.write_handle(fh) else { return Ok(()) };
         let Some(f) = &h.file else { return Ok(()) };
         let others = lock(&self.handles).iter().any(|(k, o)| *k != fh && o.write && o.ino == h.ino);
@@ -1227,7 +1227,7 @@ impl VaultFs {
 
     /// `fsync()`: commits the file now; while it stays open for writing it is recorded as
     /// incomplete.
-    pub fn fsync(&self, fh: u64) -> Result<()> {
+    pub fn fsync(&self, fh: Fh) -> Result<()> {
         let Some(h) = self.write_handle(fh) else { return Ok(()) };
         let Some(f) = &h.file else { return Ok(()) };
         let _g = self.begin()?;
@@ -1237,7 +1237,7 @@ impl VaultFs {
     /// The last close of a descriptor: when no writer is left, the file is complete. A file
     /// whose writes failed loses what was staged: it keeps its last committed content, or
     /// disappears if it never had any.
-    pub fn release(&self, fh: u64) -> Result<()> {
+    pub fn release(&self, fh: Fh) -> Result<()> {
         let Some(h) = self.drop_handle(fh) else { return Ok(()) };
         if !h.write {
             return Ok(());

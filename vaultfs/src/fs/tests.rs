@@ -57,7 +57,7 @@ fn stream(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Writes `len` bytes of a deterministic stream in 64 KiB writes; returns what was written.
-fn write_stream(fs: &VaultFs, fh: u64, len: usize, seed: u64) -> Vec<u8> {
+fn write_stream(fs: &VaultFs, fh: Fh, len: usize, seed: u64) -> Vec<u8> {
     let data = stream(len, seed);
     for (i, block) in data.chunks(65536).enumerate() {
         fs.write(fh, (i * 65536) as u64, block).unwrap();
@@ -119,7 +119,7 @@ fn model_based_random_operations() {
         // Reference: path -> content (present once created), and what is durable.
         let mut model: HashMap<String, Vec<u8>> = HashMap::new();
         let mut durable: HashMap<String, Vec<u8>> = HashMap::new();
-        let mut open: HashMap<String, (Ino, u64)> = HashMap::new();
+        let mut open: HashMap<String, (Ino, Fh)> = HashMap::new();
         for step in 0..400u64 {
             let (parent, name, path) = names[rng.gen_range(0..names.len())].clone();
             match rng.gen_range(0..12) {
