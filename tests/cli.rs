@@ -136,7 +136,17 @@ fn two_files(e: &Env) -> (Vec<u8>, Vec<u8>, std::path::PathBuf) {
     let big = data(1_500_000, 3);
     e.put_bytes("big", &big);
     let packs_before: Vec<_> = packs_by_size(&e.repo).into_iter().map(|(p, _)| p).collect();
-    let small = data(20_000, 4);
+    // No repeated text in it (`data` has some): no chunk of it can be one of `big`'s, so no
+    // damage to `big`'s packs may reach it, whatever chunk boundaries the vault's seed gives.
+    let mut x = 0x2545F4914F6CDD1Du64;
+    let small: Vec<u8> = (0..20_000 / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
     e.put_bytes("small", &small);
     let big_pack = packs_before[0].clone();
     (big, small, big_pack)
