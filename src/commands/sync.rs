@@ -91,6 +91,20 @@ impl SyncOptions {
             .map_err(|e| crate::Error::new(ErrorKind::Io, format!("starting the upload threads: {e}")))
     }
 
+    /// The sync lock on `remote` (docs/DESIGN.md §12): this machine's, and the remote's own
+    /// unless the remote is append-only.
+    fn lock_remote(&self, remote: &Remote, dst: &Arc<dyn Store>, program: &str) -> Result<RemoteLock> {
+        RemoteLock::acquire(
+            dst.clone(),
+            &remote.url,
+            &self.state_dir(),
+            !remote.append_only,
+            remote.object_lock.is_some(),
+            self.lock_wait,
+            program,
+        )
+    }
+
     fn state_dir(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(|| {
             // SAFETY: getuid has no preconditions.
@@ -450,15 +464,7 @@ pub fn sync(
         std::fs::create_dir_all(p).map_err(|e| crate::Error::io(p.display(), e))?;
     }
     let _flock = VaultLock::exclusive(&**dst, o.lock_wait, "vaultctl sync")?;
-    let lock = RemoteLock::acquire(
-        dst.clone(),
-        &remote.url,
-        &o.state_dir(),
-        !remote.append_only,
-        remote.object_lock.is_some(),
-        o.lock_wait,
-        "vaultctl sync",
-    )?;
+    let lock = o.lock_remote(remote, dst, "vaultctl sync")?;
     let dst: &dyn Store = &**dst;
     let policy = Policy::of(remote);
     let now = now_unix();
@@ -775,15 +781,7 @@ pub fn verify(v: Option<&Vault>, remote: &Remote, dst: &Arc<dyn Store>, o: &Sync
         r.not_synced = local.iter().filter(|(k, n)| !named.contains(&(*k, n.as_str()))).count();
     }
     if !r.bad.is_empty() {
-        let _lock = RemoteLock::acquire(
-            dst.clone(),
-            &remote.url,
-            &o.state_dir(),
-            !remote.append_only,
-            remote.object_lock.is_some(),
-            o.lock_wait,
-            "vaultctl sync --verify",
-        )?;
+        let _lock = o.lock_remote(remote, dst, "vaultctl sync --verify")?;
         keep.sort_by(|a, b| (a.kind.code(), &a.name).cmp(&(b.kind.code(), &b.name)));
         let bytes = manifest::encode(&keep);
         if remote.append_only {

@@ -291,9 +291,9 @@ impl Live {
     /// without holding locks that other requests need: it may wait for a checkpoint.
     pub fn prepare(&self, what: Prepare<'_>) -> Result<()> {
         self.heal()?;
+        let mut sg = lock(&self.session);
         let (blobs, packs) = {
-            let mut s = lock(&self.session);
-            let Some(s) = s.as_mut() else { return Ok(()) };
+            let Some(s) = sg.as_mut() else { return Ok(()) };
             let p = s.packer_mut();
             let extra = match what {
                 Prepare::Bulk => {
@@ -312,9 +312,13 @@ impl Live {
         if blobs.is_empty() && packs.is_empty() {
             return Ok(());
         }
+        // What was taken is marked journaled: another close that finds its blobs taken must
+        // not journal (and sync) its operation before these records are appended, so the
+        // journal is locked before the packer is let go.
+        let mut j = lock(&self.journal);
+        drop(sg);
         let mut recs = blob_records(blobs);
         recs.extend(packs.into_iter().map(Record::Pack));
-        let mut j = lock(&self.journal);
         self.append(&mut j, recs).map(|_| ())
     }
 

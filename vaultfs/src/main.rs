@@ -153,6 +153,10 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     // SAFETY: getuid/getgid take no arguments and cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let fs = Arc::new(fs::VaultFs::new(v, !a.read_only, uid, gid)?);
+    // What opening found (journals of a mount that was killed, replayed now) comes first.
+    for m in fs.take_notices() {
+        log(&m);
+    }
 
     block_signals();
     let mut options = vec![fuser::MountOption::FSName("vault".into()), fuser::MountOption::Subtype("vaultfs".into())];

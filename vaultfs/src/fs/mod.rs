@@ -522,6 +522,11 @@ impl VaultFs {
     /// daemon; `force` checkpoints and releases now, as the tests do): period rollover and
     /// sealing, syncing journaled directory changes, checkpoints, and giving the writer lock
     /// back when idle. Returns messages worth logging.
+    /// Messages of the writer not yet logged (journal replays when the mount opened).
+    pub fn take_notices(&self) -> Vec<String> {
+        self.live.as_ref().map(|l| l.take_notices()).unwrap_or_default()
+    }
+
     pub fn maintain(&self, force: bool) -> Vec<String> {
         let Some(live) = &self.live else { return Vec::new() };
         let mut msgs = Vec::new();
