@@ -13,9 +13,13 @@
 #   BENCH_CHURN        share of documents updated in place per day (default 0.01)
 #   BENCH_SEED         seed of the series (default 1)
 #   BENCH_COLLECTIONS  collections in the dump (default 2)
-#   BENCH_TOOLS        tools compared (default "vault restic borg")
+#   BENCH_TOOLS        tools compared (default "vault restic borg", plus "rustic" when a `rustic`
+#                      binary is installed: `cargo install rustic-rs --locked`, see
+#                      docs/PERFORMANCE.md)
 #   BENCH_CHUNK_AVG    passed as `vaultctl init --chunk-avg` (default: the vault's own)
 #   BENCH_SWEEP=1      also run vault alone with --chunk-avg 4KiB, 8KiB, 16KiB, 32KiB, 64KiB
+#   BENCH_FRAME_SWEEP=1  also run vault alone with --frame-size 0 (one chunk per blob, the layout
+#                      before frames), 16KiB, 32KiB, 64KiB, 128KiB, 256KiB
 #   BENCH_DIR          working directory (default: a new mktemp directory under /var/tmp);
 #                      must be absent or empty; removed at the end unless BENCH_KEEP=1
 #   BENCH_KEEP=1       keep the working directory (day files, repositories, logs)
@@ -34,8 +38,13 @@
 #                      `rclone copy` of its directory to the same remotes, then read back with
 #                      `check --read-data` from each; peak RSS of vaultctl and of its rclone
 #                      daemon (default 1024; 0 skips it)
-#   BENCH_BUILD=0      do not run `cargo build --release -p vault -p vaultfs -p dumpgen`; use
-#                      the binaries already in target/release
+#   BENCH_NEW=0        skip the new-data section: 1 GB of incompressible bytes and a 1 GB first-day
+#                      dump (every chunk new) stored once by each tool into a fresh repository and
+#                      read back (BENCH_NEW_MB sets the size, default 1000)
+#   BENCH_LIMIT=0      skip the machine-limit microbenchmark (tools/limits: AES-GCM-SIV open + zstd
+#                      + BLAKE3 of the same bytes on all cores, no I/O) and the goals table
+#   BENCH_BUILD=0      do not run `cargo build --release -p vault -p vaultfs -p dumpgen -p limits`;
+#                      use the binaries already in target/release
 #
 # The mount section needs FUSE: /dev/fuse and fusermount3 (package fuse3, installed if missing).
 #
@@ -55,9 +64,12 @@ DAYS="${BENCH_DAYS:-7}"
 CHURN="${BENCH_CHURN:-0.01}"
 SEED="${BENCH_SEED:-1}"
 COLLECTIONS="${BENCH_COLLECTIONS:-2}"
-TOOLS="${BENCH_TOOLS:-vault restic borg}"
+DEFAULT_TOOLS="vault restic borg"
+command -v rustic >/dev/null && DEFAULT_TOOLS+=" rustic"
+TOOLS="${BENCH_TOOLS:-$DEFAULT_TOOLS}"
 CHUNK_AVG="${BENCH_CHUNK_AVG:-}"
 SWEEP="${BENCH_SWEEP:-0}"
+FRAME_SWEEP="${BENCH_FRAME_SWEEP:-0}"
 KEEP="${BENCH_KEEP:-0}"
 BUILD="${BENCH_BUILD:-1}"
 MOUNT="${BENCH_MOUNT:-1}"
@@ -65,13 +77,16 @@ BIG="${BENCH_BIG:-0}"
 SYNC="${BENCH_SYNC:-1}"
 SYNC_CHUNKS="${BENCH_SYNC_CHUNKS:-100000}"
 SYNC_RCLONE_MIB="${BENCH_SYNC_RCLONE_MIB:-1024}"
+NEW="${BENCH_NEW:-1}"
+NEW_MB="${BENCH_NEW_MB:-1000}"
+LIMIT="${BENCH_LIMIT:-1}"
 
 [[ "$DOCS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DOCS must be a positive integer, got '$DOCS'"
 [[ "$DAYS" =~ ^[1-9][0-9]*$ ]] && ((DAYS <= 30)) || die "BENCH_DAYS must be 1..30, got '$DAYS'"
 [[ "$SEED" =~ ^[0-9]+$ ]] || die "BENCH_SEED must be a non-negative integer, got '$SEED'"
 [[ "$COLLECTIONS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_COLLECTIONS must be a positive integer"
 for t in $TOOLS; do
-    case "$t" in vault | restic | borg) ;; *) die "unknown tool '$t' in BENCH_TOOLS (use vault, restic, borg)" ;; esac
+    case "$t" in vault | restic | borg | rustic) ;; *) die "unknown tool '$t' in BENCH_TOOLS (use vault, restic, borg, rustic)" ;; esac
 done
 want() { [[ " $TOOLS " == *" $1 "* ]]; }
 [[ "$MOUNT" == 0 || "$MOUNT" == 1 ]] || die "BENCH_MOUNT must be 0 or 1, got '$MOUNT'"
@@ -79,9 +94,13 @@ want() { [[ " $TOOLS " == *" $1 "* ]]; }
 [[ "$SYNC" == 0 || "$SYNC" == 1 ]] || die "BENCH_SYNC must be 0 or 1, got '$SYNC'"
 [[ "$SYNC_CHUNKS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SYNC_CHUNKS must be a positive integer"
 [[ "$SYNC_RCLONE_MIB" =~ ^[0-9]+$ ]] || die "BENCH_SYNC_RCLONE_MIB must be a non-negative integer"
+[[ "$NEW" == 0 || "$NEW" == 1 ]] || die "BENCH_NEW must be 0 or 1, got '$NEW'"
+[[ "$NEW_MB" =~ ^[1-9][0-9]*$ ]] || die "BENCH_NEW_MB must be a positive integer"
+[[ "$LIMIT" == 0 || "$LIMIT" == 1 ]] || die "BENCH_LIMIT must be 0 or 1, got '$LIMIT'"
+want rustic && ! command -v rustic >/dev/null && die "rustic is in BENCH_TOOLS but not installed (cargo install rustic-rs --locked)"
 want vault || SYNC=0
 NEED_VAULT=0
-if want vault || [[ "$SWEEP" == 1 ]]; then NEED_VAULT=1; fi
+if want vault || [[ "$SWEEP" == 1 ]] || [[ "$FRAME_SWEEP" == 1 ]]; then NEED_VAULT=1; fi
 # The mount section writes the week through vaultfs; BENCH_BIG=1 adds the 4 GiB write.
 NEED_FS=0
 if { want vault && [[ "$MOUNT" == 1 ]]; } || [[ "$BIG" == 1 ]]; then NEED_FS=1; fi
@@ -115,7 +134,7 @@ if [[ "$NEED_FS" == 1 ]]; then
 fi
 
 packages=(-p dumpgen)
-[[ "$NEED_VAULT" == 1 ]] && packages+=(-p vault)
+[[ "$NEED_VAULT" == 1 ]] && packages+=(-p vault -p limits)
 [[ "$NEED_FS" == 1 ]] && packages+=(-p vaultfs)
 if [[ "$BUILD" != 0 ]]; then
     echo "building ${packages[*]} (release)" >&2
@@ -125,6 +144,7 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 DUMPGEN="$BIN/dumpgen"
 VAULTCTL="$BIN/vaultctl"
 VAULTFS="$BIN/vaultfs"
+LIMITS="$BIN/limits"
 [[ -x "$DUMPGEN" ]] || die "$DUMPGEN not found after the build"
 [[ "$NEED_VAULT" == 0 || -x "$VAULTCTL" ]] || die "$VAULTCTL not found after the build"
 [[ "$NEED_FS" == 0 || -x "$VAULTFS" ]] || die "$VAULTFS not found after the build"
@@ -181,7 +201,7 @@ trap 'exit 143' TERM
 mkdir -p "$WORK/days" "$WORK/logs"
 
 # Settings of the caller must not leak into the benchmark.
-while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(VAULT_|RESTIC_|BORG_|RCLONE_)' || true)
+while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(VAULT_|RESTIC_|BORG_|RCLONE_|RUSTIC_)' || true)
 export TZ=UTC
 export VAULT_PASSPHRASE="bench-passphrase-not-secret"
 export RESTIC_PASSWORD="$VAULT_PASSPHRASE"
@@ -191,6 +211,8 @@ export BORG_BASE_DIR="$WORK/cache/borg"
 export BORG_DISPLAY_PASSPHRASE=no
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export RUSTIC_PASSWORD="$VAULT_PASSPHRASE"
+export RUSTIC_CACHE_DIR="$WORK/cache/rustic"
 
 # VAULT_CACHE_DIR is set per vault repository, under $WORK/cache, by bench_vault.
 
@@ -263,11 +285,12 @@ timed_read() {
 
 stored_bytes() { du -sb "$1" | cut -f1; }
 
-bench_vault() { # TOOL-LABEL CHUNK-AVG(optional)
-    local tool="$1" chunk="${2:-}" repo="$WORK/repo-$1"
+bench_vault() { # TOOL-LABEL CHUNK-AVG(optional) FRAME-SIZE(optional)
+    local tool="$1" chunk="${2:-}" frame="${3:-}" repo="$WORK/repo-$1"
     export VAULT_CACHE_DIR="$WORK/cache/$tool"
     local init=("$VAULTCTL" --repo "$repo" init)
     [[ -n "$chunk" ]] && init+=(--chunk-avg "$chunk")
+    [[ -n "$frame" ]] && init+=(--frame-size "$frame")
     logged "$tool" "${init[@]}"
     for ((d = 1; d <= DAYS; d++)); do
         timed_store "$tool" "$d" faketime "$(day_date "$d") 12:00:00" "$VAULTCTL" --repo "$repo" put dump.archive
@@ -299,6 +322,18 @@ bench_borg() {
     timed_read borg borg extract --stdout "$repo::day$DAYS" dump.archive
 }
 
+# rustic (the Rust reimplementation of restic) reads and writes restic repositories. With a
+# parent snapshot, `rustic backup -` stores nothing new unless --force is given.
+bench_rustic() {
+    local repo="$WORK/repo-rustic"
+    logged rustic rustic -r "$repo" init
+    for ((d = 1; d <= DAYS; d++)); do
+        timed_store rustic "$d" rustic -r "$repo" backup --force --stdin-filename dump.archive -
+    done
+    STORED_B[rustic]="$(stored_bytes "$repo")"
+    timed_read rustic rustic -r "$repo" dump latest:dump.archive
+}
+
 # --- runs -------------------------------------------------------------------------------
 for t in $TOOLS; do
     echo "running $t" >&2
@@ -306,6 +341,7 @@ for t in $TOOLS; do
     vault) bench_vault vault "$CHUNK_AVG" ;;
     restic) bench_restic ;;
     borg) bench_borg ;;
+    rustic) bench_rustic ;;
     esac
 done
 
@@ -326,7 +362,7 @@ for t in $TOOLS; do
         "$(calc "${READ_S[$t]}" 2) | $(rate "$LAST_BYTES" "${READ_S[$t]}") | $(calc "${RSS_KIB[$t]} / 1024" 1) |"
 done
 if want vault; then
-    for other in restic borg; do
+    for other in restic borg rustic; do
         want "$other" || continue
         echo
         echo "- vault stored / $other stored: $(calc "${STORED_B[vault]} / ${STORED_B[$other]}" 3)"
@@ -485,7 +521,7 @@ if [[ "$NEED_FS" == 1 ]] && want vault && [[ "$MOUNT" == 1 ]]; then
     echo
     echo "- vault mount MB/s / vaultctl put MB/s: $(calc "${STORE_S[vault]} / ${STORE_S[$m]}" 3)"
     echo "- vault mount read MB/s / vaultctl cat MB/s: $(calc "${READ_S[vault]} / ${READ_S[$m]}" 3)"
-    for other in restic borg; do
+    for other in restic borg rustic; do
         want "$other" || continue
         echo "- vault mount MB/s / $other MB/s: $(calc "${STORE_S[$other]} / ${STORE_S[$m]}" 3)"
         echo "- vault mount read MB/s / $other read MB/s: $(calc "${READ_S[$other]} / ${READ_S[$m]}" 3)"
@@ -518,6 +554,179 @@ if [[ "$SWEEP" == 1 ]]; then
     echo "| --chunk-avg | stored MiB | stored bytes | store s | store MB/s | read MB/s |"
     echo "|---|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows[@]}"
+fi
+
+if [[ "$FRAME_SWEEP" == 1 ]]; then
+    rows=()
+    for f in 0 16KiB 32KiB 64KiB 128KiB 256KiB; do
+        echo "running vault --frame-size $f" >&2
+        bench_vault "vault-f$f" "$CHUNK_AVG" "$f"
+        row="| $f | $(mib "${STORED_B[vault-f$f]}") | $(calc "${STORE_S[vault-f$f]}" 1) | "
+        row+="$(rate "$INPUT_BYTES" "${STORE_S[vault-f$f]}") | $(calc "${READ_S[vault-f$f]}" 2) | $(rate "$LAST_BYTES" "${READ_S[vault-f$f]}") |"
+        rows+=("$row")
+        rm -rf -- "$WORK/repo-vault-f$f" "$WORK/cache/vault-f$f"
+    done
+    echo
+    echo "## Frame size sweep (vault only)"
+    echo
+    echo "| --frame-size | stored MiB | store s | store MB/s | read s | read MB/s |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${rows[@]}"
+fi
+
+# --- new data: every chunk new -------------------------------------------------------------
+
+declare -A NEW_STORE_S NEW_STORED_B NEW_READ_S
+# bench_new KIND FILE: each tool stores FILE once into a fresh repository, then reads it back
+# (timed to /dev/null, then checked against FILE's sha256).
+bench_new() {
+    local kind="$1" file="$2" t repo t0 t1 sha want_sha
+    want_sha="$(sha256sum <"$file" | cut -d' ' -f1)"
+    for t in $TOOLS; do
+        echo "storing $kind with $t" >&2
+        repo="$WORK/new-$t"
+        rm -rf -- "$repo" "$WORK/cache/new-$t"
+        local store=() read=()
+        case "$t" in
+        vault)
+            export VAULT_CACHE_DIR="$WORK/cache/new-$t"
+            logged new "$VAULTCTL" --repo "$repo" init
+            store=("$VAULTCTL" --repo "$repo" put new.bin "$file")
+            read=("$VAULTCTL" --repo "$repo" cat "$(date +%F)/new.bin")
+            ;;
+        restic)
+            logged new restic --repo "$repo" init
+            store=(restic --repo "$repo" backup --quiet --stdin --stdin-filename new.bin)
+            read=(restic --repo "$repo" dump latest new.bin)
+            ;;
+        borg)
+            logged new borg init -e repokey "$repo"
+            store=(borg create --stdin-name new.bin "$repo::new" -)
+            read=(borg extract --stdout "$repo::new" new.bin)
+            ;;
+        rustic)
+            logged new rustic -r "$repo" init
+            store=(rustic -r "$repo" backup --stdin-filename new.bin -)
+            read=(rustic -r "$repo" dump latest:new.bin)
+            ;;
+        esac
+        t0="$(now)"
+        "${store[@]}" <"$file" >>"$WORK/logs/new.log" 2>&1 || die "$t failed to store $kind"
+        t1="$(now)"
+        NEW_STORE_S[$kind-$t]="$(calc "$t1 - $t0" 6)"
+        NEW_STORED_B[$kind-$t]="$(stored_bytes "$repo")"
+        t0="$(now)"
+        "${read[@]}" >/dev/null 2>>"$WORK/logs/new.log" || die "$t failed to read back $kind"
+        t1="$(now)"
+        NEW_READ_S[$kind-$t]="$(calc "$t1 - $t0" 6)"
+        sha="$("${read[@]}" 2>>"$WORK/logs/new.log" | sha256sum | cut -d' ' -f1)"
+        [[ "$sha" == "$want_sha" ]] || die "$t read back $kind with sha256 $sha, expected $want_sha"
+        rm -rf -- "$repo" "$WORK/cache/new-$t"
+    done
+}
+
+if [[ "$NEW" == 1 ]]; then
+    NEW_BYTES=$((NEW_MB * 1000000))
+    head -c "$NEW_BYTES" /dev/urandom >"$WORK/random.bin"
+    # A first-day dump of about NEW_MB MB (dumpgen documents are about 700 bytes).
+    "$DUMPGEN" --seed "$SEED" --docs $((NEW_MB * 1000000 / 707)) --day 0 --churn "$CHURN" \
+        --collections "$COLLECTIONS" -o "$WORK/firstday.bin" || die "dumpgen failed for the first-day dump"
+    FIRSTDAY_BYTES="$(stat -c %s "$WORK/firstday.bin")"
+    bench_new random "$WORK/random.bin"
+    bench_new firstday "$WORK/firstday.bin"
+    echo
+    echo "## New data (every chunk new)"
+    echo
+    echo "$(mb "$NEW_BYTES") MB of incompressible bytes (/dev/urandom) and a first-day dump of $(mb "$FIRSTDAY_BYTES") MB"
+    echo "(dumpgen day 0: nothing to deduplicate against), each stored once by each tool from a file into a"
+    echo "fresh repository, then read back to /dev/null (timed) and checked with sha256sum (untimed)."
+    echo
+    echo "| data | tool | store s | MB/s | stored MiB | read s | read MB/s |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    for kind in random firstday; do
+        bytes="$NEW_BYTES"
+        [[ "$kind" == firstday ]] && bytes="$FIRSTDAY_BYTES"
+        for t in $TOOLS; do
+            echo "| $kind | $t | $(calc "${NEW_STORE_S[$kind-$t]}" 2) | $(rate "$bytes" "${NEW_STORE_S[$kind-$t]}") |" \
+                "$(mib "${NEW_STORED_B[$kind-$t]}") | $(calc "${NEW_READ_S[$kind-$t]}" 2) | $(rate "$bytes" "${NEW_READ_S[$kind-$t]}") |"
+        done
+    done
+    if want vault; then
+        echo
+        for kind in random firstday; do
+            for other in restic borg rustic; do
+                want "$other" || continue
+                echo "- $kind: vault put / $other store throughput $(calc "${NEW_STORE_S[$kind-$other]} / ${NEW_STORE_S[$kind-vault]}" 3)," \
+                    "vault cat / $other read $(calc "${NEW_READ_S[$kind-$other]} / ${NEW_READ_S[$kind-vault]}" 3)"
+            done
+        done
+    fi
+fi
+
+# --- the machine's limit and the goals ------------------------------------------------------
+
+if [[ "$LIMIT" == 1 ]] && want vault; then
+    echo "measuring the machine's limit (tools/limits)" >&2
+    "$LIMITS" "$LAST" --max-mib 256 >"$WORK/logs/limit-week.log" || die "limits failed"
+    LIMIT_READ="$(awk '/^read_limit_mb_s/ { print $2 }' "$WORK/logs/limit-week.log")"
+    LIMIT_WRITE="$(awk '/^write_limit_mb_s/ { print $2 }' "$WORK/logs/limit-week.log")"
+    if [[ "$NEW" == 1 ]]; then
+        "$LIMITS" "$WORK/random.bin" --max-mib 256 >"$WORK/logs/limit-random.log" || die "limits failed"
+        LIMIT_READ_RANDOM="$(awk '/^read_limit_mb_s/ { print $2 }' "$WORK/logs/limit-random.log")"
+        LIMIT_WRITE_RANDOM="$(awk '/^write_limit_mb_s/ { print $2 }' "$WORK/logs/limit-random.log")"
+    fi
+    echo
+    echo "## Against the machine's limit"
+    echo
+    echo "\`limits\` (tools/limits) does the vault's per-byte work on the data in memory, on all cores, with no I/O:"
+    echo "read = AES-256-GCM-SIV open + zstd decompression + keyed BLAKE3 of every chunk of every frame;"
+    echo "write = seeded FastCDC + keyed BLAKE3 + framing + zstd + sealing, every chunk new. Newest day (first 256 MiB):"
+    echo "$(grep -E '^(input|one core)' "$WORK/logs/limit-week.log" | tr '\n' ';' | sed 's/;$//; s/;/; /g')."
+    echo
+    echo "| path | MB/s | limit MB/s | share of the limit |"
+    echo "|---|---:|---:|---:|"
+    echo "| vaultctl cat, newest day of the week | $(rate "$LAST_BYTES" "${READ_S[vault]}") | $LIMIT_READ | $(calc "100 * $LAST_BYTES / 1000000 / ${READ_S[vault]} / $LIMIT_READ" 0) % |"
+    if [[ -n "${READ_S[vault-mount]:-}" ]]; then
+        echo "| read through the mount, newest day | $(rate "$LAST_BYTES" "${READ_S[vault-mount]}") | $LIMIT_READ | $(calc "100 * $LAST_BYTES / 1000000 / ${READ_S[vault-mount]} / $LIMIT_READ" 0) % |"
+    fi
+    if [[ "$NEW" == 1 ]]; then
+        echo "| vaultctl put, incompressible (all new) | $(rate "$NEW_BYTES" "${NEW_STORE_S[random-vault]}") | $LIMIT_WRITE_RANDOM | $(calc "100 * $NEW_BYTES / 1000000 / ${NEW_STORE_S[random-vault]} / $LIMIT_WRITE_RANDOM" 0) % |"
+        echo "| vaultctl cat, incompressible | $(rate "$NEW_BYTES" "${NEW_READ_S[random-vault]}") | $LIMIT_READ_RANDOM | $(calc "100 * $NEW_BYTES / 1000000 / ${NEW_READ_S[random-vault]} / $LIMIT_READ_RANDOM" 0) % |"
+        echo "| vaultctl put, first-day dump (all new) | $(rate "$FIRSTDAY_BYTES" "${NEW_STORE_S[firstday-vault]}") | $LIMIT_WRITE | $(calc "100 * $FIRSTDAY_BYTES / 1000000 / ${NEW_STORE_S[firstday-vault]} / $LIMIT_WRITE" 0) % |"
+    fi
+
+    # goal_row LABEL VALUE GOAL: a row of the goals table (VALUE >= GOAL is met).
+    goal_row() {
+        local met
+        met="$(awk "BEGIN { print ($2 >= $3) ? \"met\" : \"not met\" }")"
+        echo "| $1 | $(calc "$2" 2) | ≥ $3 | $met |"
+    }
+    echo
+    echo "## Goals"
+    echo
+    echo "| ratio (throughput, vault / peer) | measured | goal | |"
+    echo "|---|---:|---:|---|"
+    for other in restic borg rustic; do
+        want "$other" || continue
+        g=2
+        [[ "$other" == restic ]] && g=5
+        goal_row "vaultctl cat / $other" "${READ_S[$other]} / ${READ_S[vault]}" "$g"
+        [[ -n "${READ_S[vault-mount]:-}" ]] && goal_row "mount read / $other" "${READ_S[$other]} / ${READ_S[vault-mount]}" "$g"
+    done
+    if want restic; then
+        goal_row "vaultctl put / restic, week" "${STORE_S[restic]} / ${STORE_S[vault]}" 3
+        [[ -n "${STORE_S[vault-mount]:-}" ]] && goal_row "mount write / restic, week" "${STORE_S[restic]} / ${STORE_S[vault-mount]}" 3
+        if [[ "$NEW" == 1 ]]; then
+            goal_row "vaultctl put / restic, incompressible" "${NEW_STORE_S[random-restic]} / ${NEW_STORE_S[random-vault]}" 1.5
+            goal_row "vaultctl put / restic, first-day dump" "${NEW_STORE_S[firstday-restic]} / ${NEW_STORE_S[firstday-vault]}" 1.5
+        fi
+        echo "| stored week, vault / restic | $(calc "${STORED_B[vault]} / ${STORED_B[restic]}" 3) | ≤ 0.378 | $(awk "BEGIN { print (${STORED_B[vault]} / ${STORED_B[restic]} <= 0.378) ? \"met\" : \"not met\" }") |"
+    fi
+    goal_row "vaultctl cat / machine limit" "$LAST_BYTES / 1000000 / ${READ_S[vault]} / $LIMIT_READ" 0.7
+    [[ -n "${READ_S[vault-mount]:-}" ]] && goal_row "mount read / machine limit" "$LAST_BYTES / 1000000 / ${READ_S[vault-mount]} / $LIMIT_READ" 0.7
+    if [[ "$NEW" == 1 ]]; then
+        goal_row "vaultctl put incompressible / machine limit" "$NEW_BYTES / 1000000 / ${NEW_STORE_S[random-vault]} / $LIMIT_WRITE_RANDOM" 0.7
+    fi
 fi
 
 # --- sync -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! A vault written by the first format (tests/fixtures/vault-v1, see vault-v1.md): version 1
-//! snapshot revisions and trees. The current code opens it, reads every file back bit-exact,
-//! checks it, writes to it (version 2 objects beside version 1 ones), and prunes it.
+//! snapshot revisions, trees, packs and index files. The current code opens it, reads every
+//! file back bit-exact, checks it, writes to it (version 2 objects, frames among them, beside
+//! version 1 ones), and prunes it (moving live version-1 blobs into version-2 packs).
 
 mod common;
 
@@ -58,17 +59,40 @@ fn an_old_vault_reads_checks_writes_and_prunes() {
     ok(e.cmd_at(Some("2026-11-22 14:00:00"), &["put", "extra", extra.to_str().unwrap()]).output().unwrap(), &["put"]);
     assert_eq!(cat_at(&e, "2026-11-22/extra"), b"written by the current format");
     assert_eq!(sha256(&cat_at(&e, "2026-11-22/today")), DAYS[2].1);
+    // A day of new data, written in frames into version-2 packs beside the version-1 ones.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big_path = e.path("big");
+    std::fs::write(&big_path, &big).unwrap();
+    ok(e.cmd_at(Some("2026-11-22 14:01:00"), &["put", "big", big_path.to_str().unwrap()]).output().unwrap(), &["put"]);
+    assert_eq!(cat_at(&e, "2026-11-22/big"), big);
+    let versions = pack_versions(&e);
+    assert!(versions.contains(&1) && versions.contains(&2), "{versions:?}");
+    assert!(e.ok_at(DAY, &["check", "--read-data"]).contains("no errors"));
     // Restoring the old trees.
     let out = e.path("restored");
     e.ok_at(DAY, &["restore", "2026-11-21", out.to_str().unwrap()]);
     assert_eq!(sha256(&std::fs::read(out.join("today")).unwrap()), DAYS[1].1);
     // Pruning: the oldest day goes, the rest reads back and checks clean.
-    let p = e.ok_at(DAY, &["prune", "--keep-last", "1"]);
+    // --max-unused 0: every version-1 pack that lost a blob is repacked.
+    let p = e.ok_at(DAY, &["prune", "--keep-last", "1", "--max-unused", "0"]);
     assert!(p.contains("forgotten") || p.contains("forget"), "{p}");
     assert!(!e.ok_at(DAY, &["snapshots"]).contains("2026-11-20"));
     for (day, want) in &DAYS[1..] {
         assert_eq!(sha256(&cat_at(&e, &format!("{day}/today"))), *want, "{day} after prune");
     }
+    assert_eq!(cat_at(&e, "2026-11-22/big"), big);
     let c = e.ok_at(DAY, &["check", "--read-data"]);
     assert!(c.contains("no errors"), "{c}");
+    assert!(pack_versions(&e).contains(&2));
+}
+
+/// The format version byte of every pack file.
+fn pack_versions(e: &Env) -> std::collections::BTreeSet<u8> {
+    let mut out = std::collections::BTreeSet::new();
+    for d in std::fs::read_dir(e.repo.join("packs")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            out.insert(std::fs::read(f.unwrap().path()).unwrap()[4]);
+        }
+    }
+    out
 }

@@ -7,10 +7,12 @@
 //! must open and hash to its id. Damage is reported with the objects and the files it affects.
 
 use crate::error::Result;
+use crate::format::pack::PackEntry;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobKind, BlobRef, IndexId, ListId, PackId, TreeId};
 use crate::index::IndexEntry;
-use crate::repo::packer::{open_blob, parse_pack};
+use crate::repo::frame::{member_of, open_frame};
+use crate::repo::packer::parse_pack;
 use crate::repo::trees::show;
 use crate::repo::Vault;
 use crate::store::ObjKind;
@@ -77,10 +79,7 @@ pub fn check_with(v: &Vault, read_data: bool, progress: &dyn crate::progress::Pr
                 for p in packs {
                     pack_sizes.insert(p.pack, p.size);
                     for e in &p.entries {
-                        entries.insert(
-                            e.blob.key(),
-                            IndexEntry { pack: p.pack, offset: e.offset, length: e.length, raw_length: e.raw_length },
-                        );
+                        entries.insert(e.blob.key(), IndexEntry::new(p.pack, e));
                         pack_entries.entry(p.pack).or_default().push(e.blob);
                     }
                 }
@@ -205,17 +204,39 @@ fn verify_pack(
         }
         Err(e) => errs.push(format!("pack {}: {e}", pack.short())),
     }
+    // Each frame is opened once; a frame that fails damages every member the index places
+    // in it, a member that fails its hash only itself.
+    let mut by_frame: std::collections::BTreeMap<u32, Vec<PackEntry>> = Default::default();
     for b in expected {
-        let Some(e) = entries.get(&b.key()).filter(|e| e.pack == *pack) else { continue };
-        let (s, l) = (e.offset as usize, e.length as usize);
-        let res = bytes
+        if let Some(e) = entries.get(&b.key()).filter(|e| e.pack == *pack) {
+            by_frame.entry(e.offset).or_default().push(e.entry(*b));
+        }
+    }
+    for (offset, members) in by_frame {
+        let first = members[0];
+        let (s, l) = (offset as usize, first.length as usize);
+        let frame = bytes
             .get(s..s + l)
-            .ok_or_else(|| crate::Error::corrupt("entry lies outside the pack"))
-            .and_then(|ct| open_blob(&v.sealer, *b, ct, e.raw_length))
-            .and_then(|plain| v.verify_content(*b, &plain));
-        if let Err(err) = res {
-            errs.push(format!("pack {}: {}: {err}", pack.short(), b.describe()));
-            bad.push(b.key());
+            .ok_or_else(|| crate::Error::corrupt("frame lies outside the pack"))
+            .and_then(|ct| open_frame(&v.sealer, &first, ct));
+        match frame {
+            Err(err) => {
+                let what = if members.len() == 1 {
+                    first.blob.describe()
+                } else {
+                    format!("frame at offset {offset} ({} blobs)", members.len())
+                };
+                errs.push(format!("pack {}: {what}: {err}", pack.short()));
+                bad.extend(members.iter().map(|m| m.blob.key()));
+            }
+            Ok(plain) => {
+                for m in &members {
+                    if let Err(err) = member_of(m, &plain).and_then(|x| v.verify_content(m.blob, x)) {
+                        errs.push(format!("pack {}: {}: {err}", pack.short(), m.blob.describe()));
+                        bad.push(m.blob.key());
+                    }
+                }
+            }
         }
     }
     (*pack, n, errs, bad)

@@ -19,11 +19,11 @@ use crate::crypto::Domain;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{self as index_format, IndexPack};
 use crate::format::log::{PruneRecord, Record};
-use crate::format::pack::PackEntry;
+use crate::format::pack::{frames, PackEntry};
 use crate::format::policy::Policy;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobRef, IndexId, PackId, TreeId};
-use crate::repo::packer::{open_blob, SealedBlob};
+use crate::repo::frame::{group, member_of, open_frame, seal_frame, SealedFrame};
 use crate::repo::{SnapshotInfo, Vault};
 use crate::store::ObjKind;
 use rayon::prelude::*;
@@ -84,8 +84,8 @@ pub struct Plan {
     pub orphans: Vec<(PackId, u64)>,
     /// Index files naming a pack that goes.
     pub rewrite_index: Vec<IndexId>,
-    /// Live blobs by the pack they are read from (only for packs being repacked).
-    moves: HashMap<PackId, Vec<PackEntry>>,
+    /// Frames of the packs being repacked, with which members are live there.
+    moves: HashMap<PackId, Vec<(Vec<PackEntry>, Vec<bool>)>>,
     /// Index files and their content, as read.
     index_files: Vec<(IndexId, Vec<IndexPack>)>,
     pub packs_before: usize,
@@ -269,15 +269,24 @@ pub fn plan(v: &Vault, o: &Options) -> Result<Plan> {
     let mut small = Vec::new();
     for ip in &order {
         let size = listed[&ip.pack];
-        let entries = live_in.remove(&ip.pack).unwrap_or_default();
-        let live_bytes: u64 = entries.iter().map(|e| e.length as u64).sum();
-        if entries.is_empty() {
+        let here: HashSet<[u8; 33]> =
+            live_in.remove(&ip.pack).unwrap_or_default().iter().map(|e| e.blob.key()).collect();
+        // A frame counts as live in proportion to the plaintext of its live members.
+        let mut live_bytes = 0u64;
+        let mut fs = Vec::new();
+        for f in frames(&ip.entries) {
+            let live: Vec<bool> = f.iter().map(|e| here.contains(&e.blob.key())).collect();
+            let live_raw: u64 = f.iter().zip(&live).filter(|(_, l)| **l).map(|(e, _)| e.plain_len() as u64).sum();
+            live_bytes += (f[0].length as u64 * live_raw).checked_div(f[0].raw_length as u64).unwrap_or(0);
+            fs.push((f.to_vec(), live));
+        }
+        if here.is_empty() {
             p.delete.push((ip.pack, size));
         } else if (size - live_bytes.min(size)) as f64 > o.max_unused * size as f64 {
             p.repack.push((ip.pack, size, live_bytes));
-            p.moves.insert(ip.pack, entries);
+            p.moves.insert(ip.pack, fs);
         } else if size < target / 4 {
-            small.push((ip.pack, size, live_bytes, entries));
+            small.push((ip.pack, size, live_bytes, fs));
         }
     }
     // Small packs (one per mount commit, say) are merged when there are several of them.
@@ -324,29 +333,59 @@ pub fn prune(v: &Vault, o: &Options, lock_wait: Duration, progress: &dyn Fn(&str
 
     // 3. Copy live blobs out of the packs being repacked, a few packs at a time.
     let repack: Vec<PackId> = p.repack.iter().map(|(id, _, _)| *id).collect();
-    for (i, group) in repack.chunks(8).enumerate() {
-        progress(&format!("repacking packs {}-{} of {}", i * 8 + 1, i * 8 + group.len(), repack.len()));
-        let blobs: Vec<Vec<SealedBlob>> = group
+    for (i, group_ids) in repack.chunks(8).enumerate() {
+        progress(&format!("repacking packs {}-{} of {}", i * 8 + 1, i * 8 + group_ids.len(), repack.len()));
+        let moved: Vec<Vec<SealedFrame>> = group_ids
             .par_iter()
             .map(|id| {
                 let bytes = v.store.get(ObjKind::Pack, &id.to_hex())?;
                 let mut out = Vec::new();
-                for e in p.moves.get(id).into_iter().flatten() {
+                for (members, live) in p.moves.get(id).into_iter().flatten() {
+                    if !live.iter().any(|l| *l) {
+                        continue;
+                    }
+                    let e = members[0];
+                    let what = |err: Error| {
+                        err.context(format!(
+                            "pack {}: frame at offset {} ({})",
+                            id.short(),
+                            e.offset,
+                            e.blob.describe()
+                        ))
+                    };
                     let at = e.offset as usize..e.offset as usize + e.length as usize;
                     let sealed = bytes
                         .get(at)
                         .ok_or_else(|| Error::corrupt(format!("pack {} is shorter than its index says", id.short())))?;
                     // Never copy damage: authenticate before moving.
-                    open_blob(&v.sealer, e.blob, sealed, e.raw_length).map_err(|err| {
-                        err.context(format!("pack {}: blob {}", id.short(), hex::encode(&e.blob.id[..8])))
-                    })?;
-                    out.push(SealedBlob { blob: e.blob, bytes: sealed.to_vec(), raw_length: e.raw_length });
+                    let plain = open_frame(&v.sealer, &e, sealed).map_err(what)?;
+                    if live.iter().all(|l| *l) {
+                        out.push(SealedFrame::from_entries(members, sealed.to_vec())?);
+                        continue;
+                    }
+                    // Partly dead: the live members are verified and framed again.
+                    let mut keep: Vec<(crate::id::BlobRef, &[u8])> = Vec::new();
+                    for (m, l) in members.iter().zip(live) {
+                        if *l {
+                            let x = member_of(m, &plain).map_err(what)?;
+                            v.verify_content(m.blob, x).map_err(what)?;
+                            keep.push((m.blob, x));
+                        }
+                    }
+                    let todo: Vec<usize> = (0..keep.len()).collect();
+                    let mut at = vec![0u64];
+                    for (_, x) in &keep {
+                        at.push(at[at.len() - 1] + x.len() as u64);
+                    }
+                    for r in group(&todo, |i| keep[i].1.len(), |i| at[i], v.settings.frame_target) {
+                        out.push(seal_frame(&v.sealer, v.settings.zstd_level, &keep[r]));
+                    }
                 }
                 Ok(out)
             })
             .collect::<Result<_>>()?;
-        for b in blobs.into_iter().flatten() {
-            w.add_sealed(b)?;
+        for f in moved.into_iter().flatten() {
+            w.add_sealed(f)?;
         }
     }
     let before_flush = v.store.list(ObjKind::Pack)?.len();

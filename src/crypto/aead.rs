@@ -22,6 +22,8 @@ pub enum Domain {
     DataBlob = 1,
     TreeBlob = 2,
     ListBlob = 3,
+    /// A frame of several data chunks (docs/DESIGN.md §5), bound to its frame id.
+    DataFrame = 4,
     PackHeader = 10,
     IndexFile = 11,
     Snapshot = 12,

@@ -61,9 +61,14 @@ pub struct Settings {
     /// IANA time zone name ("Europe/Paris", "UTC") used to name periods.
     pub time_zone: String,
     pub created_unix: i64,
+    /// Plaintext bytes that close a frame (docs/DESIGN.md §5); 0: one chunk per blob.
+    pub frame_target: u32,
 }
 
-const SETTINGS_VERSION: u8 = 1;
+/// Settings are written with version 2 (adds `frame_target`); version 1 is still read.
+const SETTINGS_VERSION: u8 = 2;
+/// Frame target of settings written before frames existed.
+pub const DEFAULT_FRAME_TARGET: u32 = 64 << 10;
 
 impl Settings {
     pub fn encode(&self) -> Vec<u8> {
@@ -76,13 +81,19 @@ impl Settings {
             .i32(self.zstd_level)
             .u8(self.period as u8)
             .bytes16(self.time_zone.as_bytes())
-            .i64(self.created_unix);
+            .i64(self.created_unix)
+            .u32(self.frame_target);
         w.finish()
     }
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut r = Reader::new(b, "settings");
-        r.version(SETTINGS_VERSION)?;
-        let s = Settings {
+        let version = r.u8()?;
+        if version != 1 && version != SETTINGS_VERSION {
+            return Err(Error::unsupported(format!(
+                "settings: format version {version} is not supported (this build reads versions 1 and 2)"
+            )));
+        }
+        let mut s = Settings {
             chunk_min: r.u32()?,
             chunk_avg: r.u32()?,
             chunk_max: r.u32()?,
@@ -95,7 +106,11 @@ impl Settings {
             },
             time_zone: r.string16()?,
             created_unix: r.i64()?,
+            frame_target: DEFAULT_FRAME_TARGET,
         };
+        if version >= 2 {
+            s.frame_target = r.u32()?;
+        }
         r.end()?;
         s.validate().map_err(|e| Error::corrupt(format!("settings: {e}")))?;
         Ok(s)
@@ -115,6 +130,9 @@ impl Settings {
         }
         if !(1 << 20..=1 << 30).contains(&self.pack_target) {
             return Err(Error::invalid("pack size must be between 1 MiB and 1 GiB"));
+        }
+        if self.frame_target > 16 << 20 {
+            return Err(Error::invalid("frame size must be at most 16 MiB"));
         }
         if !(-7..=19).contains(&self.zstd_level) {
             return Err(Error::invalid("zstd level must be between -7 and 19"));
@@ -137,7 +155,17 @@ mod tests {
             period: PeriodKind::Hour,
             time_zone: "Europe/Paris".into(),
             created_unix: 1_700_000_000,
+            frame_target: 32 << 10,
         }
+    }
+
+    #[test]
+    fn reads_version_1_settings_with_the_default_frame_target() {
+        let s = settings();
+        let mut b = s.encode();
+        b.truncate(b.len() - 4);
+        b[0] = 1;
+        assert_eq!(Settings::decode(&b).unwrap(), Settings { frame_target: DEFAULT_FRAME_TARGET, ..s });
     }
 
     #[test]

@@ -8,36 +8,61 @@
 
 use crate::error::{Error, Result};
 use crate::format::index::IndexPack;
+use crate::format::pack::{Member, PackEntry};
 use crate::id::{BlobRef, IndexId, PackId};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::RwLock;
 
+/// Where a blob is: its pack and its frame there (docs/DESIGN.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
     pub pack: PackId,
+    /// The frame's offset, sealed length and plaintext length.
     pub offset: u32,
     pub length: u32,
     pub raw_length: u32,
+    /// For a member of a frame of several: the frame id and its place in the frame.
+    pub member: Option<Member>,
 }
 
 impl IndexEntry {
-    fn encode(&self) -> [u8; 44] {
-        let mut v = [0u8; 44];
-        v[..32].copy_from_slice(self.pack.as_bytes());
-        v[32..36].copy_from_slice(&self.offset.to_le_bytes());
-        v[36..40].copy_from_slice(&self.length.to_le_bytes());
-        v[40..44].copy_from_slice(&self.raw_length.to_le_bytes());
+    pub fn new(pack: PackId, e: &PackEntry) -> Self {
+        IndexEntry { pack, offset: e.offset, length: e.length, raw_length: e.raw_length, member: e.member }
+    }
+
+    /// The pack entry of `blob` at this place.
+    pub fn entry(&self, blob: BlobRef) -> PackEntry {
+        PackEntry { blob, offset: self.offset, length: self.length, raw_length: self.raw_length, member: self.member }
+    }
+
+    /// 44 bytes for a lone blob (the layout of caches written before frames), 84 for a member.
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(84);
+        v.extend_from_slice(self.pack.as_bytes());
+        v.extend_from_slice(&self.offset.to_le_bytes());
+        v.extend_from_slice(&self.length.to_le_bytes());
+        v.extend_from_slice(&self.raw_length.to_le_bytes());
+        if let Some(m) = &self.member {
+            v.extend_from_slice(&m.frame);
+            v.extend_from_slice(&m.start.to_le_bytes());
+            v.extend_from_slice(&m.len.to_le_bytes());
+        }
         v
     }
     fn decode(b: &[u8]) -> Result<Self> {
-        if b.len() != 44 {
+        if b.len() != 44 && b.len() != 84 {
             return Err(Error::corrupt("index cache: bad entry length"));
         }
         let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let mut p = [0u8; 32];
         p.copy_from_slice(&b[..32]);
-        Ok(IndexEntry { pack: PackId(p), offset: u(32), length: u(36), raw_length: u(40) })
+        let member = (b.len() == 84).then(|| {
+            let mut frame = [0u8; 32];
+            frame.copy_from_slice(&b[44..76]);
+            Member { frame, start: u(76), len: u(80) }
+        });
+        Ok(IndexEntry { pack: PackId(p), offset: u(32), length: u(36), raw_length: u(40), member })
     }
 }
 
@@ -119,6 +144,17 @@ impl Index {
         }
     }
 
+    /// Entries of many blobs at once (one lock for the in-memory index), in order.
+    pub fn get_many(&self, blobs: &[BlobRef]) -> Result<Vec<Option<IndexEntry>>> {
+        match &self.backend {
+            Backend::Sled { .. } => blobs.iter().map(|b| self.get(b)).collect(),
+            Backend::Memory { blobs: m, .. } => {
+                let m = m.read().unwrap_or_else(|e| e.into_inner());
+                Ok(blobs.iter().map(|b| m.get(&b.key()).copied()).collect())
+            }
+        }
+    }
+
     pub fn known_files(&self) -> Result<HashSet<IndexId>> {
         match &self.backend {
             Backend::Sled { files, .. } => {
@@ -147,9 +183,7 @@ impl Index {
                 let mut n = 0usize;
                 for p in packs {
                     for e in &p.entries {
-                        let v =
-                            IndexEntry { pack: p.pack, offset: e.offset, length: e.length, raw_length: e.raw_length };
-                        batch.insert(&e.blob.key()[..], &v.encode()[..]);
+                        batch.insert(&e.blob.key()[..], IndexEntry::new(p.pack, e).encode());
                         n += 1;
                         if n.is_multiple_of(1024) {
                             blobs.apply_batch(std::mem::take(&mut batch)).map_err(sled_err)?;
@@ -163,10 +197,7 @@ impl Index {
                 let mut m = blobs.write().unwrap_or_else(|e| e.into_inner());
                 for p in packs {
                     for e in &p.entries {
-                        m.insert(
-                            e.blob.key(),
-                            IndexEntry { pack: p.pack, offset: e.offset, length: e.length, raw_length: e.raw_length },
-                        );
+                        m.insert(e.blob.key(), IndexEntry::new(p.pack, e));
                     }
                 }
                 files.write().unwrap_or_else(|e| e.into_inner()).insert(id);
@@ -211,19 +242,22 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::pack::PackEntry;
     use crate::id::BlobKind;
 
     fn sample() -> Vec<IndexPack> {
         vec![IndexPack {
             pack: PackId([5; 32]),
             size: 100,
-            entries: vec![PackEntry {
-                blob: BlobRef { kind: BlobKind::Data, id: [1; 32] },
-                offset: 8,
-                length: 40,
-                raw_length: 90,
-            }],
+            entries: vec![
+                PackEntry::single(BlobRef { kind: BlobKind::Data, id: [1; 32] }, 8, 40, 90),
+                PackEntry {
+                    blob: BlobRef { kind: BlobKind::Data, id: [2; 32] },
+                    offset: 48,
+                    length: 40,
+                    raw_length: 90,
+                    member: Some(Member { frame: [7; 32], start: 10, len: 80 }),
+                },
+            ],
         }]
     }
 
@@ -232,9 +266,11 @@ mod tests {
         assert_eq!(i.get(&b).unwrap(), None);
         i.add_file(IndexId([9; 32]), &sample()).unwrap();
         assert_eq!(i.get(&b).unwrap().unwrap().pack, PackId([5; 32]));
+        let m = i.get(&BlobRef { kind: BlobKind::Data, id: [2; 32] }).unwrap().unwrap();
+        assert_eq!(m.member, Some(Member { frame: [7; 32], start: 10, len: 80 }));
         assert_eq!(i.get(&BlobRef { kind: BlobKind::Tree, id: [1; 32] }).unwrap(), None);
         assert!(i.known_files().unwrap().contains(&IndexId([9; 32])));
-        assert_eq!(i.len(), 1);
+        assert_eq!(i.len(), 2);
         i.clear().unwrap();
         assert!(i.is_empty());
     }
@@ -246,6 +282,23 @@ mod tests {
         let i = Index::open_cache(&d.path().join("idx"));
         assert!(i.is_persistent());
         exercise(&i);
+    }
+
+    #[test]
+    fn cache_entries_written_before_frames_read_as_lone_blobs() {
+        // The 44-byte value a cache of the build before frames holds for a blob.
+        let mut old = Vec::new();
+        old.extend_from_slice(&[5; 32]);
+        for x in [8u32, 40, 90] {
+            old.extend_from_slice(&x.to_le_bytes());
+        }
+        let e = IndexEntry::decode(&old).unwrap();
+        assert_eq!(e, IndexEntry { pack: PackId([5; 32]), offset: 8, length: 40, raw_length: 90, member: None });
+        assert_eq!(e.encode(), old);
+        let m = IndexEntry { member: Some(Member { frame: [7; 32], start: 10, len: 80 }), ..e };
+        assert_eq!(IndexEntry::decode(&m.encode()).unwrap(), m);
+        assert!(IndexEntry::decode(&old[..43]).is_err());
+        assert!(IndexEntry::decode(&m.encode()[..83]).is_err());
     }
 
     #[test]
@@ -269,6 +322,6 @@ mod tests {
             i = Index::open_cache(&p);
         }
         assert!(i.is_persistent());
-        assert_eq!(i.len(), 1);
+        assert_eq!(i.len(), 2);
     }
 }

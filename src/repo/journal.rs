@@ -10,14 +10,14 @@
 //! holds is committed.
 
 use super::edit::{Editor, Op};
-use super::packer::{JournalBlob, SealedBlob};
+use super::frame::SealedFrame;
 use super::writer::WriteSession;
 use super::SnapshotInfo;
 use crate::crypto::{Domain, Sealer};
 use crate::error::{Error, Result};
 use crate::format::codec::{Reader, Writer};
 use crate::format::index::IndexPack;
-use crate::format::pack::{decode_entry, encode_entry, ENTRY_LEN};
+use crate::format::pack::{decode_entries_v1, decode_frames, encode_frames};
 use crate::format::snapshot::JournalMark;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobKind, BlobRef, PackId, SnapshotId};
@@ -26,9 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 pub const MAGIC: &[u8; 4] = b"VLTJ";
-/// Journal format: version 2 records nodes in tree format 2; version 1 journals (tree format
-/// 1 nodes) are still replayed.
-const VERSION: u8 = 2;
+/// Journal format: version 3 adds frame records (type 6) and pack records of format 2 (type
+/// 7); version 2 records nodes in tree format 2. Journals of versions 1 (tree format 1 nodes)
+/// and 2 are still replayed.
+const VERSION: u8 = 3;
 const HEADER_LEN: usize = 24;
 const LEN_CHECK: u32 = 0xA5A5_A5A5;
 /// Largest record accepted when reading (a pack record of a huge pack is the biggest).
@@ -37,11 +38,39 @@ const MAX_RECORD: u32 = 256 << 20;
 /// One journal record (plaintext).
 #[derive(Debug, Clone)]
 pub enum Record {
-    Start { mount: [u8; 16], first_seq: u64, created_ns: i64 },
-    Blob { blob: BlobRef, raw_length: u32, sealed: Vec<u8> },
+    Start {
+        mount: [u8; 16],
+        first_seq: u64,
+        created_ns: i64,
+    },
+    /// A one-member frame (a blob sealed under its own id).
+    Blob {
+        blob: BlobRef,
+        raw_length: u32,
+        sealed: Vec<u8>,
+    },
+    /// A frame of several members (type 6).
+    Frame(SealedFrame),
+    /// A pack file not yet named by an index file (written as type 7; type 3 read).
     Pack(IndexPack),
-    Base { period: String, revision: Option<SnapshotId> },
-    Op { seq: u64, period: String, op: Op },
+    Base {
+        period: String,
+        revision: Option<SnapshotId>,
+    },
+    Op {
+        seq: u64,
+        period: String,
+        op: Op,
+    },
+}
+
+/// The tree format of the nodes in a journal of format `version`.
+fn tree_version(version: u8) -> u8 {
+    if version == 1 {
+        1
+    } else {
+        2
+    }
 }
 
 impl Record {
@@ -54,11 +83,16 @@ impl Record {
             Record::Blob { blob, raw_length, sealed } => {
                 w.u8(2).u8(blob.kind as u8).raw(&blob.id).u32(*raw_length).raw(sealed);
             }
-            Record::Pack(p) => {
-                w.u8(3).raw(p.pack.as_bytes()).u64(p.size).u32(p.entries.len() as u32);
-                for e in &p.entries {
-                    encode_entry(&mut w, e);
+            Record::Frame(f) => {
+                w.u8(6).raw(&f.id.unwrap_or_default()).u32(f.raw_length).u16(f.members.len() as u16);
+                for (b, len) in &f.members {
+                    w.u8(b.kind as u8).raw(&b.id).u32(*len);
                 }
+                w.raw(&f.bytes);
+            }
+            Record::Pack(p) => {
+                w.u8(7).raw(p.pack.as_bytes()).u64(p.size);
+                encode_frames(&mut w, &p.entries);
             }
             Record::Base { period, revision } => {
                 w.u8(4).bytes16(period.as_bytes());
@@ -75,7 +109,7 @@ impl Record {
         w.finish()
     }
 
-    /// Decodes a record of a journal of format `version`.
+    /// Decodes a record of a journal of format `version` (1 to 3).
     pub fn decode(b: &[u8], version: u8) -> Result<Record> {
         let mut r = Reader::new(b, "journal record");
         let rec = match r.u8()? {
@@ -90,12 +124,34 @@ impl Record {
             3 => {
                 let pack = PackId(r.array()?);
                 let size = r.u64()?;
-                let n = r.count(ENTRY_LEN)?;
-                let mut entries = Vec::with_capacity(n);
-                for _ in 0..n {
-                    entries.push(decode_entry(&mut r)?);
+                Record::Pack(IndexPack { pack, size, entries: decode_entries_v1(&mut r)? })
+            }
+            6 => {
+                let id: [u8; 32] = r.array()?;
+                let raw_length = r.u32()?;
+                let count = r.u16()? as usize;
+                if count < 2 {
+                    return Err(Error::corrupt("journal: a frame record of fewer than two members"));
                 }
-                Record::Pack(IndexPack { pack, size, entries })
+                let mut members = Vec::with_capacity(count);
+                let mut sum = 0u64;
+                for _ in 0..count {
+                    let kind = BlobKind::from_u8(r.u8()?)?;
+                    let blob = BlobRef { kind, id: r.array()? };
+                    let len = r.u32()?;
+                    sum += len as u64;
+                    members.push((blob, len));
+                }
+                if sum != raw_length as u64 {
+                    return Err(Error::corrupt("journal: frame members do not add up to its length"));
+                }
+                let bytes = r.take(r.remaining())?.to_vec();
+                Record::Frame(SealedFrame { id: Some(id), members, bytes, raw_length })
+            }
+            7 => {
+                let pack = PackId(r.array()?);
+                let size = r.u64()?;
+                Record::Pack(IndexPack { pack, size, entries: decode_frames(&mut r)? })
             }
             4 => {
                 let period = r.string16()?;
@@ -103,7 +159,7 @@ impl Record {
                 let id: [u8; 32] = r.array()?;
                 Record::Base { period, revision: (has == 1).then_some(SnapshotId(id)) }
             }
-            5 => Record::Op { seq: r.u64()?, period: r.string16()?, op: Op::decode(&mut r, version)? },
+            5 => Record::Op { seq: r.u64()?, period: r.string16()?, op: Op::decode(&mut r, tree_version(version))? },
             t => return Err(Error::corrupt(format!("journal: unknown record type {t}"))),
         };
         r.end()?;
@@ -362,13 +418,24 @@ pub fn replay(w: &mut WriteSession<'_>) -> Result<Option<ReplayReport>> {
             by_mount.entry(j.mount).or_default().push(j);
         }
     }
-    // Blobs and packs first: they are what the operations refer to.
+    // Blobs, frames and packs first: they are what the operations refer to.
     let mut recorded: HashSet<[u8; 33]> = HashSet::new();
+    let missing =
+        |w: &WriteSession<'_>, b: &BlobRef| -> Result<bool> { Ok(!w.is_pending(b) && v.index.get(b)?.is_none()) };
     for j in &journals {
         for r in &j.records {
             match r {
-                Record::Blob { blob, raw_length, sealed } if !w.is_pending(blob) && v.index.get(blob)?.is_none() => {
-                    w.add_sealed(SealedBlob { blob: *blob, bytes: sealed.clone(), raw_length: *raw_length })?;
+                Record::Blob { blob, raw_length, sealed } if missing(w, blob)? => {
+                    w.add_sealed(SealedFrame::single(*blob, sealed.clone(), *raw_length))?;
+                }
+                Record::Frame(f) => {
+                    let mut any = false;
+                    for (b, _) in &f.members {
+                        any |= missing(w, b)?;
+                    }
+                    if any {
+                        w.add_sealed(f.clone())?;
+                    }
                 }
                 // Already named by an index file (written before the crash, or by a replay
                 // that was itself interrupted).
@@ -479,7 +546,13 @@ pub fn replay(w: &mut WriteSession<'_>) -> Result<Option<ReplayReport>> {
     Ok(Some(report))
 }
 
-/// Blob records for blobs the packer handed over.
-pub fn blob_records(blobs: Vec<JournalBlob>) -> Vec<Record> {
-    blobs.into_iter().map(|b| Record::Blob { blob: b.blob, raw_length: b.raw_length, sealed: b.sealed }).collect()
+/// Blob and frame records for frames the packer handed over.
+pub fn blob_records(frames: Vec<SealedFrame>) -> Vec<Record> {
+    frames
+        .into_iter()
+        .map(|f| match (f.id, f.members.as_slice()) {
+            (None, [(blob, _)]) => Record::Blob { blob: *blob, raw_length: f.raw_length, sealed: f.bytes },
+            _ => Record::Frame(f),
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@
 //! the vault.
 
 pub mod edit;
+pub mod frame;
 pub mod journal;
 pub mod live;
 pub mod lock;
@@ -31,7 +32,7 @@ use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use reader::FileReader;
+pub use reader::{FileReader, Piece};
 pub use snapshots::SnapshotInfo;
 pub use writer::WriteSession;
 
@@ -44,6 +45,8 @@ pub struct InitOptions {
     pub period: PeriodKind,
     pub time_zone: String,
     pub label: String,
+    /// Plaintext bytes that close a frame (docs/DESIGN.md §5); 0: one chunk per blob.
+    pub frame_target: u32,
 }
 
 /// Default average chunk size: chosen by measurement on a database-dump series with 1 %
@@ -60,6 +63,7 @@ impl Default for InitOptions {
             period: PeriodKind::Day,
             time_zone: "UTC".into(),
             label: String::new(),
+            frame_target: frame::DEFAULT_FRAME_TARGET,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct Vault {
     pub(crate) tree_cache: trees::TreeCache,
     /// Blobs of this process's write session that no index file names yet.
     pub(crate) pending: std::sync::RwLock<Option<Arc<packer::Pending>>>,
+    /// Frames recently opened by single-blob reads.
+    pub(crate) frame_cache: reader::FrameCache,
     /// Decoded snapshot revisions by id (revisions are immutable once named).
     pub(crate) snap_cache:
         std::sync::Mutex<std::collections::HashMap<crate::id::SnapshotId, crate::format::snapshot::Snapshot>>,
@@ -146,6 +152,7 @@ impl Vault {
             period: o.period,
             time_zone: o.time_zone.clone(),
             created_unix: now_unix(),
+            frame_target: o.frame_target,
         };
         settings.validate()?;
         crate::period::parse_tz(&settings.time_zone)?;
@@ -199,6 +206,7 @@ impl Vault {
             master: Some(master),
             tree_cache: trees::TreeCache::new(256),
             pending: std::sync::RwLock::new(None),
+            frame_cache: Default::default(),
             snap_cache: Default::default(),
         };
         v.sync_index()?;
@@ -320,5 +328,7 @@ fn unlock(store: &dyn Store, vault_id: &[u8; 16], secret: &Secret) -> Result<(Ma
     ))
 }
 
+#[cfg(test)]
+mod frame_tests;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! Building pack files from sealed blobs.
 //!
-//! Data blobs are spread at random over several open packs (restic 0.18's mitigation: which
-//! chunks share a pack no longer reveals their order in the file); tree and list blobs go to
-//! their own pack so that metadata stays small and quick to fetch. A pack is written whole with
+//! Data frames (docs/DESIGN.md §5) are spread at random over several open packs (restic 0.18's
+//! mitigation: which frames share a pack no longer reveals their order in the file); tree and
+//! list blobs go to their own pack so that metadata stays small and quick to fetch. A pack is written whole with
 //! one atomic, durable `put`; its entries become visible to other processes only through an
 //! index file written after it.
 //!
@@ -13,101 +13,21 @@
 //! again by the next flush; while one waits, `add` fails with the same error, so memory stays
 //! bounded and no blob that a caller was told is stored is ever dropped.
 
+use super::frame::SealedFrame;
 use crate::crypto::{Domain, Sealer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::codec::Writer;
 use crate::format::index::IndexPack;
-use crate::format::pack::{encode_header, PackEntry, PREAMBLE};
+use crate::format::pack::{encode_header, frames, PackEntry, PREAMBLE};
 use crate::id::{BlobKind, BlobRef, PackId};
 use crate::store::{ObjKind, Store};
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, RwLock};
 
 /// How many data packs are filled at once.
 pub const OPEN_DATA_PACKS: usize = 4;
-
-/// A blob ready to be packed: `[compression u8 || payload]` sealed.
-pub struct SealedBlob {
-    pub blob: BlobRef,
-    pub bytes: Vec<u8>,
-    pub raw_length: u32,
-}
-
-pub const COMP_NONE: u8 = 0;
-pub const COMP_ZSTD: u8 = 1;
-
-pub fn domain_of(kind: BlobKind) -> Domain {
-    match kind {
-        BlobKind::Data => Domain::DataBlob,
-        BlobKind::Tree => Domain::TreeBlob,
-        BlobKind::List => Domain::ListBlob,
-    }
-}
-
-/// Compresses (when it helps) and seals one blob.
-pub fn seal_blob(sealer: &Sealer, level: i32, blob: BlobRef, plain: &[u8]) -> SealedBlob {
-    let mut framed = Vec::with_capacity(plain.len() + 1);
-    let compressed = compress(plain, level).filter(|c| c.len() + c.len() / 32 < plain.len());
-    match compressed {
-        Some(c) => {
-            framed.push(COMP_ZSTD);
-            framed.extend_from_slice(&c);
-        }
-        None => {
-            framed.push(COMP_NONE);
-            framed.extend_from_slice(plain);
-        }
-    }
-    SealedBlob { blob, bytes: sealer.seal(domain_of(blob.kind), &blob.id, &framed), raw_length: plain.len() as u32 }
-}
-
-thread_local! {
-    /// One zstd context per thread, reused for every blob (creating one per chunk costs more
-    /// than compressing a small chunk).
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
-}
-
-fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.as_ref().map(|(l, _)| *l) != Some(level) {
-            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
-        }
-        c.as_mut()?.1.compress(plain).ok()
-    })
-}
-
-thread_local! {
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
-}
-
-fn decompress(body: &[u8], raw_length: usize) -> Result<Vec<u8>> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| Error::corrupt(format!("zstd: {e}")))?);
-        }
-        let d = d.as_mut().ok_or_else(|| Error::corrupt("zstd unavailable"))?;
-        d.decompress(body, raw_length).map_err(|e| Error::corrupt(format!("decompression failed: {e}")))
-    })
-}
-
-/// Opens a sealed blob and undoes compression; checks the length against `raw_length`.
-pub fn open_blob(sealer: &Sealer, blob: BlobRef, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
-    let framed = sealer.open(domain_of(blob.kind), &blob.id, sealed)?;
-    let (flag, body) = framed.split_first().ok_or_else(|| Error::corrupt("empty blob"))?;
-    let plain = match *flag {
-        COMP_NONE => body.to_vec(),
-        COMP_ZSTD => decompress(body, raw_length as usize)?,
-        f => return Err(Error::corrupt(format!("unknown compression {f}"))),
-    };
-    if plain.len() != raw_length as usize {
-        return Err(Error::corrupt(format!("length {} differs from the recorded {raw_length}", plain.len())));
-    }
-    Ok(plain)
-}
 
 type Buf = Arc<RwLock<Vec<u8>>>;
 
@@ -123,9 +43,9 @@ fn write_lock(b: &Buf) -> std::sync::RwLockWriteGuard<'_, Vec<u8>> {
 enum Loc {
     /// In a pack buffer (open, on its way to the store, or waiting after a failed write);
     /// `bulk`: one of the packs that streams of large files fill (never copied to a journal).
-    Buf { buf: Buf, offset: u32, length: u32, raw: u32, bulk: bool },
+    Buf { buf: Buf, e: PackEntry, bulk: bool },
     /// In a pack file that no index file names yet.
-    Pack { pack: PackId, offset: u32, length: u32, raw: u32 },
+    Pack { pack: PackId, e: PackEntry },
 }
 
 /// Blobs of a write session that no index file names yet, readable by the session's process.
@@ -146,6 +66,12 @@ impl Pending {
         self.map().contains_key(&blob.key())
     }
 
+    /// Which of `blobs` are pending (one lock for all).
+    pub fn contains_many(&self, blobs: &[BlobRef]) -> Vec<bool> {
+        let m = self.map();
+        blobs.iter().map(|b| m.contains_key(&b.key())).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.map().len()
     }
@@ -154,22 +80,23 @@ impl Pending {
         self.map().is_empty()
     }
 
-    /// The sealed bytes and raw length of a pending blob, `None` when it is not pending.
-    pub fn sealed(&self, store: &dyn Store, blob: &BlobRef) -> Option<Result<(Vec<u8>, u32)>> {
+    /// The sealed frame holding a pending blob and the blob's entry in it, `None` when it is
+    /// not pending.
+    pub fn sealed(&self, store: &dyn Store, blob: &BlobRef) -> Option<Result<(Vec<u8>, PackEntry)>> {
         let loc = self.map().get(&blob.key()).cloned()?;
         Some(match loc {
-            Loc::Buf { buf, offset, length, raw, .. } => {
+            Loc::Buf { buf, e, .. } => {
                 let b = read_lock(&buf);
-                let (s, e) = (offset as usize, offset as usize + length as usize);
-                match b.get(s..e) {
-                    Some(x) => Ok((x.to_vec(), raw)),
+                let (s, end) = (e.offset as usize, e.offset as usize + e.length as usize);
+                match b.get(s..end) {
+                    Some(x) => Ok((x.to_vec(), e)),
                     None => Err(Error::corrupt(format!("{} lies outside its open pack", blob.describe()))),
                 }
             }
-            Loc::Pack { pack, offset, length, raw } => store
-                .get_range(ObjKind::Pack, &pack.to_hex(), offset as u64, length)
-                .map(|b| (b, raw))
-                .map_err(|e| e.context(format!("{} in pack {} (not yet indexed)", blob.describe(), pack.short()))),
+            Loc::Pack { pack, e } => store
+                .get_range(ObjKind::Pack, &pack.to_hex(), e.offset as u64, e.length)
+                .map(|b| (b, e))
+                .map_err(|err| err.context(format!("{} in pack {} (not yet indexed)", blob.describe(), pack.short()))),
         })
     }
 
@@ -196,27 +123,46 @@ impl Builder {
     fn len(&self) -> usize {
         read_lock(&self.buf).len()
     }
-    fn add(&mut self, pending: &Pending, b: SealedBlob) {
+    /// Appends a frame; the first growth reserves `reserve` bytes at once, so that filling a
+    /// pack does not copy it again and again as it doubles.
+    fn add(&mut self, pending: &Pending, f: SealedFrame, reserve: usize) {
         let offset = {
             let mut buf = write_lock(&self.buf);
+            if buf.capacity() - buf.len() < f.bytes.len() {
+                let len = buf.len();
+                buf.reserve_exact(reserve.max(len + f.bytes.len()) - len);
+            }
             let o = buf.len() as u32;
-            buf.extend_from_slice(&b.bytes);
+            buf.extend_from_slice(&f.bytes);
             o
         };
-        let e = PackEntry { blob: b.blob, offset, length: b.bytes.len() as u32, raw_length: b.raw_length };
-        pending.map_mut().insert(
-            b.blob.key(),
-            Loc::Buf { buf: self.buf.clone(), offset, length: e.length, raw: e.raw_length, bulk: self.bulk },
-        );
-        self.entries.push(e);
+        let mut map = pending.map_mut();
+        for e in f.entries(offset) {
+            // A blob another frame of this session holds already keeps that place.
+            map.entry(e.blob.key()).or_insert(Loc::Buf { buf: self.buf.clone(), e, bulk: self.bulk });
+            self.entries.push(e);
+        }
+    }
+
+    /// The frames of entries `from..` with their sealed bytes.
+    fn frames_from(&self, from: usize) -> Vec<SealedFrame> {
+        frames_in(&self.buf, &self.entries[from.min(self.entries.len())..])
     }
 }
 
-/// A blob record for the journal: a blob not yet in any pack file.
-pub struct JournalBlob {
-    pub blob: BlobRef,
-    pub raw_length: u32,
-    pub sealed: Vec<u8>,
+/// The frames of `entries` (whole frames of `buf`) with their sealed bytes.
+fn frames_in(buf: &Buf, entries: &[PackEntry]) -> Vec<SealedFrame> {
+    let b = read_lock(buf);
+    let mut out = Vec::new();
+    for f in frames(entries) {
+        let (s, l) = (f[0].offset as usize, f[0].length as usize);
+        if let Some(x) = b.get(s..s + l) {
+            if let Ok(fr) = SealedFrame::from_entries(f, x.to_vec()) {
+                out.push(fr);
+            }
+        }
+    }
+    out
 }
 
 struct Job {
@@ -314,10 +260,7 @@ impl Packer {
         for e in &b.entries {
             if let Some(Loc::Buf { buf, .. }) = map.get(&e.blob.key()) {
                 if Arc::ptr_eq(buf, &b.buf) {
-                    map.insert(
-                        e.blob.key(),
-                        Loc::Pack { pack: p.pack, offset: e.offset, length: e.length, raw: e.raw_length },
-                    );
+                    map.insert(e.blob.key(), Loc::Pack { pack: p.pack, e: *e });
                 }
             }
         }
@@ -369,13 +312,13 @@ impl Packer {
         }
     }
 
-    /// Adds a blob; hands a pack to the writer thread when one reaches the target size.
-    pub fn add(&mut self, b: SealedBlob) -> Result<()> {
+    /// Adds a frame; hands a pack to the writer thread when one reaches the target size.
+    pub fn add(&mut self, b: SealedFrame) -> Result<()> {
         self.add_to(b, false)
     }
 
     /// [`Packer::add`], choosing the lane: `bulk` for the stream of a large file.
-    pub fn add_to(&mut self, b: SealedBlob, bulk: bool) -> Result<()> {
+    pub fn add_to(&mut self, b: SealedFrame, bulk: bool) -> Result<()> {
         self.collect(false);
         if !self.failed.is_empty() {
             // Space may have been freed since: try those packs again first.
@@ -385,7 +328,8 @@ impl Packer {
             }
         }
         self.stored_bytes += b.bytes.len() as u64;
-        let builder = match (b.blob.kind, bulk) {
+        let kind = b.members.first().map(|(m, _)| m.kind).unwrap_or(BlobKind::Data);
+        let builder = match (kind, bulk) {
             (BlobKind::Tree | BlobKind::List, _) => &mut self.tree,
             (BlobKind::Data, false) => {
                 let i = rand::thread_rng().gen_range(0..self.data.len());
@@ -396,7 +340,7 @@ impl Packer {
                 &mut self.bulk[i]
             }
         };
-        builder.add(&self.pending, b);
+        builder.add(&self.pending, b, self.target + (1 << 20));
         if builder.len() >= self.target {
             let lane = builder.bulk;
             let full = std::mem::replace(builder, Builder::new(lane));
@@ -502,10 +446,11 @@ impl Packer {
         let mut map = self.pending.map_mut();
         for mut e in b.entries {
             e.offset += base;
-            map.insert(
-                e.blob.key(),
-                Loc::Buf { buf: a.buf.clone(), offset: e.offset, length: e.length, raw: e.raw_length, bulk: a.bulk },
-            );
+            if let Some(Loc::Buf { buf, .. }) = map.get(&e.blob.key()) {
+                if Arc::ptr_eq(buf, &b.buf) {
+                    map.insert(e.blob.key(), Loc::Buf { buf: a.buf.clone(), e, bulk: a.bulk });
+                }
+            }
             a.entries.push(e);
         }
         // Journaled is a prefix count: when `a` was not wholly journaled, some of `b`'s blobs
@@ -541,56 +486,61 @@ impl Packer {
         {
             let mut map = self.pending.map_mut();
             for e in &p.entries {
-                map.entry(e.blob.key()).or_insert(Loc::Pack {
-                    pack: p.pack,
-                    offset: e.offset,
-                    length: e.length,
-                    raw: e.raw_length,
-                });
+                map.entry(e.blob.key()).or_insert(Loc::Pack { pack: p.pack, e: *e });
             }
         }
         self.written.push(p);
     }
 
-    /// Blobs not yet in any pack file and not yet given to the journal, and packs written
+    /// Frames not yet in any pack file and not yet given to the journal, and packs written
     /// since the last call. Marks them as journaled.
-    pub fn take_unjournaled(&mut self) -> (Vec<JournalBlob>, Vec<IndexPack>) {
+    pub fn take_unjournaled(&mut self) -> (Vec<SealedFrame>, Vec<IndexPack>) {
         self.collect(false);
-        let mut blobs = Vec::new();
-        let take = |buf: &Buf, entries: &[PackEntry], from: usize, out: &mut Vec<JournalBlob>| {
-            let b = read_lock(buf);
-            for e in &entries[from.min(entries.len())..] {
-                let s = e.offset as usize;
-                if let Some(x) = b.get(s..s + e.length as usize) {
-                    out.push(JournalBlob { blob: e.blob, raw_length: e.raw_length, sealed: x.to_vec() });
-                }
-            }
-        };
+        let mut out = Vec::new();
         for b in self.data.iter_mut().chain(std::iter::once(&mut self.tree)).chain(self.failed.iter_mut()) {
-            take(&b.buf, &b.entries, b.journaled, &mut blobs);
+            out.extend(b.frames_from(b.journaled));
             b.journaled = b.entries.len();
         }
         for (buf, entries, journaled, bulk) in self.inflight.values_mut() {
             if !*bulk {
-                take(buf, entries, *journaled, &mut blobs);
+                out.extend(frames_in(buf, &entries[(*journaled).min(entries.len())..]));
                 *journaled = entries.len();
             }
         }
-        (blobs, std::mem::take(&mut self.unjournaled_packs))
+        (out, std::mem::take(&mut self.unjournaled_packs))
     }
 
-    /// Journal records for those of `blobs` that sit in a bulk pack not yet written (a small
-    /// file whose chunks another file's stream packed first).
-    pub fn bulk_blobs(&self, blobs: &[BlobRef]) -> Vec<JournalBlob> {
-        let map = self.pending.map();
+    /// Journal records for the frames holding those of `blobs` that sit in a bulk pack not
+    /// yet written (a small file whose chunks another file's stream packed first).
+    pub fn bulk_blobs(&self, blobs: &[BlobRef]) -> Vec<SealedFrame> {
+        // (buffer, frame offset) of every such blob.
+        let wanted: HashSet<(usize, u32)> = {
+            let map = self.pending.map();
+            blobs
+                .iter()
+                .filter_map(|b| match map.get(&b.key()) {
+                    Some(Loc::Buf { buf, e, bulk: true }) => Some((Arc::as_ptr(buf) as usize, e.offset)),
+                    _ => None,
+                })
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Vec::new();
+        }
         let mut out = Vec::new();
-        for b in blobs {
-            if let Some(Loc::Buf { buf, offset, length, raw, bulk: true }) = map.get(&b.key()) {
-                let data = read_lock(buf);
-                let s = *offset as usize;
-                if let Some(x) = data.get(s..s + *length as usize) {
-                    out.push(JournalBlob { blob: *b, raw_length: *raw, sealed: x.to_vec() });
-                }
+        let mut pick = |buf: &Buf, entries: &[PackEntry]| {
+            let key = Arc::as_ptr(buf) as usize;
+            let mine: Vec<PackEntry> = entries.iter().filter(|e| wanted.contains(&(key, e.offset))).copied().collect();
+            if !mine.is_empty() {
+                out.extend(frames_in(buf, &mine));
+            }
+        };
+        for b in self.bulk.iter().chain(self.failed.iter()) {
+            pick(&b.buf, &b.entries);
+        }
+        for (buf, entries, _, bulk) in self.inflight.values() {
+            if *bulk {
+                pick(buf, entries);
             }
         }
         out
@@ -599,7 +549,7 @@ impl Packer {
     /// Sealed bytes in open packs that the journal has not taken yet.
     pub fn unjournaled_bytes(&self) -> usize {
         let f = |b: &Builder| -> usize {
-            b.entries[b.journaled.min(b.entries.len())..].iter().map(|e| e.length as usize).sum()
+            frames(&b.entries[b.journaled.min(b.entries.len())..]).map(|f| f[0].length as usize).sum()
         };
         self.data.iter().map(f).sum::<usize>() + f(&self.tree)
     }

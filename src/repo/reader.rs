@@ -2,23 +2,105 @@
 //! verify the content id. Nothing unverified ever reaches a caller: a damaged or missing blob
 //! is an error naming the blob and its pack.
 
-use super::packer::open_blob;
+use super::frame::{member_of, open_frame};
 use super::Vault;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::PackEntry;
 use crate::format::tree::{decode_list, ChunkRef, Content, Node, NodeKind, PageRef};
-use crate::id::{BlobKind, BlobRef};
+use crate::id::{BlobKind, BlobRef, PackId};
 use crate::store::ObjKind;
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-/// Chunks fetched in parallel ahead of the one being written out.
-const READ_AHEAD: usize = 64;
+/// File bytes per window of `copy_to`: looked up, read and verified as one batch.
+const WINDOW_BYTES: u64 = 8 << 20;
+/// Windows decoded ahead of the writer (besides the one being decoded and the one written).
+const WINDOWS_AHEAD: usize = 2;
+/// Frames of one pack this close together are fetched with one ranged read.
+const COALESCE_GAP: u64 = 64 << 10;
+/// Largest coalesced ranged read.
+const MAX_RANGE: u64 = 8 << 20;
+/// Decrypted frames kept for single-blob reads (a reader of one chunk of a frame usually
+/// wants the next ones too).
+const FRAME_CACHE: usize = 16;
+
+/// Frames opened by one window of a sequential read, kept for the next window
+/// ([`Vault::read_run_with`]): a frame covers at most `MAX_SPAN` of a file, so it is opened
+/// once even when its members straddle two windows.
+#[derive(Default)]
+pub struct Carry {
+    frames: HashMap<[u8; 32], Arc<Vec<u8>>>,
+}
+
+/// A verified blob: a slice of its (shared) frame plaintext.
+#[derive(Clone)]
+pub struct Piece {
+    frame: Arc<Vec<u8>>,
+    start: usize,
+    len: usize,
+}
+
+impl Piece {
+    pub fn bytes(&self) -> &[u8] {
+        &self.frame[self.start..self.start + self.len]
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.bytes().to_vec()
+    }
+}
+
+/// Recently opened frames by frame id (ids are random and unique, so an entry can never
+/// stand for another frame).
+#[derive(Default)]
+pub(crate) struct FrameCache {
+    frames: Mutex<std::collections::VecDeque<([u8; 32], Arc<Vec<u8>>)>>,
+}
+
+impl FrameCache {
+    fn get(&self, id: &[u8; 32]) -> Option<Arc<Vec<u8>>> {
+        let f = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        f.iter().find(|(k, _)| k == id).map(|(_, v)| v.clone())
+    }
+    fn put(&self, id: [u8; 32], frame: Arc<Vec<u8>>) {
+        let mut f = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        if f.iter().any(|(k, _)| *k == id) {
+            return;
+        }
+        if f.len() >= FRAME_CACHE {
+            f.pop_front();
+        }
+        f.push_back((id, frame));
+    }
+}
+
+/// What one pass of a read left to do: chunks the index does not know or whose pack is gone
+/// (read again after an index reload).
+#[derive(Default)]
+struct Pass {
+    retry: Vec<usize>,
+}
+
+/// A failure that reloading the index may cure (a prune moved the blob meanwhile).
+fn retryable(e: &Error) -> bool {
+    e.kind() == ErrorKind::NotFound
+}
 
 impl Vault {
     /// Fetches, authenticates and verifies one blob.
     pub fn read_blob(&self, blob: BlobRef) -> Result<Vec<u8>> {
+        Ok(self.read_piece(blob)?.to_vec())
+    }
+
+    /// [`Vault::read_blob`] without copying the blob out of its frame.
+    pub fn read_piece(&self, blob: BlobRef) -> Result<Piece> {
         match self.try_read_blob(blob)? {
             Ok(plain) => Ok(plain),
             Err(_) => {
@@ -30,35 +112,249 @@ impl Vault {
         }
     }
 
+    /// Opens the frame `e` describes from its sealed bytes, through the frame cache.
+    fn open_cached(&self, e: &PackEntry, sealed: impl FnOnce() -> Result<Vec<u8>>) -> Result<Arc<Vec<u8>>> {
+        if let Some(m) = &e.member {
+            if let Some(f) = self.frame_cache.get(&m.frame) {
+                return Ok(f);
+            }
+        }
+        let f = Arc::new(open_frame(&self.sealer, e, &sealed()?)?);
+        if let Some(m) = &e.member {
+            self.frame_cache.put(m.frame, f.clone());
+        }
+        Ok(f)
+    }
+
+    /// The verified member `e` of an opened frame.
+    fn piece(&self, e: &PackEntry, frame: Arc<Vec<u8>>) -> Result<Piece> {
+        let (start, len) = {
+            let m = member_of(e, &frame)?;
+            self.verify_content(e.blob, m)?;
+            (m.as_ptr() as usize - frame.as_ptr() as usize, m.len())
+        };
+        Ok(Piece { frame, start, len })
+    }
+
     /// The inner error is a blob the index does not know or whose pack is gone.
-    fn try_read_blob(&self, blob: BlobRef) -> Result<Result<Vec<u8>>> {
+    fn try_read_blob(&self, blob: BlobRef) -> Result<Result<Piece>> {
         let pending = self.pending.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(p) = pending {
             if let Some(r) = p.sealed(&*self.store, &blob) {
-                let (sealed, raw) = r?;
                 let what = || format!("{} (written by this process, not yet indexed)", blob.describe());
-                let plain = open_blob(&self.sealer, blob, &sealed, raw).map_err(|err| err.context(what()))?;
-                self.verify_content(blob, &plain).map_err(|err| err.context(what()))?;
-                return Ok(Ok(plain));
+                let (sealed, e) = r?;
+                let frame = self.open_cached(&e, || Ok(sealed)).map_err(|err| err.context(what()))?;
+                return Ok(Ok(self.piece(&e, frame).map_err(|err| err.context(what()))?));
             }
         }
-        let Some(e) = self.index.get(&blob)? else {
-            return Ok(Err(Error::corrupt(format!(
-                "{} is not in the index (missing data; if index files were lost, run `vaultctl rebuild-index`)",
-                blob.describe()
-            ))));
+        let Some(ie) = self.index.get(&blob)? else {
+            return Ok(Err(not_indexed(blob)));
         };
-        let what = || format!("{} in pack {}", blob.describe(), e.pack.short());
-        let sealed = match self.store.get_range(ObjKind::Pack, &e.pack.to_hex(), e.offset as u64, e.length) {
-            Ok(b) => b,
-            Err(err) if err.kind() == crate::ErrorKind::NotFound => {
+        let e = ie.entry(blob);
+        let what = || format!("{} in pack {}", blob.describe(), ie.pack.short());
+        let frame = match self
+            .open_cached(&e, || self.store.get_range(ObjKind::Pack, &ie.pack.to_hex(), e.offset as u64, e.length))
+        {
+            Ok(f) => f,
+            Err(err) if err.kind() == ErrorKind::NotFound => {
                 return Ok(Err(Error::corrupt(format!("{}: pack file is missing", what()))))
             }
             Err(err) => return Err(err.context(what())),
         };
-        let plain = open_blob(&self.sealer, blob, &sealed, e.raw_length).map_err(|err| err.context(what()))?;
-        self.verify_content(blob, &plain).map_err(|err| err.context(what()))?;
-        Ok(Ok(plain))
+        Ok(Ok(self.piece(&e, frame).map_err(|err| err.context(what()))?))
+    }
+
+    /// Reads data chunks of a file, in order: their index entries are looked up at once, the
+    /// members of one frame share one AEAD open and one decompression, frames of one pack that
+    /// lie close together share one ranged read, and frames are opened and verified in
+    /// parallel. Each chunk gets its own result, so damage is reported per chunk.
+    pub fn read_run(&self, chunks: &[ChunkRef]) -> Vec<Result<Piece>> {
+        self.read_run_with(chunks, &mut Carry::default())
+    }
+
+    /// [`Vault::read_run`] for one window of a sequential read: frames that `carry` holds
+    /// (opened by the previous window) are not read again, and `carry` is left holding the
+    /// frames of this window, for the next.
+    pub fn read_run_with(&self, chunks: &[ChunkRef], carry: &mut Carry) -> Vec<Result<Piece>> {
+        let mut out: Vec<Option<Result<Piece>>> = (0..chunks.len()).map(|_| None).collect();
+        let mut opened = HashMap::new();
+        let all: Vec<usize> = (0..chunks.len()).collect();
+        let retry = self.read_pass(chunks, &all, &mut out, &carry.frames, &mut opened).retry;
+        carry.frames = opened;
+        if !retry.is_empty() {
+            // Not where the index said (or not in it): a prune may have moved them since the
+            // index was loaded. Reload the index files and read those once more.
+            match self.sync_index() {
+                Ok(()) => {
+                    let still = self.read_pass(chunks, &retry, &mut out, &HashMap::new(), &mut HashMap::new()).retry;
+                    for i in still {
+                        if out[i].is_none() {
+                            out[i] = Some(Err(not_indexed(BlobRef::data(chunks[i].id))));
+                        }
+                    }
+                }
+                Err(e) => {
+                    for &i in &retry {
+                        out[i] = Some(Err(e.clone_shallow()));
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::corrupt("a chunk was not read")))).collect()
+    }
+
+    /// One pass of [`Vault::read_run_with`] over the chunks at `which` (in file order).
+    fn read_pass(
+        &self,
+        chunks: &[ChunkRef],
+        which: &[usize],
+        out: &mut [Option<Result<Piece>>],
+        known: &HashMap<[u8; 32], Arc<Vec<u8>>>,
+        opened: &mut HashMap<[u8; 32], Arc<Vec<u8>>>,
+    ) -> Pass {
+        let mut pass = Pass::default();
+        // Chunks of this process's write session are read one by one from where they wait.
+        let pending = self.pending.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let blobs: Vec<BlobRef> = which.iter().map(|&i| BlobRef::data(chunks[i].id)).collect();
+        let is_pending = match &pending {
+            Some(p) if !p.is_empty() => p.contains_many(&blobs),
+            _ => vec![false; blobs.len()],
+        };
+        // Where each chunk is (lookups in parallel slices).
+        type At = Vec<(usize, PackEntry)>;
+        let looked: Vec<Result<Option<crate::index::IndexEntry>>> = blobs
+            .par_chunks(256)
+            .flat_map_iter(|c| match self.index.get_many(c) {
+                Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => c.iter().map(|_| Err(e.clone_shallow())).collect(),
+            })
+            .collect();
+        let mut frames: HashMap<(PackId, u32), (PackEntry, At)> = HashMap::new();
+        let mut singles = Vec::new();
+        for (k, (&i, ie)) in which.iter().zip(looked).enumerate() {
+            if is_pending[k] {
+                singles.push(i);
+                continue;
+            }
+            match ie {
+                Ok(Some(ie)) => {
+                    let e = ie.entry(blobs[k]);
+                    frames.entry((ie.pack, ie.offset)).or_insert_with(|| (e, Vec::new())).1.push((i, e));
+                }
+                Ok(None) => pass.retry.push(i),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        // Frames the previous window opened.
+        let mut reuse: Vec<(Arc<Vec<u8>>, At)> = Vec::new();
+        frames.retain(|_, (e, at)| match e.member.and_then(|m| known.get(&m.frame).map(|f| (m.frame, f))) {
+            Some((id, f)) => {
+                opened.insert(id, f.clone());
+                reuse.push((f.clone(), std::mem::take(at)));
+                false
+            }
+            None => true,
+        });
+        let mut flat: Vec<(usize, Result<Piece>, bool)> = reuse
+            .par_iter()
+            .flat_map_iter(|(f, at)| {
+                at.iter()
+                    .map(|(i, e)| {
+                        let r = self.piece(e, f.clone()).map_err(|err| err.context(e.blob.describe()));
+                        (*i, r, false)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut order: Vec<((PackId, u32), (PackEntry, At))> = frames.into_iter().collect();
+        order.sort_by_key(|((p, o), _)| (*p, *o));
+        // Coalesce into ranged reads.
+        let mut jobs: Vec<(PackId, u64, u64, Vec<(PackEntry, At)>)> = Vec::new();
+        for ((pack, _), (e, at)) in order {
+            let (s, end) = (e.offset as u64, e.offset as u64 + e.length as u64);
+            match jobs.last_mut() {
+                Some((p, js, je, fs))
+                    if *p == pack && s >= *je && s - *je <= COALESCE_GAP && end - *js <= MAX_RANGE =>
+                {
+                    *je = end;
+                    fs.push((e, at));
+                }
+                _ => jobs.push((pack, s, end, vec![(e, at)])),
+            }
+        }
+        // 1. The ranged reads (one per coalesced run of frames), in parallel.
+        let reads: Vec<Result<Vec<u8>>> = jobs
+            .par_iter()
+            .map(|(pack, s, end, _)| self.store.get_range(ObjKind::Pack, &pack.to_hex(), *s, (*end - *s) as u32))
+            .collect();
+        // 2. Every frame opened, decompressed and its members verified, frame by frame in
+        //    parallel (a run of frames of one pack is not one task: work stays balanced).
+        let mut tasks: Vec<(usize, &PackEntry, &At)> = Vec::new();
+        for (k, ((pack, _, _, fs), r)) in jobs.iter().zip(&reads).enumerate() {
+            match r {
+                Ok(_) => tasks.extend(fs.iter().map(|(e, at)| (k, e, at))),
+                Err(err) => {
+                    let missing = retryable(err);
+                    for (i, e) in fs.iter().flat_map(|(_, at)| at.iter()) {
+                        let what = format!("{} in pack {}", e.blob.describe(), pack.short());
+                        let msg = if missing {
+                            Error::corrupt(format!("{what}: pack file is missing"))
+                        } else {
+                            err.clone_shallow().context(what)
+                        };
+                        flat.push((*i, Err(msg), missing));
+                    }
+                }
+            }
+        }
+        type Done = (Vec<(usize, Result<Piece>, bool)>, Option<([u8; 32], Arc<Vec<u8>>)>);
+        let done: Vec<Done> = tasks
+            .par_iter()
+            .map(|(k, e, at)| {
+                let (pack, s, _, _) = &jobs[*k];
+                let Ok(bytes) = &reads[*k] else { return (Vec::new(), None) };
+                let from = (e.offset as u64 - *s) as usize;
+                let frame = bytes
+                    .get(from..from + e.length as usize)
+                    .ok_or_else(|| Error::corrupt("the pack is shorter than its index says"))
+                    .and_then(|sealed| open_frame(&self.sealer, e, sealed))
+                    .map(Arc::new);
+                let res = at
+                    .iter()
+                    .map(|(i, me)| {
+                        let r = match &frame {
+                            Ok(f) => self.piece(me, f.clone()),
+                            Err(err) => Err(err.clone_shallow()),
+                        };
+                        let r =
+                            r.map_err(|err| err.context(format!("{} in pack {}", me.blob.describe(), pack.short())));
+                        (*i, r, false)
+                    })
+                    .collect();
+                let keep = match (&frame, &e.member) {
+                    (Ok(f), Some(m)) => Some((m.frame, f.clone())),
+                    _ => None,
+                };
+                (res, keep)
+            })
+            .collect();
+        for (res, keep) in done {
+            flat.extend(res);
+            opened.extend(keep);
+        }
+        for (i, r, missing) in flat {
+            if missing {
+                pass.retry.push(i);
+            }
+            out[i] = Some(r);
+        }
+        let single: Vec<(usize, Result<Piece>)> =
+            singles.par_iter().map(|&i| (i, self.read_piece(BlobRef::data(chunks[i].id)))).collect();
+        for (i, r) in single {
+            out[i] = Some(r);
+        }
+        pass.retry.sort_unstable();
+        pass
     }
 
     pub(crate) fn verify_content(&self, blob: BlobRef, plain: &[u8]) -> Result<()> {
@@ -90,6 +386,13 @@ impl Vault {
             _ => Err(Error::invalid(format!("{} is not a regular file", String::from_utf8_lossy(&node.name)))),
         }
     }
+}
+
+fn not_indexed(blob: BlobRef) -> Error {
+    Error::corrupt(format!(
+        "{} is not in the index (missing data; if index files were lost, run `vaultctl rebuild-index`)",
+        blob.describe()
+    ))
 }
 
 /// Bytes fetched ahead of a sequential reader (served by later `read_at` calls).
@@ -138,8 +441,10 @@ pub struct FileReader<'v> {
     /// Global index of each segment's first chunk.
     seg_first: Vec<usize>,
     pages: Mutex<Vec<(usize, Arc<Loaded>)>>,
-    /// Decrypted chunks fetched ahead, by global chunk index (bounded by READ_AHEAD_BYTES).
-    ahead: Mutex<BTreeMap<usize, Arc<Vec<u8>>>>,
+    /// Verified chunks fetched ahead, by global chunk index (bounded by READ_AHEAD_BYTES).
+    ahead: Mutex<BTreeMap<usize, Piece>>,
+    /// Frames the last read-ahead opened.
+    carry: Mutex<Carry>,
 }
 
 impl<'v> FileReader<'v> {
@@ -163,7 +468,15 @@ impl<'v> FileReader<'v> {
         }
         seg_starts.push(off);
         seg_first.push(first);
-        FileReader { vault, segs, seg_starts, seg_first, pages: Mutex::new(Vec::new()), ahead: Default::default() }
+        FileReader {
+            vault,
+            segs,
+            seg_starts,
+            seg_first,
+            pages: Mutex::new(Vec::new()),
+            ahead: Default::default(),
+            carry: Default::default(),
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -253,15 +566,18 @@ impl<'v> FileReader<'v> {
                 }
                 i += 1;
             }
-            let got: Vec<(usize, Result<Vec<u8>>)> =
-                want.par_iter().map(|(i, c)| (*i, self.vault.read_blob(BlobRef::data(c.id)))).collect();
-            for (i, b) in got {
+            let chunks: Vec<ChunkRef> = want.iter().map(|(_, c)| *c).collect();
+            let got = {
+                let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
+                self.vault.read_run_with(&chunks, &mut carry)
+            };
+            for ((i, _), b) in want.iter().zip(got) {
                 match b {
                     Ok(b) => {
-                        ahead.insert(i, Arc::new(b));
+                        ahead.insert(*i, b);
                     }
                     // Errors beyond the requested range are reported when that range is read.
-                    Err(e) if i <= last => return Err(e),
+                    Err(e) if *i <= last => return Err(e),
                     Err(_) => {}
                 }
             }
@@ -270,6 +586,7 @@ impl<'v> FileReader<'v> {
         for i in first..=last {
             let b = ahead.get(&i).ok_or_else(|| Error::corrupt("chunk vanished from the read-ahead"))?;
             let (_, s) = self.chunk(i)?;
+            let b = b.bytes();
             let from = off.saturating_sub(s) as usize;
             let to = ((end - s) as usize).min(b.len());
             out.extend_from_slice(&b[from..to]);
@@ -277,22 +594,51 @@ impl<'v> FileReader<'v> {
         Ok(out)
     }
 
-    /// Writes the whole content to `w`, fetching chunks in parallel ahead of the writer.
-    /// Stops at the first damaged chunk: bytes before it have been written, none after.
+    /// Writes the whole content to `w`. A thread looks up, reads and verifies windows of the
+    /// file on both cores ([`Vault::read_run`]) while this one writes them out in order; at
+    /// most `WINDOWS_AHEAD` + 2 windows are in memory. Stops at the first damaged chunk:
+    /// bytes before it have been written, none after.
     pub fn copy_to(&self, w: &mut dyn Write) -> Result<u64> {
         let mut written = 0u64;
-        for k in 0..self.segs.len() {
-            let l = self.seg(k)?;
-            for window in l.chunks.chunks(READ_AHEAD) {
-                let blobs: Vec<Result<Vec<u8>>> =
-                    window.par_iter().map(|c| self.vault.read_blob(BlobRef::data(c.id))).collect();
-                for b in blobs {
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Result<Piece>>>>(WINDOWS_AHEAD);
+            scope.spawn(move || {
+                let mut carry = Carry::default();
+                let mut window: Vec<ChunkRef> = Vec::new();
+                let mut bytes = 0u64;
+                for k in 0..self.segs.len() {
+                    let l = match self.seg(k) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    for c in &l.chunks {
+                        window.push(*c);
+                        bytes += c.len as u64;
+                        if bytes >= WINDOW_BYTES {
+                            if tx.send(Ok(self.vault.read_run_with(&window, &mut carry))).is_err() {
+                                return;
+                            }
+                            window.clear();
+                            bytes = 0;
+                        }
+                    }
+                }
+                if !window.is_empty() {
+                    let _ = tx.send(Ok(self.vault.read_run_with(&window, &mut carry)));
+                }
+            });
+            for batch in rx {
+                for b in batch? {
                     let b = b?;
-                    w.write_all(&b).map_err(|e| Error::io("writing output", e))?;
+                    w.write_all(b.bytes()).map_err(|e| Error::io("writing output", e))?;
                     written += b.len() as u64;
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(written)
     }
 

@@ -7,8 +7,9 @@
 //! without commit leaves only unreferenced packs (reclaimed by prune), never a visible
 //! partial file.
 
+use super::frame::{group, seal_blob, seal_frame, SealedFrame};
 use super::lock::VaultLock;
-use super::packer::{seal_blob, Packer, Pending, SealedBlob};
+use super::packer::{Packer, Pending};
 use super::snapshots::SnapshotInfo;
 use super::trees::show;
 use super::{now_unix, now_unix_ns, Vault};
@@ -223,18 +224,21 @@ impl<'v> WriteSession<'v> {
         Ok((chunk_refs(chunks, ids), new))
     }
 
-    /// Packs sealed blobs that neither the vault nor this session has yet (another writer of
-    /// this session may have packed the same content meanwhile), into the bulk packs when
-    /// `bulk` (a large file's stream). Returns how many it packed.
-    pub fn add_new(&mut self, sealed: Vec<SealedBlob>, bulk: bool) -> Result<usize> {
+    /// Packs sealed frames whose members neither the vault nor this session has yet (another
+    /// writer of this session may have packed the same content meanwhile: a frame all of
+    /// whose members are pending is dropped, one with some is packed whole), into the bulk
+    /// packs when `bulk` (a large file's stream). Returns how many new chunks it packed.
+    pub fn add_new(&mut self, sealed: Vec<SealedFrame>, bulk: bool) -> Result<usize> {
         let mut n = 0;
         for s in sealed {
-            if self.pending.contains(&s.blob) {
+            let blobs: Vec<BlobRef> = s.members.iter().map(|(b, _)| *b).collect();
+            let fresh = self.pending.contains_many(&blobs).iter().filter(|p| !**p).count();
+            if fresh == 0 {
                 continue;
             }
             self.uncommitted_bytes += s.bytes.len() as u64;
             self.packer.add_to(s, bulk)?;
-            n += 1;
+            n += fresh;
         }
         if self.pending.len() >= MAX_PENDING {
             // Bound the memory of a long write: make what is packed so far durable and indexed.
@@ -421,11 +425,13 @@ impl<'v> WriteSession<'v> {
         self.delete_revisions(&ids)
     }
 
-    /// Packs an already sealed blob verbatim (prune's repacking: the bytes are authenticated
-    /// by the caller and keep their id, so nothing is decrypted or sealed again).
-    pub fn add_sealed(&mut self, b: SealedBlob) -> Result<()> {
-        if !self.pending.contains(&b.blob) {
-            self.packer.add(b)?;
+    /// Packs an already sealed frame verbatim (prune's repacking, journal replay: the bytes
+    /// keep their ids, so nothing is decrypted or sealed again), unless every member of it is
+    /// pending already.
+    pub fn add_sealed(&mut self, f: SealedFrame) -> Result<()> {
+        let blobs: Vec<BlobRef> = f.members.iter().map(|(b, _)| *b).collect();
+        if self.pending.contains_many(&blobs).iter().any(|p| !*p) {
+            self.packer.add(f)?;
         }
         Ok(())
     }
@@ -495,23 +501,43 @@ impl Vault {
         (0..chunks.len()).into_par_iter().map(|i| keys.chunk_id(chunks.get(i))).collect()
     }
 
-    /// Positions of the chunks that neither the index nor `pending` has, each id once.
+    /// Positions of the chunks that neither the index nor `pending` has, each id once. The
+    /// lookups are batched: one lock of the pending set, index lookups in parallel slices.
     pub fn unknown_chunks(&self, ids: &[crate::id::ChunkId], pending: &Pending) -> Result<Vec<usize>> {
-        let known: Vec<bool> = ids
-            .par_iter()
-            .map(|id| {
-                let b = BlobRef::data(*id);
-                Ok(pending.contains(&b) || self.index.get(&b)?.is_some())
+        let blobs: Vec<BlobRef> = ids.iter().map(|id| BlobRef::data(*id)).collect();
+        let in_pending = pending.contains_many(&blobs);
+        let known: Vec<bool> = blobs
+            .par_chunks(256)
+            .zip(in_pending.par_chunks(256))
+            .map(|(b, p)| {
+                let idx = self.index.get_many(b)?;
+                Ok(idx.iter().zip(p).map(|(x, p)| *p || x.is_some()).collect::<Vec<bool>>())
             })
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<Vec<bool>>>>()?
+            .concat();
         let mut seen = std::collections::HashSet::new();
         Ok((0..ids.len()).filter(|&i| !known[i] && seen.insert(ids[i])).collect())
     }
 
-    /// Compresses and seals the chunks at `todo` (in parallel).
-    pub fn seal_chunks(&self, chunks: &ChunkBatch, ids: &[crate::id::ChunkId], todo: &[usize]) -> Vec<SealedBlob> {
+    /// Compresses and seals the chunks at `todo` (in file order) as frames of the vault's
+    /// frame target (docs/DESIGN.md §5), in parallel.
+    pub fn seal_chunks(&self, chunks: &ChunkBatch, ids: &[crate::id::ChunkId], todo: &[usize]) -> Vec<SealedFrame> {
         let level = self.settings.zstd_level;
         let sealer = &self.sealer;
-        todo.par_iter().map(|&i| seal_blob(sealer, level, BlobRef::data(ids[i]), chunks.get(i))).collect()
+        let mut at = Vec::with_capacity(chunks.len());
+        let mut off = 0u64;
+        for c in chunks.iter() {
+            at.push(off);
+            off += c.len() as u64;
+        }
+        let frames = group(todo, |i| chunks.get(i).len(), |i| at[i], self.settings.frame_target);
+        frames
+            .par_iter()
+            .map(|r| {
+                let members: Vec<(BlobRef, &[u8])> =
+                    todo[r.clone()].iter().map(|&i| (BlobRef::data(ids[i]), chunks.get(i))).collect();
+                seal_frame(sealer, level, &members)
+            })
+            .collect()
     }
 }

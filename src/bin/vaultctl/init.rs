@@ -16,6 +16,10 @@ pub struct Args {
     /// Target pack file size.
     #[arg(long, default_value = "16MiB")]
     pack_size: String,
+    /// Plaintext size that closes a frame of new chunks compressed and sealed together
+    /// (0: one chunk per blob).
+    #[arg(long, default_value = "64KiB")]
+    frame_size: String,
     /// Snapshot period: day or hour.
     #[arg(long, default_value = "day")]
     period: String,
@@ -41,6 +45,7 @@ impl Args {
         let o = InitOptions {
             chunk_avg: u32::try_from(parse_size(&self.chunk_avg)?).context("chunk size")?,
             pack_target: u32::try_from(parse_size(&self.pack_size)?).context("pack size")?,
+            frame_target: u32::try_from(parse_size(&self.frame_size)?).context("frame size")?,
             zstd_level: self.zstd_level,
             period,
             time_zone: self.time_zone.clone().unwrap_or_else(vault::period::default_time_zone),
