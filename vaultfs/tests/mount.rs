@@ -457,6 +457,15 @@ fn periods_roll_over_while_mounted_and_sealed_ones_are_read_only() {
     assert_eq!(fs::remove_file(m.p("2026-11-20/today")).unwrap_err().raw_os_error(), erofs);
     assert_eq!(fs::create_dir(m.p("2026-11-20/new")).unwrap_err().raw_os_error(), erofs);
     assert_eq!(File::create(m.p("2026-11-20/new.txt")).unwrap_err().raw_os_error(), erofs);
+    // The seal follows the kernel's release of the last descriptor, just after close().
+    let sealed = (0..600).any(|_| {
+        let there = fs::read_link(m.p("latest")).is_ok();
+        if !there {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        there
+    });
+    assert!(sealed, "day one was not sealed within 30 s of its last close\n{}", m.log());
     assert_eq!(fs::read_link(m.p("latest")).unwrap(), Path::new("2026-11-20"));
     assert_eq!(fs::read(m.p("latest/today")).unwrap(), b"day one");
     m.unmount();
@@ -827,6 +836,7 @@ fn kill_9_at_random_moments_while_a_tree_and_a_dump_are_written() {
             assert!(got == *data, "round {round}: {rel:?} differs after the kill");
         }
         for (name, h) in &dumps {
+            assert!(m.p(name).exists(), "round {round}: {name}, closed before the kill, is missing\n{}", m.log());
             assert_eq!(&sha(&m.p(name)), h, "round {round}: {name}");
         }
         // Whatever else is there under a real name is complete: files of the tree have known
@@ -865,6 +875,71 @@ fn kill_9_at_random_moments_while_a_tree_and_a_dump_are_written() {
         let c = m.check();
         assert!(c.ok(), "round {round}: {:?}", c.errors);
     }
+}
+
+#[test]
+fn a_child_closing_its_copy_after_the_writers_close_does_not_undo_it() {
+    // A job starts a program while its dump is open: the child gets a copy of the descriptor
+    // and closes it later (here: after the writer's own close). The kernel sends that close
+    // to the mount as a flush from the child. Killed before the last release, the dump must
+    // still be complete under its name.
+    use std::os::unix::io::AsRawFd;
+    let mut m = Mount::new();
+    m.mount();
+    let mut data = vec![0u8; 3 << 20];
+    Gen(5).fill(&mut data);
+    let mut f = File::create(m.p("dump")).unwrap();
+    f.write_all(&data).unwrap();
+    let fd = f.as_raw_fd();
+    let (mut go, mut done) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: plain pipe creation into arrays of two descriptors.
+    assert!(unsafe { libc::pipe(go.as_mut_ptr()) == 0 && libc::pipe(done.as_mut_ptr()) == 0 });
+    // SAFETY: the child only calls async-signal-safe functions (read, dup, close, write,
+    // pause, _exit) before it is killed.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0);
+    if child == 0 {
+        unsafe {
+            let mut b = [0u8; 1];
+            libc::read(go[0], b.as_mut_ptr().cast(), 1);
+            // Keep the file referenced, close one copy: a flush from this process.
+            let keep = libc::dup(fd);
+            let r = libc::close(fd);
+            b[0] = if keep >= 0 && r == 0 { 1 } else { 0 };
+            libc::write(done[1], b.as_ptr().cast(), 1);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    // The writer closes first: complete.
+    write_closed_file(f);
+    let mut b = [0u8; 1];
+    // SAFETY: one-byte reads and writes on the pipes made above.
+    unsafe {
+        libc::write(go[1], b.as_ptr().cast(), 1);
+        assert_eq!(libc::read(done[0], b.as_mut_ptr().cast(), 1), 1);
+    }
+    assert_eq!(b[0], 1, "the child could not close its copy");
+    m.kill9();
+    // SAFETY: ends the child made above and reaps it.
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    let _ = Command::new("fusermount3").arg("-uz").arg(&m.mnt).stderr(Stdio::null()).status();
+    m.mount();
+    assert!(!m.p("dump.incomplete").exists(), "the child's close undid the writer's\n{}", m.log());
+    assert!(fs::read(m.p("dump")).unwrap() == data, "dump differs");
+    m.unmount();
+}
+
+/// Closes `f` and fails the test if close() reports an error.
+fn write_closed_file(f: File) {
+    use std::os::unix::io::IntoRawFd;
+    let fd = f.into_raw_fd();
+    // SAFETY: closes a descriptor we own (taken out of the File).
+    assert_eq!(unsafe { libc::close(fd) }, 0, "close: {}", std::io::Error::last_os_error());
 }
 
 #[test]

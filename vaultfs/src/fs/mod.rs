@@ -1223,13 +1223,20 @@ impl VaultFs {
     /// `close()` of one descriptor by process `caller`. The content is committed before close
     /// returns. It is recorded complete when the process that opened the file closes it and
     /// no other descriptor is open for writing; a close by another process (a forked child
-    /// closing its copy while the writer goes on) records it incomplete. `release` (the last
-    /// close) marks it complete in any case.
+    /// closing its copy while the writer goes on) records it incomplete if anything was
+    /// written since the last commit, else changes nothing. `release` (the last close) marks
+    /// it complete in any case.
     pub fn flush(&self, fh: Fh, caller: u32) -> Result<()> {
         let Some(h) = self.write_handle(fh) else { return Ok(()) };
         let Some(f) = &h.file else { return Ok(()) };
         let others = lock(&self.handles).iter().any(|(k, o)| *k != fh && o.write && o.ino == h.ino);
         let state = if caller == h.owner && !others { FileState::Complete } else { FileState::Incomplete };
+        // A copy closed by another process (a child given the descriptor when the writer
+        // started a program) after nothing more was written leaves the file as its last commit
+        // recorded it: never turns the writer's complete close into an incomplete one.
+        if caller != h.owner && !f.data().dirty {
+            return Ok(());
+        }
         let _g = self.begin()?;
         self.commit_file(h.ino, f, state, true)
     }

@@ -346,6 +346,27 @@ fn a_forked_copy_closing_does_not_complete_the_file() {
 }
 
 #[test]
+fn a_copy_closed_elsewhere_after_the_writers_close_keeps_the_file_complete() {
+    // The writer (pid 100) starts a program while the file is open: the child (pid 200)
+    // holds a copy and closes it when the program starts, after the writer's own close.
+    let store = new_store();
+    let v = vault(&store);
+    let fs = VaultFs::new(v, true, 0, 0).unwrap();
+    let (_, fh) = fs.create(ROOT, b"today", 0o644, 0, 0, 100).unwrap();
+    fs.write(fh, 0, b"the whole dump").unwrap();
+    fs.flush(fh, 100).unwrap();
+    fs.flush(fh, 200).unwrap();
+    // The machine stops before the last release: the writer's close stands.
+    let copy = Arc::new(store.durable_copy());
+    std::mem::forget(fs);
+    let v = vault(&copy);
+    let fs = VaultFs::new(v, true, 0, 0).unwrap();
+    let ino = fs.lookup(ROOT, b"today").unwrap().ino;
+    assert_eq!(read_all(&fs, ino), b"the whole dump");
+    assert!(fs.lookup(ROOT, b"today.incomplete").is_err());
+}
+
+#[test]
 fn long_files_page_their_chunk_table_out_and_back() {
     // 40 MiB at 1 KiB chunks: ~40k chunks, so the table pages out while writing; rewrites,
     // reads and truncation inside the stored pages bring them back.
