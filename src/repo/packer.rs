@@ -391,8 +391,17 @@ impl Packer {
         data.extend(self.bulk.iter_mut().map(|b| std::mem::replace(b, Builder::new(true))));
         all.extend(self.merge_small(data));
         all.push(std::mem::replace(&mut self.tree, Builder::new(false)));
+        match self.write_now(all) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `packs` (empty ones skipped) in this thread; after the first failure the rest
+    /// wait in `failed` with it. Returns that failure.
+    fn write_now(&mut self, packs: Vec<Builder>) -> Option<Error> {
         let mut err = None;
-        for mut b in all {
+        for mut b in packs {
             if b.entries.is_empty() {
                 continue;
             }
@@ -413,10 +422,7 @@ impl Packer {
                 }
             }
         }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        err
     }
 
     /// Partly filled data packs are written as few packs as fit the target size, so that a
@@ -560,31 +566,8 @@ impl Packer {
     pub fn write_bulk(&mut self) -> Result<()> {
         self.collect(true);
         let open: Vec<Builder> = self.bulk.iter_mut().map(|b| std::mem::replace(b, Builder::new(true))).collect();
-        let mut err = None;
-        for mut b in self.merge_small(open) {
-            if err.is_some() {
-                self.failed.push(b);
-                continue;
-            }
-            match write_pack(&*self.store, &self.sealer, &mut b) {
-                Ok(p) => {
-                    self.note_written(&b, &p);
-                    self.unjournaled_packs.push(p.clone());
-                    self.written.push(p);
-                }
-                Err(e) => {
-                    self.last_error = Some((e.kind(), e.to_string()));
-                    self.failed.push(b);
-                    err = Some(e);
-                }
-            }
-        }
-        if err.is_none() {
-            if let Some(e) = self.failure() {
-                err = Some(e);
-            }
-        }
-        match err {
+        let merged = self.merge_small(open);
+        match self.write_now(merged).or_else(|| self.failure()) {
             Some(e) => Err(e),
             None => Ok(()),
         }
