@@ -2,6 +2,7 @@
 //! damage in a frame reported for exactly the files that use it, prune of partly dead frames,
 //! and crashes during writes and prunes with frames.
 
+use super::tests::copy_store;
 use super::*;
 use crate::commands::{check, prune};
 use crate::format::pack::frames;
@@ -258,16 +259,6 @@ fn frame_ids(v: &Vault, m: &MemoryStore) -> HashSet<[u8; 32]> {
     out
 }
 
-fn copy_store(from: &MemoryStore) -> Arc<MemoryStore> {
-    let copy = Arc::new(MemoryStore::new());
-    for k in ObjKind::ALL {
-        for (name, _) in from.list(k).unwrap() {
-            copy.put(k, &name, &from.get(k, &name).unwrap()).unwrap();
-        }
-    }
-    copy
-}
-
 #[test]
 fn a_prune_of_frames_failing_at_every_write_leaves_a_good_vault() {
     let (m, v) = vault_with(64 << 10);
@@ -303,35 +294,7 @@ fn a_write_of_frames_failing_at_every_write_keeps_earlier_snapshots() {
     store(&v, "2026-11-20", &[("dump", &day1)]);
     drop(v);
     let day2 = bytes(2_500_000, 5);
-    let mut n = 0;
-    loop {
-        let copy = copy_store(&m);
-        let faulty = Arc::new(FaultStore::fail_after(copy.clone(), n, ErrorKind::NoSpace));
-        let v = Vault::open(faulty, &secret(), &OpenOptions::default()).unwrap();
-        let done = (|| -> Result<()> {
-            let mut w = v.begin_write("test", Duration::ZERO)?;
-            let st = w.store_stream(&mut &day2[..])?;
-            let (root, _) = w.set_path(None, &trees::split_path("dump")?, node(st.content, st.size))?;
-            w.commit("2026-11-21", None, root, 1, st.size)?;
-            Ok(())
-        })();
-        let v = Vault::open(copy.clone(), &secret(), &OpenOptions::default()).unwrap();
-        let report = check::check(&v, true).unwrap();
-        assert!(report.ok(), "after failing at write {n}: {:?}", report.errors);
-        assert_eq!(read(&v, "2026-11-20", "dump").unwrap(), day1, "write {n}");
-        match done {
-            Ok(()) => {
-                assert_eq!(read(&v, "2026-11-21", "dump").unwrap(), day2);
-                break;
-            }
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::NoSpace);
-                assert!(v.resolve("2026-11-21").is_err(), "a failed commit must not be visible (write {n})");
-            }
-        }
-        n += 1;
-    }
-    assert!(n >= 3, "the commit should take several writes, took {n}");
+    super::tests::commit_failing_at_every_write(&m, &secret(), &day1, &day2);
 }
 
 #[test]

@@ -182,41 +182,7 @@ fn crash_at_every_write_keeps_earlier_snapshots() {
         store_in(&v, "2026-11-20", "dump", &day1);
     }
     let day2 = data(2_500_000, 12);
-    let mut n = 0;
-    loop {
-        // Copy the store so every attempt starts from the same state.
-        let copy = Arc::new(MemoryStore::new());
-        for k in ObjKind::ALL {
-            for (name, _) in base.list(k).unwrap() {
-                copy.put(k, &name, &base.get(k, &name).unwrap()).unwrap();
-            }
-        }
-        let faulty = Arc::new(FaultStore::fail_after(copy.clone(), n, ErrorKind::NoSpace));
-        let v = Vault::open(faulty, &secret(), &OpenOptions::default()).unwrap();
-        let done = (|| -> Result<()> {
-            let mut w = v.begin_write("test", Duration::ZERO)?;
-            let st = w.store_stream(&mut &day2[..])?;
-            let (root, _) = w.set_path(None, &trees::split_path("dump")?, file_node(st.content, st.size))?;
-            w.commit("2026-11-21", None, root, 1, st.size)?;
-            Ok(())
-        })();
-        let v = Vault::open(copy.clone(), &secret(), &OpenOptions::default()).unwrap();
-        let report = check::check(&v, true).unwrap();
-        assert!(report.ok(), "after failing at write {n}: {:?}", report.errors);
-        assert_eq!(read(&v, "2026-11-20", "dump").unwrap(), day1, "write {n}");
-        match done {
-            Ok(()) => {
-                assert_eq!(read(&v, "2026-11-21", "dump").unwrap(), day2);
-                break;
-            }
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::NoSpace);
-                assert!(v.resolve("2026-11-21").is_err(), "a failed commit must not be visible (write {n})");
-            }
-        }
-        n += 1;
-    }
-    assert!(n >= 3, "the commit should take several writes, took {n}");
+    commit_failing_at_every_write(&base, &secret(), &day1, &day2);
 }
 
 #[test]
@@ -373,4 +339,51 @@ fn an_offsite_copy_refuses_every_writer() {
     v.begin_write("test", Duration::ZERO).unwrap();
     store.put(ObjKind::Manifest, "0001", b"VAULTMAN").unwrap();
     assert_eq!(v.begin_write("test", Duration::ZERO).err().unwrap().kind(), ErrorKind::ReadOnly);
+}
+
+/// A copy of every object of `from`.
+pub(super) fn copy_store(from: &MemoryStore) -> Arc<MemoryStore> {
+    let copy = Arc::new(MemoryStore::new());
+    for k in ObjKind::ALL {
+        for (name, _) in from.list(k).unwrap() {
+            copy.put(k, &name, &from.get(k, &name).unwrap()).unwrap();
+        }
+    }
+    copy
+}
+
+/// Commits `day2` as period 2026-11-21 of the vault in `base` (opened with `key`) (which holds `day1` in
+/// 2026-11-20) with the N-th object write failing, for every N until it succeeds: every
+/// attempt leaves a clean vault with day 1 intact, and a failed commit is not visible.
+pub(super) fn commit_failing_at_every_write(base: &MemoryStore, key: &Secret, day1: &[u8], day2: &[u8]) {
+    let mut n = 0;
+    loop {
+        // Copy the store so every attempt starts from the same state.
+        let copy = copy_store(base);
+        let faulty = Arc::new(FaultStore::fail_after(copy.clone(), n, ErrorKind::NoSpace));
+        let v = Vault::open(faulty, key, &OpenOptions::default()).unwrap();
+        let done = (|| -> Result<()> {
+            let mut w = v.begin_write("test", Duration::ZERO)?;
+            let st = w.store_stream(&mut &day2[..])?;
+            let (root, _) = w.set_path(None, &trees::split_path("dump")?, file_node(st.content, st.size))?;
+            w.commit("2026-11-21", None, root, 1, st.size)?;
+            Ok(())
+        })();
+        let v = Vault::open(copy.clone(), key, &OpenOptions::default()).unwrap();
+        let report = check::check(&v, true).unwrap();
+        assert!(report.ok(), "after failing at write {n}: {:?}", report.errors);
+        assert_eq!(read(&v, "2026-11-20", "dump").unwrap(), day1, "write {n}");
+        match done {
+            Ok(()) => {
+                assert_eq!(read(&v, "2026-11-21", "dump").unwrap(), day2);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NoSpace);
+                assert!(v.resolve("2026-11-21").is_err(), "a failed commit must not be visible (write {n})");
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 3, "the commit should take several writes, took {n}");
 }
