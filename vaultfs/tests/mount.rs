@@ -728,15 +728,30 @@ fn libc_erofs() -> i32 {
 /// Writes a file and closes it, reporting an error of `close()` (which `fs::write` ignores):
 /// only a successful close promises the content is stored.
 fn write_closed(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::io::IntoRawFd;
     let mut f = File::create(path)?;
     f.write_all(data)?;
+    close(f)
+}
+
+/// Closes `f`, returning the error of `close()` that dropping a `File` ignores.
+fn close(f: File) -> std::io::Result<()> {
+    use std::os::unix::io::IntoRawFd;
     let fd = f.into_raw_fd();
     // SAFETY: closes a descriptor we own (taken out of the File).
     if unsafe { libc::close(fd) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The dump of round `round`: 256 blocks of 1 MiB (deterministic).
+fn dump_blocks(round: u64) -> impl Iterator<Item = Vec<u8>> {
+    let mut g = Gen(round + 77);
+    (0..256).map(move |_| {
+        let mut b = vec![0u8; 1 << 20];
+        g.fill(&mut b);
+        b
+    })
 }
 
 /// The content of small file `i` of round `round` (1 byte to 64 KiB, deterministic).
@@ -798,23 +813,15 @@ fn kill_9_at_random_moments_while_a_tree_and_a_dump_are_written() {
         let dump = std::thread::spawn(move || {
             let name = format!("dump{round}");
             let mut f = File::create(mnt.join(&name)).ok()?;
-            let mut g = Gen(round + 77);
             let mut h = blake3::Hasher::new();
-            let mut buf = vec![0u8; 1 << 20];
-            for _ in 0..256 {
-                g.fill(&mut buf);
+            for buf in dump_blocks(round) {
                 f.write_all(&buf).ok()?;
                 h.update(&buf);
             }
             f.sync_all().ok()?;
             // Only a close that returned makes the dump complete (an fsync records it as
             // still being written).
-            use std::os::unix::io::IntoRawFd;
-            let fd = f.into_raw_fd();
-            // SAFETY: closes a descriptor we own (taken out of the File).
-            if unsafe { libc::close(fd) } != 0 {
-                return None;
-            }
+            close(f).ok()?;
             Some((name, *h.finalize().as_bytes()))
         });
         let mut r = [0u8; 8];
@@ -858,11 +865,8 @@ fn kill_9_at_random_moments_while_a_tree_and_a_dump_are_written() {
         // short never shows under its name.
         let dump_name = format!("dump{round}");
         if m.p(&dump_name).exists() && !dumps.iter().any(|d| d.0 == dump_name) {
-            let mut g = Gen(round + 77);
             let mut h = blake3::Hasher::new();
-            let mut buf = vec![0u8; 1 << 20];
-            for _ in 0..256 {
-                g.fill(&mut buf);
+            for buf in dump_blocks(round) {
                 h.update(&buf);
             }
             assert_eq!(
@@ -920,7 +924,7 @@ fn a_child_closing_its_copy_after_the_writers_close_does_not_undo_it() {
         }
     }
     // The writer closes first: complete.
-    write_closed_file(f);
+    close(f).unwrap();
     let mut b = [0u8; 1];
     // SAFETY: one-byte reads and writes on the pipes made above.
     unsafe {
@@ -939,14 +943,6 @@ fn a_child_closing_its_copy_after_the_writers_close_does_not_undo_it() {
     assert!(!m.p("dump.incomplete").exists(), "the child's close undid the writer's\n{}", m.log());
     assert!(fs::read(m.p("dump")).unwrap() == data, "dump differs");
     m.unmount();
-}
-
-/// Closes `f` and fails the test if close() reports an error.
-fn write_closed_file(f: File) {
-    use std::os::unix::io::IntoRawFd;
-    let fd = f.into_raw_fd();
-    // SAFETY: closes a descriptor we own (taken out of the File).
-    assert_eq!(unsafe { libc::close(fd) }, 0, "close: {}", std::io::Error::last_os_error());
 }
 
 #[test]
