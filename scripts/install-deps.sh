@@ -14,6 +14,11 @@ command -v pg_restore >/dev/null || need+=(postgresql-client)
 # The application backup job (scripts/app-backup.sh) downloads with curl.
 command -v curl >/dev/null || need+=(curl)
 command -v tar >/dev/null || need+=(tar)
+# Compressed inputs stored expanded (tests/rebuild.rs): real GNU gzip, Info-ZIP zip, and Go
+# to build the compressor that is mongodump's --gzip code path.
+command -v gzip >/dev/null || need+=(gzip)
+command -v zip >/dev/null || need+=(zip)
+command -v go >/dev/null || need+=(golang-go)
 command -v diff >/dev/null || need+=(diffutils)
 command -v python3 >/dev/null || need+=(python3)
 command -v cc >/dev/null || need+=(gcc)

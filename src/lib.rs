@@ -18,6 +18,7 @@ pub mod mongo;
 pub mod period;
 pub mod pgdump;
 pub mod progress;
+pub mod rebuild;
 pub mod repo;
 pub mod store;
 pub mod units;

@@ -20,9 +20,13 @@ fn sha256(data: &[u8]) -> String {
 }
 
 fn fixture() -> Env {
+    fixture_named("vault-v1")
+}
+
+fn fixture_named(name: &str) -> Env {
     let mut e = Env::new();
     e.secret = ("VAULT_KEY".into(), KEY.into());
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault-v1");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     let st = Command::new("cp").arg("-r").arg(&src).arg(&e.repo).status().unwrap();
     assert!(st.success());
     e
@@ -95,4 +99,51 @@ fn pack_versions(e: &Env) -> std::collections::BTreeSet<u8> {
         }
     }
     out
+}
+
+const DAYS_V2: [(&str, &str); 3] = [
+    ("2026-11-20", "8fd59eab3faf9cea4eea2d45b251a4d9aeea365cfe463679a1dc9321d3ef327e"),
+    ("2026-11-21", "f8e4ebed545d67011ed45f5efe6b75a139a75c9b4d5b488b2bba6b6af1779c4d"),
+    ("2026-11-22", "332bfb6781ae57c7a6568ddbab0c8f42a43d1d840bf5a7d9e664c7b4b1a5115c"),
+];
+const NOTES_V2: &str = "1561fc6f3c4763678d8450ad2c7deed633ff46fa9004df6c794027500738bc52";
+const NOTES_GZ_V2: &str = "faf813c5b66f4044583fe1c6a063470939054e52f1cf981cc76fc3de2805fce8";
+
+/// A vault of the frame format with version-2 trees (tests/fixtures/vault-v2, see
+/// vault-v2.md): read, checked, written with version-3 trees (an expanded gzip file beside
+/// the gzip file that format stored as is) and pruned.
+#[test]
+fn a_vault_of_tree_version_2_reads_checks_writes_expanded_files_and_prunes() {
+    let e = fixture_named("vault-v2");
+    let check = |e: &Env| {
+        for (day, want) in DAYS_V2 {
+            assert_eq!(sha256(&cat_at(e, &format!("{day}/today"))), want, "{day}");
+            assert_eq!(sha256(&cat_at(e, &format!("{day}/docs/notes.txt"))), NOTES_V2, "{day}");
+            assert_eq!(sha256(&cat_at(e, &format!("{day}/docs/notes.txt.gz"))), NOTES_GZ_V2, "{day}");
+        }
+    };
+    check(&e);
+    assert!(e.ok_at(DAY, &["check", "--read-data"]).contains("no errors"));
+    // The same gzip file put again is stored expanded now, beside the copy stored as is.
+    let gz = cat_at(&e, "2026-11-22/docs/notes.txt.gz");
+    let f = e.path("again.gz");
+    std::fs::write(&f, &gz).unwrap();
+    let out = ok(
+        e.cmd_at(Some("2026-11-22 14:00:00"), &["put", "again.gz", f.to_str().unwrap()]).output().unwrap(),
+        &["put"],
+    );
+    assert!(out.contains("expanded 1 compressed stream"), "{out}");
+    assert_eq!(cat_at(&e, "2026-11-22/again.gz"), gz);
+    let stats = e.ok_at(DAY, &["stats"]);
+    assert!(stats.contains("expanded files:     1"), "{stats}");
+    assert!(e.ok_at(DAY, &["check", "--read-data"]).contains("no errors"));
+    let p = e.ok_at(DAY, &["prune", "--keep-last", "2", "--max-unused", "0"]);
+    assert!(p.contains("forgotten") || p.contains("forget"), "{p}");
+    assert!(!e.ok_at(DAY, &["snapshots"]).contains("2026-11-20"));
+    for (day, want) in &DAYS_V2[1..] {
+        assert_eq!(sha256(&cat_at(&e, &format!("{day}/today"))), *want, "{day} after prune");
+    }
+    assert_eq!(cat_at(&e, "2026-11-22/again.gz"), gz);
+    let c = e.ok_at(DAY, &["check", "--read-data"]);
+    assert!(c.contains("no errors"), "{c}");
 }

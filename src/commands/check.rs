@@ -295,31 +295,36 @@ fn walk_check(
                     }
                     (missing, bad)
                 };
-                let (mut missing, mut bad) = count(&content.inline);
+                let (mut missing, mut bad) = (0u64, 0u64);
                 let mut broken_list = false;
-                for p in &content.pages {
-                    let k = BlobRef::list(p.id).key();
-                    let r = match pages.get(&p.id) {
-                        Some(r) => r.clone(),
-                        None => {
-                            let r = if !entries.contains_key(&k) || damaged.contains(&k) {
-                                Err(format!("chunk list {} is damaged or missing", p.id.short()))
-                            } else {
-                                v.load_list(p).map(|l| count(&l)).map_err(|e| e.to_string())
-                            };
-                            if let Err(e) = &r {
-                                errors.push(format!("{}: {e}", where_(path)));
+                for (inline, list_pages) in content.lists() {
+                    let (m, b) = count(inline);
+                    missing += m;
+                    bad += b;
+                    for p in list_pages {
+                        let k = BlobRef::list(p.id).key();
+                        let r = match pages.get(&p.id) {
+                            Some(r) => r.clone(),
+                            None => {
+                                let r = if !entries.contains_key(&k) || damaged.contains(&k) {
+                                    Err(format!("chunk list {} is damaged or missing", p.id.short()))
+                                } else {
+                                    v.load_list(p).map(|l| count(&l)).map_err(|e| e.to_string())
+                                };
+                                if let Err(e) = &r {
+                                    errors.push(format!("{}: {e}", where_(path)));
+                                }
+                                pages.insert(p.id, r.clone());
+                                r
                             }
-                            pages.insert(p.id, r.clone());
-                            r
+                        };
+                        match r {
+                            Ok((m, b)) => {
+                                missing += m;
+                                bad += b;
+                            }
+                            Err(_) => broken_list = true,
                         }
-                    };
-                    match r {
-                        Ok((m, b)) => {
-                            missing += m;
-                            bad += b;
-                        }
-                        Err(_) => broken_list = true,
                     }
                 }
                 if missing > 0 {

@@ -199,13 +199,15 @@ pub fn live_blobs(v: &Vault, snaps: &[&SnapshotInfo]) -> Result<HashSet<[u8; 33]
             match &n.kind {
                 NodeKind::Dir { tree } => stack.push(*tree),
                 NodeKind::File { content, .. } => {
-                    for c in &content.inline {
-                        live.insert(BlobRef::data(c.id).key());
-                    }
-                    for page in &content.pages {
-                        if live.insert(BlobRef::list(page.id).key()) {
-                            for c in v.load_list(page)? {
-                                live.insert(BlobRef::data(c.id).key());
+                    for (inline, pages) in content.lists() {
+                        for c in inline {
+                            live.insert(BlobRef::data(c.id).key());
+                        }
+                        for page in pages {
+                            if live.insert(BlobRef::list(page.id).key()) {
+                                for c in v.load_list(page)? {
+                                    live.insert(BlobRef::data(c.id).key());
+                                }
                             }
                         }
                     }

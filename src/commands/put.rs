@@ -27,6 +27,8 @@ pub struct PutReport {
     pub new_chunks: u64,
     pub new_bytes: u64,
     pub sealed_periods: Vec<String>,
+    /// What was stored expanded (src/rebuild).
+    pub expanded: crate::rebuild::Expanded,
 }
 
 /// Checks a path given for the current period: relative, valid components, not a reserved
@@ -94,6 +96,7 @@ pub fn put(v: &Vault, o: &PutOptions, input: &mut (dyn Read + Send)) -> Result<P
         new_chunks: stored.new_chunks,
         new_bytes: info.snap.new_bytes - before,
         sealed_periods,
+        expanded: stored.expanded,
     })
 }
 

@@ -1,10 +1,12 @@
 //! `stats`: logical vs stored bytes, deduplication and compression ratios.
 
 use crate::error::Result;
+use crate::format::tree::NodeKind;
 use crate::id::{BlobKind, IndexId};
+use crate::id::{BlobRef, TreeId};
 use crate::repo::Vault;
 use crate::store::ObjKind;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -15,18 +17,57 @@ pub struct Stats {
     pub logical_bytes: u64,
     /// Plaintext bytes of the distinct chunks.
     pub unique_bytes: u64,
-    /// Sealed bytes of the distinct chunks (after compression and encryption).
+    /// Sealed bytes of the distinct chunks (after compression and encryption; a chunk sealed in
+    /// a frame with others counts its share of the frame, by plaintext length).
     pub chunk_stored_bytes: u64,
     /// Every object of the vault, as stored.
     pub stored_bytes: u64,
     pub chunks: u64,
     pub trees: u64,
     pub packs: u64,
+    /// Files stored expanded (src/rebuild), counted like `files`.
+    pub expanded: Expansion,
+    /// Distinct contents stored expanded: their original sizes, and the sealed bytes of the
+    /// chunks they use (expanded streams and recipes).
+    pub expanded_distinct: u64,
+    pub expanded_distinct_original: u64,
+    pub expanded_distinct_stored: u64,
+}
+
+/// Sizes of the files stored expanded under a tree, counted per file occurrence.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Expansion {
+    pub files: u64,
+    /// Their sizes as written.
+    pub original: u64,
+    /// The sizes of their expanded streams.
+    pub expanded: u64,
+    /// The sizes of their recipes.
+    pub recipe: u64,
+}
+
+impl Expansion {
+    fn add(&mut self, o: &Expansion) {
+        self.files += o.files;
+        self.original += o.original;
+        self.expanded += o.expanded;
+        self.recipe += o.recipe;
+    }
 }
 
 impl Stats {
+    /// Bytes of every file as chunked: expanded streams and recipes instead of the files
+    /// stored expanded.
+    pub fn chunked_bytes(&self) -> u64 {
+        (self.logical_bytes + self.expanded.expanded + self.expanded.recipe).saturating_sub(self.expanded.original)
+    }
     pub fn dedup_ratio(&self) -> f64 {
-        ratio(self.logical_bytes, self.unique_bytes)
+        ratio(self.chunked_bytes(), self.unique_bytes)
+    }
+    /// What storing the distinct expanded files as they are would have cost beyond what
+    /// their chunks cost now (compressed input does not deduplicate nor compress as is).
+    pub fn expansion_saved(&self) -> i64 {
+        self.expanded_distinct_original as i64 - self.expanded_distinct_stored as i64
     }
     pub fn compression_ratio(&self) -> f64 {
         ratio(self.unique_bytes, self.chunk_stored_bytes)
@@ -52,6 +93,13 @@ pub fn stats(v: &Vault) -> Result<Stats> {
         s.files += snap.snap.files;
         s.logical_bytes += snap.snap.logical_bytes;
     }
+    let mut memo = HashMap::new();
+    let mut distinct = HashSet::new();
+    let mut expanded_chunks = HashSet::new();
+    for snap in v.snapshots()? {
+        let e = expansion(v, snap.snap.root, &mut memo, &mut distinct, &mut expanded_chunks, &mut s)?;
+        s.expanded.add(&e);
+    }
     let mut seen = HashSet::new();
     for (name, _) in v.store().list(ObjKind::Index)? {
         let Ok(id) = IndexId::from_hex(&name) else { continue };
@@ -62,9 +110,17 @@ pub fn stats(v: &Vault) -> Result<Stats> {
                 }
                 match e.blob.kind {
                     BlobKind::Data => {
+                        // A member of a frame of several: its share of the frame.
+                        let stored = match e.member {
+                            Some(m) if e.raw_length > 0 => e.length as u64 * m.len as u64 / e.raw_length as u64,
+                            _ => e.length as u64,
+                        };
                         s.chunks += 1;
-                        s.unique_bytes += e.raw_length as u64;
-                        s.chunk_stored_bytes += e.length as u64;
+                        s.unique_bytes += e.plain_len() as u64;
+                        s.chunk_stored_bytes += stored;
+                        if expanded_chunks.contains(&e.blob.key()) {
+                            s.expanded_distinct_stored += stored;
+                        }
                     }
                     BlobKind::Tree | BlobKind::List => s.trees += 1,
                 }
@@ -80,4 +136,59 @@ pub fn stats(v: &Vault) -> Result<Stats> {
         }
     }
     Ok(s)
+}
+
+/// The files stored expanded under tree `t` (each tree summed once); records every distinct
+/// expanded content and the chunks it uses.
+fn expansion(
+    v: &Vault,
+    t: TreeId,
+    memo: &mut HashMap<TreeId, Expansion>,
+    distinct: &mut HashSet<[u8; 33]>,
+    chunks: &mut HashSet<[u8; 33]>,
+    s: &mut Stats,
+) -> Result<Expansion> {
+    if let Some(e) = memo.get(&t) {
+        return Ok(*e);
+    }
+    let mut sum = Expansion::default();
+    let tree = v.load_tree(t)?;
+    for n in &tree.nodes {
+        match &n.kind {
+            NodeKind::Dir { tree } => {
+                let e = expansion(v, *tree, memo, distinct, chunks, s)?;
+                sum.add(&e);
+            }
+            NodeKind::File { content, .. } => {
+                let Some(r) = &content.recipe else { continue };
+                let recipe = r.content();
+                sum.add(&Expansion {
+                    files: 1,
+                    original: r.size,
+                    expanded: content.chunk_bytes(),
+                    recipe: recipe.chunk_bytes(),
+                });
+                // A content is known by the first blob of its recipe (corrections are unique).
+                let key = match (r.inline.first(), r.pages.first()) {
+                    (Some(c), _) => BlobRef::data(c.id).key(),
+                    (None, Some(p)) => BlobRef::list(p.id).key(),
+                    _ => continue,
+                };
+                if !distinct.insert(key) {
+                    continue;
+                }
+                s.expanded_distinct += 1;
+                s.expanded_distinct_original += r.size;
+                for (inline, pages) in content.lists() {
+                    chunks.extend(inline.iter().map(|c| BlobRef::data(c.id).key()));
+                    for p in pages {
+                        chunks.extend(v.load_list(p)?.iter().map(|c| BlobRef::data(c.id).key()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    memo.insert(t, sum);
+    Ok(sum)
 }

@@ -4,16 +4,19 @@
 //! listing stays small whatever the file sizes, and unchanged pages are shared between
 //! snapshots.
 //!
-//! Tree plaintext: `version u8 = 2 | count u32 | count x node`, node =
+//! Tree plaintext: `version u8 = 3 | count u32 | count x node`, node =
 //! `name (u16 len + bytes) | type u8 (1 file, 2 dir, 3 symlink, 4 fifo, 5 socket, 6 character
 //! device, 7 block device) | mode u32 | uid u32 | gid u32 | atime | mtime | ctime (each: seconds
 //! i64 | nanoseconds u32) | size u64 | link u64 | type-specific`, where file = `state u8
-//! (0 complete, 1 incomplete, 2 failed) | inline count u32 | inline x (chunk id [32] | length
-//! u32) | page count u32 | pages x (list id [32] | chunk count u32 | bytes u64)`, dir = `tree id
+//! (0 complete, 1 incomplete, 2 failed) | chunks | encoding u8 (0 stored as is, 1 expanded) |
+//! if 1: recipe chunks`, chunks = `inline count u32 | inline x (chunk id [32] | length u32) |
+//! page count u32 | pages x (list id [32] | chunk count u32 | bytes u64)`, dir = `tree id
 //! [32]`, symlink = `target (u16 len + bytes)`, devices = `rdev u64`, fifo and socket: nothing.
+//! A file stored as is: its chunks add up to `size`. Expanded (src/rebuild): the chunks hold
+//! the expanded stream and the recipe's chunks the recipe; `size` is the original size.
 //! `link`: nodes of one period with the same nonzero value are hard links of one file.
-//! Version 1 trees (written before: types 1-3, `mtime i64 (ns)` only, no link) still decode,
-//! with atime and ctime equal to mtime.
+//! Version 2 trees have no encoding byte (every file as is); version 1 trees (types 1-3,
+//! `mtime i64 (ns)` only, no link) decode with atime and ctime equal to mtime.
 //! List plaintext: `version u8 = 1 | count u32 | count x (chunk id [32] | length u32)`.
 
 use super::codec::{Reader, Writer};
@@ -22,8 +25,8 @@ use crate::id::{ChunkId, ListId, TreeId};
 
 /// Version of list blobs.
 const VERSION: u8 = 1;
-/// Version of the trees this build writes; it reads 1 and 2.
-pub const TREE_VERSION: u8 = 2;
+/// Version of the trees this build writes; it reads 1 to 3.
+pub const TREE_VERSION: u8 = 3;
 
 /// A point in time: seconds since the epoch (the whole i64 range) and nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -90,22 +93,78 @@ pub struct PageRef {
 }
 
 /// A file's content: inline chunks, then pages, in file order (one of the two is empty).
+/// With a recipe, the chunks hold the file's expanded stream and the file is what the recipe
+/// makes of it (src/rebuild); without, the chunks are the file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Content {
+    pub inline: Vec<ChunkRef>,
+    pub pages: Vec<PageRef>,
+    pub recipe: Option<Box<Recipe>>,
+}
+
+/// How a file stored expanded is rebuilt: the chunks of its recipe and the original size.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recipe {
+    pub size: u64,
     pub inline: Vec<ChunkRef>,
     pub pages: Vec<PageRef>,
 }
 
 impl Content {
+    /// The size of the file.
     pub fn size(&self) -> u64 {
-        self.inline.iter().map(|c| c.len as u64).sum::<u64>() + self.pages.iter().map(|p| p.bytes).sum::<u64>()
+        match &self.recipe {
+            Some(r) => r.size,
+            None => self.chunk_bytes(),
+        }
+    }
+    /// Bytes of the chunks (the expanded stream of a file with a recipe).
+    pub fn chunk_bytes(&self) -> u64 {
+        list_bytes(&self.inline, &self.pages)
     }
     pub fn chunk_count(&self) -> u64 {
-        self.inline.len() as u64 + self.pages.iter().map(|p| p.chunks as u64).sum::<u64>()
+        self.lists().map(|(i, p)| i.len() as u64 + p.iter().map(|p| p.chunks as u64).sum::<u64>()).sum()
     }
     pub fn inline(chunks: Vec<ChunkRef>) -> Self {
-        Content { inline: chunks, pages: Vec::new() }
+        Content { inline: chunks, pages: Vec::new(), recipe: None }
     }
+    /// The chunk lists the file needs: its own and its recipe's.
+    pub fn lists(&self) -> impl Iterator<Item = (&[ChunkRef], &[PageRef])> {
+        std::iter::once((self.inline.as_slice(), self.pages.as_slice()))
+            .chain(self.recipe.iter().map(|r| (r.inline.as_slice(), r.pages.as_slice())))
+    }
+    /// The chunks alone, as a content without recipe.
+    pub fn chunks_only(&self) -> Content {
+        Content { inline: self.inline.clone(), pages: self.pages.clone(), recipe: None }
+    }
+}
+
+impl Recipe {
+    /// The recipe's own chunks, as a content.
+    pub fn content(&self) -> Content {
+        Content { inline: self.inline.clone(), pages: self.pages.clone(), recipe: None }
+    }
+}
+
+fn list_bytes(inline: &[ChunkRef], pages: &[PageRef]) -> u64 {
+    inline.iter().map(|c| c.len as u64).sum::<u64>() + pages.iter().map(|p| p.bytes).sum::<u64>()
+}
+
+fn write_chunks(w: &mut Writer, inline: &[ChunkRef], pages: &[PageRef]) {
+    w.u32(inline.len() as u32);
+    for c in inline {
+        w.raw(c.id.as_bytes()).u32(c.len);
+    }
+    w.u32(pages.len() as u32);
+    for p in pages {
+        w.raw(p.id.as_bytes()).u32(p.chunks).u64(p.bytes);
+    }
+}
+
+fn read_chunks(r: &mut Reader) -> Result<(Vec<ChunkRef>, Vec<PageRef>)> {
+    let inline = r.items(36, |r| Ok(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? }))?;
+    let pages = r.items(44, |r| Ok(PageRef { id: ListId(r.array()?), chunks: r.u32()?, bytes: r.u64()? }))?;
+    Ok((inline, pages))
 }
 
 pub fn encode_list(chunks: &[ChunkRef]) -> Vec<u8> {
@@ -217,13 +276,16 @@ pub fn encode_node(w: &mut Writer, n: &Node) {
     w.u64(n.size).u64(n.link);
     match &n.kind {
         NodeKind::File { state, content } => {
-            w.u8(*state as u8).u32(content.inline.len() as u32);
-            for c in &content.inline {
-                w.raw(c.id.as_bytes()).u32(c.len);
-            }
-            w.u32(content.pages.len() as u32);
-            for p in &content.pages {
-                w.raw(p.id.as_bytes()).u32(p.chunks).u64(p.bytes);
+            w.u8(*state as u8);
+            write_chunks(w, &content.inline, &content.pages);
+            match &content.recipe {
+                None => {
+                    w.u8(0);
+                }
+                Some(r) => {
+                    w.u8(1);
+                    write_chunks(w, &r.inline, &r.pages);
+                }
             }
         }
         NodeKind::Dir { tree } => {
@@ -239,7 +301,7 @@ pub fn encode_node(w: &mut Writer, n: &Node) {
     }
 }
 
-/// Decodes one node written by [`encode_node`] in tree format `version` (1 or 2), checking
+/// Decodes one node written by [`encode_node`] in tree format `version` (1 to 3), checking
 /// its name and sizes.
 pub fn decode_node(r: &mut Reader, version: u8) -> Result<Node> {
     let name = r.bytes16()?.to_vec();
@@ -259,9 +321,16 @@ pub fn decode_node(r: &mut Reader, version: u8) -> Result<Node> {
                 2 => FileState::Failed,
                 s => return Err(Error::corrupt(format!("tree: bad file state {s}"))),
             };
-            let inline = r.items(36, |r| Ok(ChunkRef { id: ChunkId(r.array()?), len: r.u32()? }))?;
-            let pages = r.items(44, |r| Ok(PageRef { id: ListId(r.array()?), chunks: r.u32()?, bytes: r.u64()? }))?;
-            let content = Content { inline, pages };
+            let (inline, pages) = read_chunks(r)?;
+            let recipe = match if version >= 3 { r.u8()? } else { 0 } {
+                0 => None,
+                1 => {
+                    let (inline, pages) = read_chunks(r)?;
+                    Some(Box::new(Recipe { size, inline, pages }))
+                }
+                x => return Err(Error::corrupt(format!("tree: unknown file encoding {x}"))),
+            };
+            let content = Content { inline, pages, recipe };
             if content.size() != size {
                 return Err(Error::corrupt("tree: file size differs from its chunk lengths"));
             }
@@ -296,7 +365,7 @@ impl Tree {
         let version = r.u8()?;
         if version == 0 || version > TREE_VERSION {
             return Err(Error::unsupported(format!(
-                "tree: format version {version} is not supported (this build reads versions 1 and {TREE_VERSION})"
+                "tree: format version {version} is not supported (this build reads versions 1 to {TREE_VERSION})"
             )));
         }
         let n = r.count(32)?;
@@ -344,17 +413,29 @@ mod tests {
             (
                 proptest::collection::vec((any::<[u8; 32]>(), 1u32..70000), 0..5),
                 proptest::collection::vec((any::<[u8; 32]>(), 1u32..20000, 1u64..1 << 40), 0..3),
-                0u8..3
+                0u8..3,
+                proptest::option::of((
+                    any::<u64>(),
+                    proptest::collection::vec((any::<[u8; 32]>(), 1u32..70000), 0..3),
+                    proptest::collection::vec((any::<[u8; 32]>(), 1u32..20000, 1u64..1 << 40), 0..2),
+                )),
             )
-                .prop_map(|(cs, ps, s)| NodeKind::File {
-                    state: [FileState::Complete, FileState::Incomplete, FileState::Failed][s as usize],
-                    content: Content {
-                        inline: cs.into_iter().map(|(id, len)| ChunkRef { id: ChunkId(id), len }).collect(),
-                        pages: ps
-                            .into_iter()
-                            .map(|(id, chunks, bytes)| PageRef { id: ListId(id), chunks, bytes })
-                            .collect(),
-                    },
+                .prop_map(|(cs, ps, s, recipe)| {
+                    let chunks = |cs: Vec<([u8; 32], u32)>| {
+                        cs.into_iter().map(|(id, len)| ChunkRef { id: ChunkId(id), len }).collect()
+                    };
+                    let pages = |ps: Vec<([u8; 32], u32, u64)>| {
+                        ps.into_iter().map(|(id, chunks, bytes)| PageRef { id: ListId(id), chunks, bytes }).collect()
+                    };
+                    NodeKind::File {
+                        state: [FileState::Complete, FileState::Incomplete, FileState::Failed][s as usize],
+                        content: Content {
+                            inline: chunks(cs),
+                            pages: pages(ps),
+                            recipe: recipe
+                                .map(|(size, rc, rp)| Box::new(Recipe { size, inline: chunks(rc), pages: pages(rp) })),
+                        },
+                    }
                 }),
             any::<[u8; 32]>().prop_map(|t| NodeKind::Dir { tree: TreeId(t) }),
             proptest::collection::vec(any::<u8>(), 1..40).prop_map(|target| NodeKind::Symlink { target }),

@@ -107,8 +107,8 @@ fn blobs_of(v: &Vault, period: &str, path: &str) -> HashSet<[u8; 33]> {
     let info = v.resolve(period).unwrap();
     let node = v.lookup(info.snap.root, &trees::split_path(path).unwrap()).unwrap();
     let mut out = HashSet::new();
-    v.file_reader(&node)
-        .unwrap()
+    let crate::format::tree::NodeKind::File { content, .. } = &node.kind else { panic!("not a file") };
+    crate::repo::ChunkReader::new(v, content)
         .for_each_chunk(&mut |c| {
             out.insert(BlobRef::data(c.id).key());
             Ok(())

@@ -26,10 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 pub const MAGIC: &[u8; 4] = b"VLTJ";
-/// Journal format: version 3 adds frame records (type 6) and pack records of format 2 (type
-/// 7); version 2 records nodes in tree format 2. Journals of versions 1 (tree format 1 nodes)
-/// and 2 are still replayed.
-const VERSION: u8 = 3;
+/// Journal format: version 4 records nodes in tree format 3 (files stored expanded); version 3
+/// adds frame records (type 6) and pack records of format 2 (type 7); version 2 records nodes
+/// in tree format 2. Journals of versions 1 (tree format 1 nodes) to 3 are still replayed.
+const VERSION: u8 = 4;
 const HEADER_LEN: usize = 24;
 const LEN_CHECK: u32 = 0xA5A5_A5A5;
 /// Largest record accepted when reading (a pack record of a huge pack is the biggest).
@@ -66,10 +66,10 @@ pub enum Record {
 
 /// The tree format of the nodes in a journal of format `version`.
 fn tree_version(version: u8) -> u8 {
-    if version == 1 {
-        1
-    } else {
-        2
+    match version {
+        1 => 1,
+        2 | 3 => 2,
+        _ => 3,
     }
 }
 
@@ -358,19 +358,21 @@ fn available(w: &WriteSession<'_>, node: &crate::format::tree::Node, extra: &Has
     let v = w.vault();
     let have =
         |b: &BlobRef| -> Result<bool> { Ok(extra.contains(&b.key()) || w.is_pending(b) || v.index.get(b)?.is_some()) };
-    for c in &content.inline {
-        if !have(&BlobRef::data(c.id))? {
-            return Ok(false);
-        }
-    }
-    for p in &content.pages {
-        if !have(&BlobRef::list(p.id))? {
-            return Ok(false);
-        }
-        let Ok(list) = v.load_list(p) else { return Ok(false) };
-        for c in list {
+    for (inline, pages) in content.lists() {
+        for c in inline {
             if !have(&BlobRef::data(c.id))? {
                 return Ok(false);
+            }
+        }
+        for p in pages {
+            if !have(&BlobRef::list(p.id))? {
+                return Ok(false);
+            }
+            let Ok(list) = v.load_list(p) else { return Ok(false) };
+            for c in list {
+                if !have(&BlobRef::data(c.id))? {
+                    return Ok(false);
+                }
             }
         }
     }

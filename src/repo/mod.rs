@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use reader::{FileReader, Piece};
+pub use reader::{ChunkReader, FileReader, Piece};
 pub use snapshots::SnapshotInfo;
 pub use writer::WriteSession;
 

@@ -8,6 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::PackEntry;
 use crate::format::tree::{decode_list, ChunkRef, Content, Node, NodeKind, PageRef};
 use crate::id::{BlobKind, BlobRef, PackId};
+use crate::rebuild::{Plan, Rebuilder, Source};
 use crate::store::ObjKind;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -382,7 +383,7 @@ impl Vault {
     /// A reader over a file node's content.
     pub fn file_reader(&self, node: &Node) -> Result<FileReader<'_>> {
         match &node.kind {
-            NodeKind::File { content, .. } => Ok(FileReader::new(self, content)),
+            NodeKind::File { content, .. } => FileReader::new(self, content),
             _ => Err(Error::invalid(format!("{} is not a regular file", String::from_utf8_lossy(&node.name)))),
         }
     }
@@ -430,10 +431,86 @@ enum Seg {
     Page(PageRef),
 }
 
-/// Random and streaming access to one file's bytes. Offsets are found by binary search over
-/// the pages, then within the page; only a few pages are decoded at a time, so memory does
-/// not depend on the file size.
-pub struct FileReader<'v> {
+/// Random and streaming access to one file's bytes: its chunks, or for a file stored expanded
+/// (src/rebuild), the original bytes recreated from its expanded stream and recipe.
+pub struct FileReader<'v>(Inner<'v>);
+
+enum Inner<'v> {
+    Chunks(ChunkReader<'v>),
+    Rebuilt(Box<Rebuilder<ChunkReader<'v>>>),
+}
+
+impl<'v> FileReader<'v> {
+    /// A reader of `content` (reads the whole recipe of a file stored expanded).
+    pub fn new(vault: &'v Vault, content: &Content) -> Result<Self> {
+        let chunks = ChunkReader::new(vault, content);
+        let Some(r) = &content.recipe else { return Ok(FileReader(Inner::Chunks(chunks))) };
+        let recipe = ChunkReader::new(vault, &r.content());
+        let plan = Plan::read(&mut SourceRead { src: &recipe, off: 0 })?;
+        if plan.original != r.size || plan.expanded != chunks.size() {
+            return Err(Error::corrupt("recipe: sizes differ from the file's"));
+        }
+        Ok(FileReader(Inner::Rebuilt(Box::new(Rebuilder::new(plan, chunks, recipe)))))
+    }
+
+    pub fn size(&self) -> u64 {
+        match &self.0 {
+            Inner::Chunks(c) => c.size(),
+            Inner::Rebuilt(r) => r.size(),
+        }
+    }
+
+    /// Up to `len` bytes at `off` (fewer only at end of file).
+    pub fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>> {
+        match &self.0 {
+            Inner::Chunks(c) => c.read_at(off, len),
+            Inner::Rebuilt(r) => r.read_at(off, len),
+        }
+    }
+
+    /// Writes the whole file to `w`; stops at the first damaged chunk or window (bytes before
+    /// it have been written, none after).
+    pub fn copy_to(&self, w: &mut dyn Write) -> Result<u64> {
+        match &self.0 {
+            Inner::Chunks(c) => c.copy_to(w),
+            Inner::Rebuilt(r) => r.copy_to(w),
+        }
+    }
+
+    /// The rebuild plan of a file stored expanded.
+    pub fn plan(&self) -> Option<&Plan> {
+        match &self.0 {
+            Inner::Chunks(_) => None,
+            Inner::Rebuilt(r) => Some(r.plan()),
+        }
+    }
+}
+
+/// `Read` over a [`Source`] from an offset.
+struct SourceRead<'a, S: Source> {
+    src: &'a S,
+    off: u64,
+}
+
+impl<S: Source> std::io::Read for SourceRead<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let b = self.src.read_at(self.off, buf.len().min(1 << 20)).map_err(std::io::Error::other)?;
+        buf[..b.len()].copy_from_slice(&b);
+        self.off += b.len() as u64;
+        Ok(b.len())
+    }
+}
+
+impl Source for ChunkReader<'_> {
+    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>> {
+        ChunkReader::read_at(self, off, len)
+    }
+}
+
+/// Random and streaming access to the bytes of a chunk list. Offsets are found by binary
+/// search over the pages, then within the page; only a few pages are decoded at a time, so
+/// memory does not depend on the file size.
+pub struct ChunkReader<'v> {
     vault: &'v Vault,
     segs: Vec<Seg>,
     /// Byte offset of each segment; one extra entry = file size.
@@ -447,7 +524,7 @@ pub struct FileReader<'v> {
     carry: Mutex<Carry>,
 }
 
-impl<'v> FileReader<'v> {
+impl<'v> ChunkReader<'v> {
     pub fn new(vault: &'v Vault, content: &Content) -> Self {
         let mut segs = Vec::new();
         if !content.inline.is_empty() {
@@ -468,7 +545,7 @@ impl<'v> FileReader<'v> {
         }
         seg_starts.push(off);
         seg_first.push(first);
-        FileReader {
+        ChunkReader {
             vault,
             segs,
             seg_starts,

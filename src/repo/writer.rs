@@ -13,13 +13,16 @@ use super::packer::{Packer, Pending};
 use super::snapshots::SnapshotInfo;
 use super::trees::show;
 use super::{now_unix, now_unix_ns, Vault};
-use crate::chunker::{ChunkBatch, StreamChunker};
+use crate::chunker::ChunkBatch;
 use crate::crypto::Domain;
 use crate::error::{Error, Result};
 use crate::format::index as index_format;
 use crate::format::snapshot::{JournalMark, Snapshot};
-use crate::format::tree::{encode_list, ChunkRef, Content, Node, NodeKind, PageRef, Tree, INLINE_CHUNKS, PAGE_CHUNKS};
+use crate::format::tree::{
+    encode_list, ChunkRef, Content, Node, NodeKind, PageRef, Recipe, Tree, INLINE_CHUNKS, PAGE_CHUNKS,
+};
 use crate::id::{BlobRef, IndexId, ListId, SnapshotId, TreeId};
+use crate::rebuild::{Expanded, Piece};
 use crate::store::ObjKind;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -29,7 +32,6 @@ use std::time::Duration;
 
 /// Bytes of chunks handed to the parallel hash/compress/seal stage at once.
 const BATCH_BYTES: usize = 8 << 20;
-const READ_BLOCK: usize = 1 << 20;
 /// Blobs packed but not yet in an index file before the session flushes on its own
 /// (about 256 MiB of new data at the default chunk size).
 const MAX_PENDING: usize = 1 << 16;
@@ -65,6 +67,8 @@ pub struct Stored {
     pub size: u64,
     pub chunks: u64,
     pub new_chunks: u64,
+    /// What was expanded (nothing: stored as is).
+    pub expanded: Expanded,
 }
 
 /// Collects a file's chunk references, writing a list page whenever one is full, so that a
@@ -99,7 +103,7 @@ impl ContentBuilder {
         if !self.cur.is_empty() {
             self.pages.push(w.write_list(&self.cur)?);
         }
-        Ok(Content { inline: Vec::new(), pages: self.pages })
+        Ok(Content { inline: Vec::new(), pages: self.pages, recipe: None })
     }
 }
 
@@ -166,45 +170,44 @@ impl<'v> WriteSession<'v> {
         self.write_revision(snap, Some(info))
     }
 
-    /// Chunks a stream and packs its new chunks. Reading and chunking run on their own
-    /// thread; hashing, compression and sealing run in parallel on the rest.
+    /// Chunks a stream and packs its new chunks. Compressed parts of the stream (gzip, zlib,
+    /// zip members) are stored expanded with a recipe that recreates them (src/rebuild).
+    /// Reading, expanding and chunking run on their own thread; hashing, compression and
+    /// sealing run in parallel on the rest.
     pub fn store_stream(&mut self, input: &mut (dyn Read + Send)) -> Result<Stored> {
         let params = self.v.chunker_params();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ChunkBatch>>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Piece>>(2);
         let mut stored = Stored::default();
         std::thread::scope(|scope| -> Result<()> {
-            scope.spawn(move || {
-                let mut chunker = StreamChunker::new(params);
-                let mut buf = vec![0u8; READ_BLOCK];
-                let mut batch = ChunkBatch::default();
-                loop {
-                    let n = match input.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            let _ = tx.send(Err(Error::io("reading input", e)));
-                            return;
-                        }
-                    };
-                    chunker.push(&buf[..n], &mut batch);
-                    if batch.bytes() >= BATCH_BYTES && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                        return;
-                    }
-                }
-                chunker.finish(&mut batch);
-                let _ = tx.send(Ok(batch));
-            });
+            scope.spawn(move || crate::rebuild::chunk_expanded(input, params, BATCH_BYTES, &tx));
             let mut builder = ContentBuilder::default();
-            for batch in rx {
-                let batch = batch?;
-                let (refs, new) = self.add_chunks_counted(&batch)?;
-                stored.new_chunks += new as u64;
-                stored.size += refs.iter().map(|c| c.len as u64).sum::<u64>();
-                stored.chunks += refs.len() as u64;
-                builder.push(self, &refs)?;
+            let mut recipe = ContentBuilder::default();
+            let mut done = None;
+            for piece in rx {
+                match piece? {
+                    Piece::Expanded(batch) => {
+                        let (refs, new) = self.add_chunks_counted(&batch)?;
+                        stored.new_chunks += new as u64;
+                        stored.chunks += refs.len() as u64;
+                        builder.push(self, &refs)?;
+                    }
+                    Piece::Recipe(batch) => {
+                        let (refs, new) = self.add_chunks_counted(&batch)?;
+                        stored.new_chunks += new as u64;
+                        stored.chunks += refs.len() as u64;
+                        recipe.push(self, &refs)?;
+                    }
+                    Piece::Done(x) => done = Some(x),
+                }
             }
+            let x = done.ok_or_else(|| Error::corrupt("the input reader stopped early"))?;
+            stored.size = x.original;
             stored.content = builder.finish(self)?;
+            if x.rebuilt() {
+                let r = recipe.finish(self)?;
+                stored.content.recipe = Some(Box::new(Recipe { size: x.original, inline: r.inline, pages: r.pages }));
+            }
+            stored.expanded = x;
             Ok(())
         })?;
         Ok(stored)

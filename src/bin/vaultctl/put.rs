@@ -45,6 +45,16 @@ impl Args {
             report.new_chunks,
             human(report.new_bytes)
         );
+        let x = &report.expanded;
+        if x.rebuilt() {
+            println!(
+                "expanded {} compressed stream(s): {} of compressed bytes stored as {} of content and a {} recipe",
+                x.streams,
+                human(x.deflated),
+                human(x.expanded - (x.original - x.deflated)),
+                human(x.recipe)
+            );
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

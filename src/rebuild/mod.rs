@@ -1,0 +1,530 @@
+//! Compressed files stored by their content (docs/DESIGN.md §14).
+//!
+//! A gzip file, a zlib stream or a zip member changes everywhere after its first changed byte,
+//! so content-defined chunking finds nothing to share between two days of a compressed dump.
+//! At ingest, [`expand`] finds the deflate streams of a file (gzip members, a zlib stream at
+//! the start, deflated zip members) and splits the file into two streams:
+//!
+//! - the *expanded* stream: the file with every deflate stream replaced by its decompressed
+//!   content (headers, trailers and everything else stay as they are). It goes through the
+//!   normal chunker, so it deduplicates against earlier days and against uncompressed copies;
+//! - the *recipe*: which byte ranges of the expanded stream are copied as they are and which
+//!   are compressed again, with the small correction data that makes the `preflate-rs`
+//!   compressor produce exactly the original deflate bytes, and a BLAKE3 hash of every window
+//!   of original bytes it recreates.
+//!
+//! Every window is recompressed and compared with the original at ingest (a window that does
+//! not come back exact ends the stream there; the rest of the file is copied as it is), and
+//! every window recreated on read is checked against its hash before a byte of it is returned.
+//! A file in which nothing was worth expanding is stored as it is: the expanded stream is then
+//! the file itself and no recipe is written.
+
+use crate::error::{Error, Result};
+use preflate_rs::{ExitCode, PreflateConfig, PreflateStreamProcessor, RecreateStreamProcessor};
+use std::io::Read;
+
+mod pipe;
+mod read;
+#[cfg(test)]
+mod tests;
+
+pub use pipe::{chunk_expanded, Job, Piece};
+pub use read::{Plan, Rebuilder, Source};
+
+/// First bytes of a recipe: the format (version 1) and the correction codec (preflate-rs 0.7).
+pub const MAGIC: &[u8; 4] = b"VRB1";
+const OP_END: u8 = 0;
+const OP_RAW: u8 = 1;
+const OP_BEGIN: u8 = 2;
+const OP_WINDOW: u8 = 3;
+
+/// Compressed bytes handed to the deflate analysis at once (a block that does not fit is
+/// retried with a window twice as large, up to [`MAX_WINDOW`]). Large, because preflate-rs
+/// 0.7.6 sometimes cannot continue a stream across a window boundary (then the rest of the
+/// stream is copied): fewer boundaries, fewer such ends.
+const WINDOW: usize = 4 << 20;
+const MAX_WINDOW: usize = 32 << 20;
+/// Most decompressed bytes one window may expand to (bounds memory on a zip bomb).
+const PLAIN_LIMIT: usize = 96 << 20;
+/// Bytes looked at per scan for the start of a compressed stream.
+const SCAN: usize = 1 << 20;
+/// Header bytes a container signature may need to be recognised (gzip names, zip extras).
+const HEADER_MAX: usize = 1 << 17;
+/// Compressed streams shorter than this are copied as they are.
+const MIN_STREAM: usize = 64;
+
+/// Receives the two streams of an expanded file.
+pub trait Sink {
+    /// Bytes of the expanded stream, in order.
+    fn expanded(&mut self, b: &[u8]) -> Result<()>;
+    /// Bytes of the recipe, in order (only once a stream was worth expanding).
+    fn recipe(&mut self, b: &[u8]) -> Result<()>;
+}
+
+/// What [`expand`] did with one file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expanded {
+    /// Bytes read: the original file.
+    pub original: u64,
+    /// Bytes of the expanded stream.
+    pub expanded: u64,
+    /// Deflate streams expanded (whole or in part).
+    pub streams: u64,
+    /// Original (compressed) bytes that the recipe recreates.
+    pub deflated: u64,
+    /// Bytes of the recipe (correction data, hashes and layout).
+    pub recipe: u64,
+}
+
+impl Expanded {
+    /// Whether a recipe was written (at least one window is recreated).
+    pub fn rebuilt(&self) -> bool {
+        self.streams > 0
+    }
+}
+
+/// Reads `input` to its end and writes its expanded stream and recipe to `sink`. When nothing
+/// was expanded ([`Expanded::rebuilt`] false) the expanded stream is exactly the input and
+/// nothing was written to the recipe.
+pub fn expand(input: &mut dyn Read, sink: &mut dyn Sink) -> Result<Expanded> {
+    let mut e = Expander {
+        input,
+        sink,
+        buf: Vec::new(),
+        start: 0,
+        eof: false,
+        raw: 0,
+        recipe_head: Some(MAGIC.to_vec()),
+        stats: Expanded { recipe: MAGIC.len() as u64, ..Default::default() },
+        at_start: true,
+    };
+    e.run()?;
+    Ok(e.stats)
+}
+
+/// A container recognised at the scan position.
+enum Found {
+    /// A gzip member with a header of this many bytes.
+    Gzip(usize),
+    /// A zlib stream (2 header bytes).
+    Zlib,
+    /// A deflated zip member with a local header of this many bytes.
+    Zip(usize),
+}
+
+struct Expander<'a> {
+    input: &'a mut dyn Read,
+    sink: &'a mut dyn Sink,
+    /// Bytes read and not yet passed on: `buf[start..]`.
+    buf: Vec<u8>,
+    start: usize,
+    eof: bool,
+    /// Copied bytes not yet recorded in the recipe.
+    raw: u64,
+    /// The recipe until its first window: nothing is written unless something is expanded.
+    recipe_head: Option<Vec<u8>>,
+    stats: Expanded,
+    at_start: bool,
+}
+
+impl Expander<'_> {
+    fn avail(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Reads until `want` bytes are available or the input ends; returns what is available.
+    fn fill(&mut self, want: usize) -> Result<usize> {
+        if self.avail() >= want || self.eof {
+            return Ok(self.avail());
+        }
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let target = want.max(SCAN);
+        while self.buf.len() < target {
+            let old = self.buf.len();
+            self.buf.resize(target, 0);
+            match self.input.read(&mut self.buf[old..]) {
+                Ok(0) => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.buf.truncate(old + n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(old),
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(Error::io("reading input", e));
+                }
+            }
+        }
+        Ok(self.avail())
+    }
+
+    fn recipe(&mut self, b: &[u8]) -> Result<()> {
+        self.stats.recipe += b.len() as u64;
+        match &mut self.recipe_head {
+            Some(head) => {
+                head.extend_from_slice(b);
+                Ok(())
+            }
+            None => self.sink.recipe(b),
+        }
+    }
+
+    /// Passes `n` bytes on unchanged.
+    fn copy(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let (s, e) = (self.start, self.start + n);
+        self.sink.expanded(&self.buf[s..e])?;
+        self.start = e;
+        self.raw += n as u64;
+        self.stats.original += n as u64;
+        self.stats.expanded += n as u64;
+        self.at_start = false;
+        Ok(())
+    }
+
+    fn end_copy(&mut self) -> Result<()> {
+        if self.raw > 0 {
+            let mut op = vec![OP_RAW];
+            op.extend_from_slice(&self.raw.to_le_bytes());
+            self.raw = 0;
+            self.recipe(&op)?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<()> {
+        loop {
+            let avail = self.fill(SCAN)?;
+            if avail == 0 {
+                break;
+            }
+            let at_start = self.at_start;
+            let hit = find_signature(&self.buf[self.start..self.start + avail], at_start);
+            let Some(i) = hit else {
+                // Keep the last bytes: a signature may continue in the next read.
+                let n = if self.eof { avail } else { avail.saturating_sub(3).max(1) };
+                self.copy(n)?;
+                continue;
+            };
+            self.copy(i)?;
+            self.fill(HEADER_MAX)?;
+            let here = &self.buf[self.start..];
+            let found = match here.first() {
+                Some(0x1f) => gzip_header(here).map(Found::Gzip),
+                Some(b'P') => zip_header(here).map(Found::Zip),
+                _ if at_start && zlib_header(here) => Some(Found::Zlib),
+                _ => None,
+            };
+            match found {
+                Some(Found::Gzip(h)) => {
+                    self.copy(h)?;
+                    if self.deflate()? {
+                        let t = self.fill(8)?.min(8);
+                        self.copy(t)?;
+                    }
+                }
+                Some(Found::Zlib) => {
+                    self.copy(2)?;
+                    if self.deflate()? {
+                        let t = self.fill(4)?.min(4);
+                        self.copy(t)?;
+                    }
+                }
+                Some(Found::Zip(h)) => {
+                    self.copy(h)?;
+                    self.deflate()?;
+                }
+                None => self.copy(1)?,
+            }
+        }
+        self.end_copy()?;
+        if self.recipe_head.is_none() {
+            let mut end = vec![OP_END];
+            end.extend_from_slice(&self.stats.original.to_le_bytes());
+            end.extend_from_slice(&self.stats.expanded.to_le_bytes());
+            self.recipe(&end)?;
+        } else {
+            self.stats.recipe = 0;
+        }
+        Ok(())
+    }
+
+    /// Expands the deflate stream starting at the scan position, window by window, for as long
+    /// as each window recompresses exactly and its corrections are worth it. Returns whether
+    /// the stream was expanded to its end (the bytes after it are a container trailer).
+    fn deflate(&mut self) -> Result<bool> {
+        let config = PreflateConfig { verify_compression: true, plain_text_limit: PLAIN_LIMIT, ..Default::default() };
+        let mut p = PreflateStreamProcessor::new(&config);
+        let mut windows = 0u64;
+        let mut want = WINDOW;
+        loop {
+            let avail = self.fill(want)?;
+            let len = avail.min(want);
+            if len == 0 {
+                return Ok(false);
+            }
+            let data = &self.buf[self.start..self.start + len];
+            // Arbitrary input may make the analysis panic: then the stream is not expanded.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.decompress(data)));
+            let Ok(r) = r else { return Ok(false) };
+            let r = match r {
+                Ok(r) => r,
+                Err(e) if e.exit_code() == ExitCode::ShortRead && avail > len && want < MAX_WINDOW => {
+                    want *= 2;
+                    continue;
+                }
+                // Not deflate after all, damaged, truncated, or not recreated exactly: what
+                // was expanded stands, the rest is copied.
+                Err(_) => return Ok(false),
+            };
+            let comp = r.compressed_size;
+            if comp == 0 || comp > len {
+                return Ok(false);
+            }
+            if windows == 0 && p.is_done() && comp < MIN_STREAM {
+                return Ok(false);
+            }
+            // Corrections that cost more than half of what they replace are not worth it.
+            if r.corrections.len() > comp / 2 {
+                return Ok(false);
+            }
+            let hash = blake3::hash(&data[..comp]);
+            let plain_len = p.plain_text().text().len();
+            if windows == 0 {
+                self.end_copy()?;
+                self.recipe(&[OP_BEGIN])?;
+                self.stats.streams += 1;
+            }
+            let mut op = Vec::with_capacity(53 + r.corrections.len());
+            op.push(OP_WINDOW);
+            op.extend_from_slice(&(plain_len as u64).to_le_bytes());
+            op.extend_from_slice(&(comp as u64).to_le_bytes());
+            op.extend_from_slice(hash.as_bytes());
+            op.extend_from_slice(&(r.corrections.len() as u32).to_le_bytes());
+            op.extend_from_slice(&r.corrections);
+            self.recipe(&op)?;
+            if let Some(head) = self.recipe_head.take() {
+                self.sink.recipe(&head)?;
+            }
+            self.sink.expanded(p.plain_text().text())?;
+            self.start += comp;
+            self.stats.original += comp as u64;
+            self.stats.deflated += comp as u64;
+            self.stats.expanded += plain_len as u64;
+            self.at_start = false;
+            p.shrink_to_dictionary();
+            windows += 1;
+            want = WINDOW;
+            if p.is_done() {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Whether `b` (the first bytes of a file) starts with a container [`expand`] looks into.
+pub fn starts_with_container(b: &[u8]) -> bool {
+    zlib_header(b) || gzip_header(b).is_some() || zip_header(b).is_some()
+}
+
+/// Offset of the first byte in `b` where a container may start.
+fn find_signature(b: &[u8], at_start: bool) -> Option<usize> {
+    if at_start && zlib_header(b) {
+        return Some(0);
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        let j = rest.iter().position(|&c| c == 0x1f || c == b'P')?;
+        let at = &rest[j..];
+        if at.len() < 4 {
+            return Some(i + j);
+        }
+        if (at[0] == 0x1f && at[1] == 0x8b && at[2] == 8 && at[3] & 0xe0 == 0) || at.starts_with(b"PK\x03\x04") {
+            return Some(i + j);
+        }
+        i += j + 1;
+    }
+    None
+}
+
+fn cstr_end(b: &[u8], from: usize) -> Option<usize> {
+    b.get(from..)?.iter().position(|&c| c == 0).map(|n| from + n + 1)
+}
+
+/// The header length of a gzip member starting at `b[0]` (RFC 1952), if it is one.
+fn gzip_header(b: &[u8]) -> Option<usize> {
+    if b.len() < 10 || b[0] != 0x1f || b[1] != 0x8b || b[2] != 8 || b[3] & 0xe0 != 0 {
+        return None;
+    }
+    let flg = b[3];
+    let mut p = 10;
+    if flg & 4 != 0 {
+        let x = u16::from_le_bytes([*b.get(p)?, *b.get(p + 1)?]) as usize;
+        p += 2 + x;
+    }
+    if flg & 8 != 0 {
+        p = cstr_end(b, p)?;
+    }
+    if flg & 16 != 0 {
+        p = cstr_end(b, p)?;
+    }
+    if flg & 2 != 0 {
+        p += 2;
+    }
+    (p < b.len()).then_some(p)
+}
+
+/// Whether `b` starts with a zlib header for a deflate stream without preset dictionary.
+fn zlib_header(b: &[u8]) -> bool {
+    b.len() >= 3
+        && b[0] & 0x0f == 8
+        && b[0] >> 4 <= 7
+        && (u16::from(b[0]) << 8 | u16::from(b[1])) % 31 == 0
+        && b[1] & 0x20 == 0
+}
+
+/// The local header length of a deflated, unencrypted zip member at `b[0]`, if it is one.
+fn zip_header(b: &[u8]) -> Option<usize> {
+    if b.len() < 30 || !b.starts_with(b"PK\x03\x04") {
+        return None;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let (flags, method) = (u16_at(6), u16_at(8));
+    if method != 8 || flags & 1 != 0 {
+        return None;
+    }
+    let h = 30 + u16_at(26) + u16_at(28);
+    (h < b.len()).then_some(h)
+}
+
+/// One step of a recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Copy this many bytes of the expanded stream.
+    Raw(u64),
+    /// A new deflate stream starts.
+    Begin,
+    /// Compress `plain` bytes of the expanded stream with the corrections at `corr_at` (offset
+    /// in the recipe, `corr_len` bytes) into `comp` bytes whose BLAKE3 hash is `hash`.
+    Window { plain: u64, comp: u64, hash: [u8; 32], corr_at: u64, corr_len: u32 },
+    /// The end, with the sizes of the original and the expanded stream.
+    End { original: u64, expanded: u64 },
+}
+
+/// Reads a recipe's fields, counting the offset.
+struct Fields<'a> {
+    r: &'a mut dyn Read,
+    pos: u64,
+}
+
+impl Fields<'_> {
+    fn take(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.r.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::corrupt("recipe: truncated"),
+            _ => Error::io("reading a recipe", e),
+        })?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+    fn u8(&mut self) -> Result<u8> {
+        let mut b = [0u8; 1];
+        self.take(&mut b)?;
+        Ok(b[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.take(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.take(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn skip(&mut self, n: u64) -> Result<()> {
+        let got = std::io::copy(&mut (&mut *self.r).take(n), &mut std::io::sink())
+            .map_err(|e| Error::io("reading a recipe", e))?;
+        if got != n {
+            return Err(Error::corrupt("recipe: truncated"));
+        }
+        self.pos += n;
+        Ok(())
+    }
+}
+
+/// Reads the steps of a recipe, skipping the correction bytes.
+pub(crate) fn read_steps(r: &mut dyn Read) -> Result<Vec<Step>> {
+    let mut f = Fields { r, pos: 0 };
+    let mut magic = [0u8; 4];
+    f.take(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(Error::unsupported("recipe: unknown format (this build reads VRB1)"));
+    }
+    let mut steps = Vec::new();
+    loop {
+        match f.u8()? {
+            OP_RAW => steps.push(Step::Raw(f.u64()?)),
+            OP_BEGIN => steps.push(Step::Begin),
+            OP_WINDOW => {
+                let (plain, comp) = (f.u64()?, f.u64()?);
+                let mut hash = [0u8; 32];
+                f.take(&mut hash)?;
+                let corr_len = f.u32()?;
+                let corr_at = f.pos;
+                f.skip(corr_len as u64)?;
+                steps.push(Step::Window { plain, comp, hash, corr_at, corr_len });
+            }
+            OP_END => {
+                let (original, expanded) = (f.u64()?, f.u64()?);
+                steps.push(Step::End { original, expanded });
+                let mut extra = [0u8; 1];
+                if f.r.read(&mut extra).map_err(|e| Error::io("reading a recipe", e))? != 0 {
+                    return Err(Error::corrupt("recipe: bytes after its end"));
+                }
+                return Ok(steps);
+            }
+            x => return Err(Error::corrupt(format!("recipe: unknown step {x}"))),
+        }
+    }
+}
+
+/// Recreates deflate streams window by window.
+pub(crate) struct Recreate(RecreateStreamProcessor);
+
+// SAFETY: the processor owns plain heap data only (vectors, and hash chains boxed as a trait
+// object without a `Send` bound: the implementations in preflate-rs 0.7.6, the pinned version,
+// are tables of integers); nothing in it refers to thread-local state or is shared. A reader
+// keeps it behind a mutex and moves it between the threads that serve its reads.
+unsafe impl Send for Recreate {}
+
+impl Recreate {
+    pub(crate) fn new() -> Self {
+        Recreate(RecreateStreamProcessor::new())
+    }
+
+    /// The original bytes of one window, checked against the recipe's hash.
+    pub(crate) fn window(&mut self, plain: &[u8], corrections: &[u8], comp: u64, hash: &[u8; 32]) -> Result<Vec<u8>> {
+        // The predictor may panic on correction data it did not write; the recipe is
+        // authenticated, so that means a bug, reported as damage rather than a crash.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.0.recompress(&mut std::io::Cursor::new(plain), corrections)
+        }));
+        let (out, _) = match r {
+            Ok(r) => {
+                r.map_err(|e| Error::corrupt(format!("recipe: the compressed bytes cannot be recreated ({e})")))?
+            }
+            Err(_) => return Err(Error::corrupt("recipe: the compressed bytes cannot be recreated (decoder failure)")),
+        };
+        if out.len() as u64 != comp || blake3::hash(&out).as_bytes() != hash {
+            return Err(Error::corrupt("recipe: recreated bytes differ from the original (hash mismatch)"));
+        }
+        Ok(out)
+    }
+}
