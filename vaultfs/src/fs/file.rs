@@ -16,8 +16,9 @@
 
 use std::collections::BTreeMap;
 use vault::chunker::{ChunkBatch, StreamChunker};
-use vault::format::tree::{ChunkRef, Content, FileState, PageRef, INLINE_CHUNKS, PAGE_CHUNKS};
+use vault::format::tree::{ChunkRef, Content, FileState, PageRef, Recipe, INLINE_CHUNKS, PAGE_CHUNKS};
 use vault::id::BlobRef;
+use vault::rebuild::{Job, Piece};
 use vault::repo::live::Live;
 use vault::repo::{FileReader, Vault};
 use vault::{Error, ErrorKind, Result};
@@ -28,7 +29,7 @@ pub const TAIL_LIMIT: usize = 8 << 20;
 pub const OVERLAY_LIMIT: usize = 16 << 20;
 const ZERO_BLOCK: usize = 1 << 20;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct FileData {
     /// Committed content not expanded into `chunks` (files nobody is writing): only the page
     /// references stay in memory.
@@ -60,6 +61,18 @@ pub struct FileData {
     pub failed: Option<ErrorKind>,
     /// The file outgrew the memory limits: its chunks went to the bulk packs.
     pub bulk: bool,
+    /// A compressed file written in order from its start, being stored expanded: `chunks`
+    /// (and `paged`) then hold its expanded stream, not its bytes.
+    expanding: Option<Box<Expanding>>,
+}
+
+/// The expansion of a file as it is written (src/rebuild).
+#[derive(Debug)]
+struct Expanding {
+    job: Job,
+    /// Recipe chunks not yet in a page, and the pages written.
+    recipe: Vec<ChunkRef>,
+    recipe_pages: Vec<PageRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,8 +99,12 @@ impl FileData {
     }
 
     /// Turns lazy content back into a writable chunk table: its pages stay stored.
-    fn load(&mut self, v: &Vault) -> Result<()> {
+    fn load(&mut self, w: &Live) -> Result<()> {
+        let v = w.vault();
         let Some(content) = self.lazy.take() else { return Ok(()) };
+        if content.recipe.is_some() {
+            return self.load_rebuilt(w, &content).inspect_err(|_| self.lazy = Some(content.clone()));
+        }
         self.paged = content.pages;
         self.paged_len = self.paged.iter().map(|p| p.bytes).sum();
         self.chunks.clear();
@@ -103,6 +120,89 @@ impl FileData {
         }
         self.finalized = true;
         Ok(())
+    }
+
+    /// A file stored expanded (src/rebuild) that is written to: its original bytes are
+    /// chunked again into a chunk table of their own.
+    fn load_rebuilt(&mut self, w: &Live, content: &Content) -> Result<()> {
+        let v = w.vault();
+        let r = FileReader::new(v, content)?;
+        let size = r.size();
+        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+        self.bulk = size > TAIL_LIMIT as u64;
+        let mut chunker = StreamChunker::new(v.chunker_params());
+        let mut off = 0u64;
+        while off < size {
+            let b = r.read_at(off, TAIL_LIMIT)?;
+            if b.is_empty() {
+                return Err(Error::corrupt("file shorter than its size"));
+            }
+            off += b.len() as u64;
+            let mut batch = ChunkBatch::default();
+            chunker.push(&b, &mut batch);
+            let refs = w.add_chunks(&batch, self.bulk)?;
+            self.append_chunks(w, &refs)?;
+        }
+        let mut batch = ChunkBatch::default();
+        chunker.finish(&mut batch);
+        let refs = w.add_chunks(&batch, self.bulk)?;
+        self.append_chunks(w, &refs)?;
+        self.finalized = true;
+        Ok(())
+    }
+
+    /// Hands written bytes to the expansion and stores the chunks it has ready.
+    fn feed(&mut self, w: &Live, data: Vec<u8>) -> Result<()> {
+        let mut e = self.expanding.take().ok_or_else(|| Error::invalid("file is not being expanded"))?;
+        let r = e.job.feed(data, &mut |p| self.store_piece(w, &mut e.recipe, &mut e.recipe_pages, p));
+        self.expanding = Some(e);
+        r
+    }
+
+    fn store_piece(&mut self, w: &Live, recipe: &mut Vec<ChunkRef>, pages: &mut Vec<PageRef>, p: Piece) -> Result<()> {
+        match p {
+            Piece::Expanded(b) => {
+                let refs = w.add_chunks(&b, true)?;
+                self.append_chunks(w, &refs)
+            }
+            Piece::Recipe(b) => {
+                recipe.extend(w.add_chunks(&b, true)?);
+                while recipe.len() >= 2 * PAGE_CHUNKS {
+                    pages.push(w.write_list(&recipe[..PAGE_CHUNKS])?);
+                    recipe.drain(..PAGE_CHUNKS);
+                }
+                Ok(())
+            }
+            Piece::Done(_) => Ok(()),
+        }
+    }
+
+    /// Ends the expansion: the file becomes its committed-to-be content (expanded stream and
+    /// recipe, or its bytes when nothing was worth expanding), held like a loaded snapshot
+    /// file.
+    fn finish_expanding(&mut self, w: &Live) -> Result<Content> {
+        let Some(e) = self.expanding.take() else { return Err(Error::invalid("file is not being expanded")) };
+        let Expanding { job, mut recipe, mut recipe_pages } = *e;
+        let x = job.finish(&mut |p| self.store_piece(w, &mut recipe, &mut recipe_pages, p))?;
+        let mut content = Self::content(w, &self.paged, &self.chunks)?;
+        if x.rebuilt() {
+            let r = Self::content(w, &recipe_pages, &recipe)?;
+            content.recipe = Some(Box::new(Recipe { size: x.original, inline: r.inline, pages: r.pages }));
+        }
+        if content.size() != x.original {
+            return Err(Error::corrupt("expanded file: sizes do not add up"));
+        }
+        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+        self.finalized = true;
+        self.lazy = Some(content.clone());
+        Ok(content)
+    }
+
+    /// Ends the expansion of a file that is about to be changed other than by appending:
+    /// its bytes are chunked again as they are.
+    fn stop_expanding(&mut self, w: &Live) -> Result<()> {
+        self.finish_expanding(w)?;
+        self.load(w)
     }
 
     fn load_pages(v: &Vault, pages: &[PageRef]) -> Result<Vec<ChunkRef>> {
@@ -148,7 +248,12 @@ impl FileData {
 
     /// Drops the chunk table of a committed, unchanged file nobody is writing.
     pub fn unload(&mut self) {
-        if self.dirty || self.writers > 0 || !self.tail.is_empty() || !self.overlay.is_empty() {
+        if self.dirty
+            || self.writers > 0
+            || !self.tail.is_empty()
+            || !self.overlay.is_empty()
+            || self.expanding.is_some()
+        {
             return;
         }
         if let Some(c) = &self.committed {
@@ -182,6 +287,9 @@ impl FileData {
         if let Some(c) = &self.lazy {
             return c.size();
         }
+        if let Some(e) = &self.expanding {
+            return e.job.fed;
+        }
         self.chunked_len() + self.tail.len() as u64
     }
 
@@ -197,9 +305,15 @@ impl FileData {
         v.read_blob(BlobRef::data(c.id))
     }
 
-    pub fn read(&self, v: &Vault, off: u64, len: usize) -> Result<Vec<u8>> {
+    /// Bytes of the file. A file being stored expanded is first turned back into chunks of
+    /// its bytes (needs the writer: it is only expanding while written through it).
+    pub fn read(&mut self, live: Option<&Live>, v: &Vault, off: u64, len: usize) -> Result<Vec<u8>> {
+        if self.expanding.is_some() {
+            let w = live.ok_or_else(|| Error::read_only("the vault is mounted read-only"))?;
+            self.guarded(|f| f.stop_expanding(w))?;
+        }
         if let Some(c) = &self.lazy {
-            return FileReader::new(v, c).read_at(off, len);
+            return FileReader::new(v, c)?.read_at(off, len);
         }
         let size = self.size();
         let end = off.saturating_add(len as u64).min(size);
@@ -213,8 +327,8 @@ impl FileData {
             if off < self.paged_len {
                 // The stored pages: read through a reader over them.
                 let pe = cend.min(self.paged_len);
-                let content = Content { inline: Vec::new(), pages: self.paged.clone() };
-                out.extend(FileReader::new(v, &content).read_at(off, (pe - off) as usize)?);
+                let content = Content { inline: Vec::new(), pages: self.paged.clone(), recipe: None };
+                out.extend(FileReader::new(v, &content)?.read_at(off, (pe - off) as usize)?);
             }
             let fs = off.max(self.paged_len);
             if fs < cend {
@@ -285,7 +399,15 @@ impl FileData {
     fn write_inner(&mut self, w: &Live, off: u64, data: &[u8]) -> Result<()> {
         let v = w.vault();
         self.generation += 1;
-        self.load(v)?;
+        if let Some(fed) = self.expanding.as_ref().map(|e| e.job.fed) {
+            self.dirty = true;
+            if off == fed {
+                return self.feed(w, data.to_vec());
+            }
+            // Not in order any more: stored as it is from here on (docs/SEMANTICS.md).
+            self.stop_expanding(w)?;
+        }
+        self.load(w)?;
         self.unfinalize(v)?;
         self.dirty = true;
         if off > self.size() {
@@ -325,6 +447,22 @@ impl FileData {
             // packs, written as pack files at its close rather than copied into the journal.
             self.bulk = true;
             self.materialize(w)?;
+        }
+        if self.tail.len() >= TAIL_LIMIT
+            && self.chunked_len() == 0
+            && self.paged.is_empty()
+            && self.overlay.is_empty()
+            && vault::rebuild::starts_with_container(&self.tail)
+        {
+            // A large compressed file written from its start: stored expanded as it comes.
+            self.bulk = true;
+            self.expanding = Some(Box::new(Expanding {
+                job: Job::start(w.vault().chunker_params()),
+                recipe: Vec::new(),
+                recipe_pages: Vec::new(),
+            }));
+            let tail = std::mem::take(&mut self.tail);
+            return self.feed(w, tail);
         }
         if self.tail.len() >= TAIL_LIMIT {
             self.bulk = true;
@@ -443,7 +581,13 @@ impl FileData {
     fn truncate_inner(&mut self, w: &Live, size: u64) -> Result<()> {
         let v = w.vault();
         self.generation += 1;
-        self.load(v)?;
+        if let Some(fed) = self.expanding.as_ref().map(|e| e.job.fed) {
+            if fed == size {
+                return Ok(());
+            }
+            self.stop_expanding(w)?;
+        }
+        self.load(w)?;
         self.unfinalize(v)?;
         self.dirty = true;
         let cur = self.size();
@@ -474,6 +618,11 @@ impl FileData {
     }
 
     fn finalize_inner(&mut self, w: &Live, state: FileState) -> Result<Committed> {
+        if self.expanding.is_some() {
+            let content = self.finish_expanding(w)?;
+            self.dirty = false;
+            self.committed = Some(Committed { size: content.size(), content, state });
+        }
         if self.lazy.is_none() && (self.dirty || self.committed.is_none()) {
             self.materialize(w)?;
             if !self.tail.is_empty() {
@@ -503,7 +652,7 @@ impl FileData {
         for part in chunks.chunks(PAGE_CHUNKS) {
             pages.push(w.write_list(part)?);
         }
-        Ok(Content { inline: Vec::new(), pages })
+        Ok(Content { inline: Vec::new(), pages, recipe: None })
     }
 
     /// What a close must make durable: `None` for a large file (all of its bulk packs), else

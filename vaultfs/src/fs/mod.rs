@@ -861,7 +861,7 @@ impl VaultFs {
             }
         }
         match &h.file {
-            Some(f) => f.data().read(self.v, off, len),
+            Some(f) => f.data().read(self.live.as_ref(), self.v, off, len),
             None => Err(is_dir()),
         }
     }
@@ -882,8 +882,8 @@ impl VaultFs {
             Some(_) => return Err(is_dir()),
             None => return Err(stale()),
         };
-        let d = f.data();
-        d.read(self.v, off, len)
+        let mut d = f.data();
+        d.read(self.live.as_ref(), self.v, off, len)
     }
 
     // ----- opening and writing ---------------------------------------------------------
@@ -918,7 +918,7 @@ impl VaultFs {
             };
             let reader = {
                 let d = f.data();
-                d.lazy_content().map(|c| (FileReader::new(self.v, c), d.generation))
+                d.lazy_content().map(|c| FileReader::new(self.v, c).map(|r| (r, d.generation))).transpose()?
             };
             return Ok(self.add_handle(Handle { ino, write, owner, file: Some(f), reader }));
         }

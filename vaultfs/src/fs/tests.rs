@@ -824,3 +824,94 @@ fn every_node_type_hard_links_and_exact_times_survive_a_crash() {
     assert_eq!((i1.ino, i1.nlink), (i2.ino, 2));
     check_clean(&Vault::open(store.clone(), &secret(), &OpenOptions::default()).unwrap());
 }
+
+/// A gzip file of dump-like records, `n` of them (about 40 compressed bytes each).
+fn gzipped_records(n: usize, seed: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    let noise = stream(n * 8, seed);
+    for i in 0..n {
+        let r = u64::from_le_bytes(noise[i * 8..i * 8 + 8].try_into().unwrap());
+        writeln!(e, "{{\"_id\":{i},\"key\":\"{r:016x}\",\"n\":{}}}", r % 1000).unwrap();
+    }
+    e.finish().unwrap()
+}
+
+/// Writes `data` in 64 KiB writes from offset `at`.
+fn write_all_at(fs: &VaultFs, fh: Fh, at: u64, data: &[u8]) {
+    for (i, block) in data.chunks(65536).enumerate() {
+        fs.write(fh, at + (i * 65536) as u64, block).unwrap();
+    }
+}
+
+fn has_recipe(v: &Vault, path: &str) -> bool {
+    let info = v.resolve("current").unwrap();
+    let node = v.lookup(info.snap.root, &vault::repo::trees::split_path(path).unwrap()).unwrap();
+    matches!(node.kind, NodeKind::File { content, .. } if content.recipe.is_some())
+}
+
+#[test]
+fn a_gzip_written_in_order_is_stored_expanded_and_reads_back_exact() {
+    let store = new_store();
+    let v = vault(&store);
+    let fs = VaultFs::new(v, true, 0, 0).unwrap();
+    let gz = gzipped_records(1_000_000, 3);
+    assert!(gz.len() > 12 << 20, "{}", gz.len());
+    let (a, fh) = fs.create(ROOT, b"dump.gz", 0o600, 0, 0, 0).unwrap();
+    write_all_at(&fs, fh, 0, &gz);
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    same(Some(&read_all(&fs, a.ino)), Some(&gz), "read through the mount");
+    // Reads at random offsets, backwards too, through a handle.
+    let fh = fs.open(a.ino, false, false, 0).unwrap();
+    for k in [7u64, 3, 11, 1, 9, 0, 5] {
+        let off = k * gz.len() as u64 / 12;
+        let got = fs.read_fh(fh, off, 100_000).unwrap();
+        assert!(got[..] == gz[off as usize..(off as usize + 100_000).min(gz.len())], "read at {off}");
+    }
+    fs.release(fh).unwrap();
+    let r = restarted(&store);
+    assert!(has_recipe(&r, "dump.gz"), "stored expanded");
+    same(committed(&store, "dump.gz").as_ref(), Some(&gz), "after a restart");
+    check_clean(&r);
+    // Appending later: the file is chunked as it is again.
+    let fh = fs.open(a.ino, true, false, 0).unwrap();
+    fs.write(fh, gz.len() as u64, b"trailing bytes").unwrap();
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    let mut longer = gz.clone();
+    longer.extend_from_slice(b"trailing bytes");
+    same(committed(&store, "dump.gz").as_ref(), Some(&longer), "after an append");
+    assert!(!has_recipe(&restarted(&store), "dump.gz"));
+}
+
+#[test]
+fn a_gzip_rewritten_or_read_while_written_is_stored_as_it_is() {
+    let store = new_store();
+    let v = vault(&store);
+    let fs = VaultFs::new(v, true, 0, 0).unwrap();
+    let gz = gzipped_records(1_200_000, 4);
+    // A seek back to the start while writing.
+    let (_, fh) = fs.create(ROOT, b"seeked.gz", 0o600, 0, 0, 0).unwrap();
+    let half = gz.len() / 2;
+    write_all_at(&fs, fh, 0, &gz[..half]);
+    let mut model = gz[..half].to_vec();
+    fs.write(fh, 4, b"\0\0\0\0").unwrap();
+    model[4..8].copy_from_slice(b"\0\0\0\0");
+    write_all_at(&fs, fh, half as u64, &gz[half..]);
+    model.extend_from_slice(&gz[half..]);
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    same(committed(&store, "seeked.gz").as_ref(), Some(&model), "seeked");
+    assert!(!has_recipe(&restarted(&store), "seeked.gz"));
+    // Read back while being written.
+    let (a, fh) = fs.create(ROOT, b"peeked.gz", 0o600, 0, 0, 0).unwrap();
+    write_all_at(&fs, fh, 0, &gz[..half]);
+    assert!(fs.read(a.ino, 1000, 10).unwrap() == gz[1000..1010]);
+    write_all_at(&fs, fh, half as u64, &gz[half..]);
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    same(committed(&store, "peeked.gz").as_ref(), Some(&gz), "peeked");
+    assert!(!has_recipe(&restarted(&store), "peeked.gz"));
+    check_clean(&restarted(&store));
+}
