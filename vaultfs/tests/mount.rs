@@ -1161,3 +1161,54 @@ fn a_vault_of_the_first_format_mounts_reads_and_takes_new_files() {
     v.file_reader(&n).unwrap().copy_to(&mut got).unwrap();
     assert_eq!(got, b"written into an old vault");
 }
+
+/// Dump-like JSON lines, 1 % of them changed on day 1 (in runs of 100).
+fn json_dump(n: u64, day: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5555;
+        x ^= x >> 29;
+        let v = if i % 10_000 < 100 * day { day } else { 0 };
+        out.extend_from_slice(
+            format!("{{\"_id\":{i},\"user\":\"u{:06}\",\"n\":{},\"v\":{v}}}\n", x % 1_000_000, x >> 45).as_bytes(),
+        );
+    }
+    out
+}
+
+#[test]
+fn a_gzipped_dump_written_through_the_mount_is_stored_expanded_and_reads_at_any_offset() {
+    let mut m = Mount::new();
+    m.mount();
+    let src = m._dir.path().join("dump.json");
+    let mut days = Vec::new();
+    for day in 0..2 {
+        fs::write(&src, json_dump(1_500_000, day)).unwrap();
+        // A shell redirect into the mount, as a cron job writes it (O_TRUNC on day 1).
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!("gzip -6 -nc {} > {}", src.display(), m.p("dump.gz").display()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let gz = Command::new("gzip").arg("-6").arg("-nc").arg(&src).output().unwrap().stdout;
+        assert!(gz.len() > 16 << 20, "{}", gz.len());
+        assert_eq!(sha(&m.p("dump.gz")), *blake3::hash(&gz).as_bytes(), "day {day}");
+        // Reads at offsets out of order, through one descriptor.
+        let f = File::open(m.p("dump.gz")).unwrap();
+        for k in [9u64, 2, 7, 0, 5, 11, 3] {
+            let off = k * gz.len() as u64 / 12;
+            let mut buf = vec![0u8; 300_000];
+            let n = read_full_at(&f, &mut buf, off);
+            assert!(buf[..n] == gz[off as usize..(off as usize + 300_000).min(gz.len())], "day {day}: read at {off}");
+        }
+        days.push(gz);
+    }
+    m.unmount();
+    let stats = m.vaultctl(None, &["stats"]);
+    assert!(stats.contains("expanded files:     1"), "{stats}");
+    m.mount();
+    assert_eq!(sha(&m.p("dump.gz")), *blake3::hash(&days[1]).as_bytes());
+    m.unmount();
+    assert!(m.check().ok());
+}

@@ -581,6 +581,18 @@ impl FileData {
     fn truncate_inner(&mut self, w: &Live, size: u64) -> Result<()> {
         let v = w.vault();
         self.generation += 1;
+        if size == 0 {
+            // `O_TRUNC` of yesterday's dump: nothing of the old content is needed (an expanded
+            // one is not recreated only to be cut).
+            self.expanding = None;
+            self.lazy = None;
+            (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+            self.tail = Vec::new();
+            self.overlay.clear();
+            self.overlay_bytes = 0;
+            (self.finalized, self.bulk, self.dirty) = (false, false, true);
+            return Ok(());
+        }
         if let Some(fed) = self.expanding.as_ref().map(|e| e.job.fed) {
             if fed == size {
                 return Ok(());
