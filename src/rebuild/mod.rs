@@ -21,7 +21,10 @@
 
 use crate::error::{Error, Result};
 use preflate_rs::{ExitCode, PreflateConfig, PreflateStreamProcessor, RecreateStreamProcessor};
+use std::collections::VecDeque;
 use std::io::Read;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 mod pipe;
 mod read;
@@ -258,74 +261,146 @@ impl Expander<'_> {
     /// Expands the deflate stream starting at the scan position, window by window, for as long
     /// as each window recompresses exactly and its corrections are worth it. Returns whether
     /// the stream was expanded to its end (the bytes after it are a container trailer).
+    ///
+    /// The analysis of a window runs here while a second thread recompresses the one before
+    /// and checks it against the original bytes; a window is passed on only once checked.
     fn deflate(&mut self) -> Result<bool> {
-        let config = PreflateConfig { verify_compression: true, plain_text_limit: PLAIN_LIMIT, ..Default::default() };
+        let (jobs, jobs_rx) = sync_channel::<Arc<Window>>(1);
+        let (results_tx, results) = sync_channel::<bool>(4);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut rec = Recreate::new();
+                for w in jobs_rx {
+                    let ok = rec.window(&w.plain, &w.corrections, w.comp.len() as u64, &w.hash).is_ok();
+                    if results_tx.send(ok).is_err() || !ok {
+                        break;
+                    }
+                }
+            });
+            let r = self.analyse(&jobs, &results);
+            drop(jobs);
+            r
+        })
+    }
+
+    fn analyse(&mut self, jobs: &SyncSender<Arc<Window>>, results: &Receiver<bool>) -> Result<bool> {
+        let config = PreflateConfig { verify_compression: false, plain_text_limit: PLAIN_LIMIT, ..Default::default() };
         let mut p = PreflateStreamProcessor::new(&config);
-        let mut windows = 0u64;
+        let mut pending: VecDeque<Arc<Window>> = VecDeque::new();
+        let (mut emitted, mut analysed) = (0u64, 0u64);
         let mut want = WINDOW;
+        let (mut done, mut stop) = (false, false);
         loop {
+            // Pass checked windows on: the oldest once two are in flight, all at the end.
+            while pending.len() >= 2 || ((done || stop) && !pending.is_empty()) {
+                let ok = results.recv().unwrap_or(false);
+                let Some(w) = pending.pop_front() else { break };
+                if !ok {
+                    // Not recreated exactly: this window and the ones after it are copied.
+                    self.copy_bytes(&w.comp)?;
+                    for w in pending.drain(..) {
+                        self.copy_bytes(&w.comp)?;
+                    }
+                    return Ok(false);
+                }
+                self.emit_window(&w, emitted == 0)?;
+                emitted += 1;
+            }
+            if done {
+                return Ok(true);
+            }
+            if stop {
+                return Ok(false);
+            }
             let avail = self.fill(want)?;
             let len = avail.min(want);
             if len == 0 {
-                return Ok(false);
+                stop = true;
+                continue;
             }
             let data = &self.buf[self.start..self.start + len];
-            // Arbitrary input may make the analysis panic: then the stream is not expanded.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.decompress(data)));
-            let Ok(r) = r else { return Ok(false) };
-            let r = match r {
-                Ok(r) => r,
-                Err(e) if e.exit_code() == ExitCode::ShortRead && avail > len && want < MAX_WINDOW => {
+            // Arbitrary input may make the analysis panic: then the stream ends here.
+            let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.decompress(data))) {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) if e.exit_code() == ExitCode::ShortRead && avail > len && want < MAX_WINDOW => {
                     want *= 2;
                     continue;
                 }
-                // Not deflate after all, damaged, truncated, or not recreated exactly: what
-                // was expanded stands, the rest is copied.
-                Err(_) => return Ok(false),
+                // Not deflate after all, damaged or truncated: what was expanded stands.
+                _ => {
+                    stop = true;
+                    continue;
+                }
             };
             let comp = r.compressed_size;
-            if comp == 0 || comp > len {
-                return Ok(false);
+            // Too short to be worth it, or corrections that cost more than half of what they
+            // replace.
+            let tiny = analysed == 0 && p.is_done() && comp < MIN_STREAM;
+            if comp == 0 || comp > len || tiny || r.corrections.len() > comp / 2 {
+                stop = true;
+                continue;
             }
-            if windows == 0 && p.is_done() && comp < MIN_STREAM {
-                return Ok(false);
-            }
-            // Corrections that cost more than half of what they replace are not worth it.
-            if r.corrections.len() > comp / 2 {
-                return Ok(false);
-            }
-            let hash = blake3::hash(&data[..comp]);
-            let plain_len = p.plain_text().text().len();
-            if windows == 0 {
-                self.end_copy()?;
-                self.recipe(&[OP_BEGIN])?;
-                self.stats.streams += 1;
-            }
-            let mut op = Vec::with_capacity(53 + r.corrections.len());
-            op.push(OP_WINDOW);
-            op.extend_from_slice(&(plain_len as u64).to_le_bytes());
-            op.extend_from_slice(&(comp as u64).to_le_bytes());
-            op.extend_from_slice(hash.as_bytes());
-            op.extend_from_slice(&(r.corrections.len() as u32).to_le_bytes());
-            op.extend_from_slice(&r.corrections);
-            self.recipe(&op)?;
-            if let Some(head) = self.recipe_head.take() {
-                self.sink.recipe(&head)?;
-            }
-            self.sink.expanded(p.plain_text().text())?;
+            let w = Arc::new(Window {
+                comp: data[..comp].to_vec(),
+                plain: p.plain_text().text().to_vec(),
+                corrections: r.corrections,
+                hash: *blake3::hash(&data[..comp]).as_bytes(),
+            });
             self.start += comp;
-            self.stats.original += comp as u64;
-            self.stats.deflated += comp as u64;
-            self.stats.expanded += plain_len as u64;
-            self.at_start = false;
             p.shrink_to_dictionary();
-            windows += 1;
+            analysed += 1;
             want = WINDOW;
-            if p.is_done() {
-                return Ok(true);
+            done = p.is_done();
+            if jobs.send(w.clone()).is_err() {
+                // The checker stopped at a window that did not come back exact.
+                stop = true;
             }
+            pending.push_back(w);
         }
     }
+
+    /// Passes on bytes that were taken out of the buffer for a window that is not expanded.
+    fn copy_bytes(&mut self, b: &[u8]) -> Result<()> {
+        self.sink.expanded(b)?;
+        self.raw += b.len() as u64;
+        self.stats.original += b.len() as u64;
+        self.stats.expanded += b.len() as u64;
+        Ok(())
+    }
+
+    /// Writes a checked window: its step in the recipe, its content in the expanded stream.
+    fn emit_window(&mut self, w: &Window, first: bool) -> Result<()> {
+        if first {
+            self.end_copy()?;
+            self.recipe(&[OP_BEGIN])?;
+            self.stats.streams += 1;
+        }
+        let mut op = Vec::with_capacity(53 + w.corrections.len());
+        op.push(OP_WINDOW);
+        op.extend_from_slice(&(w.plain.len() as u64).to_le_bytes());
+        op.extend_from_slice(&(w.comp.len() as u64).to_le_bytes());
+        op.extend_from_slice(&w.hash);
+        op.extend_from_slice(&(w.corrections.len() as u32).to_le_bytes());
+        op.extend_from_slice(&w.corrections);
+        self.recipe(&op)?;
+        if let Some(head) = self.recipe_head.take() {
+            self.sink.recipe(&head)?;
+        }
+        self.sink.expanded(&w.plain)?;
+        self.stats.original += w.comp.len() as u64;
+        self.stats.deflated += w.comp.len() as u64;
+        self.stats.expanded += w.plain.len() as u64;
+        self.at_start = false;
+        Ok(())
+    }
+}
+
+/// A window analysed and waiting for its check.
+struct Window {
+    comp: Vec<u8>,
+    plain: Vec<u8>,
+    corrections: Vec<u8>,
+    hash: [u8; 32],
 }
 
 /// Whether `b` (the first bytes of a file) starts with a container [`expand`] looks into.
