@@ -40,6 +40,9 @@ const OP_END: u8 = 0;
 const OP_RAW: u8 = 1;
 const OP_BEGIN: u8 = 2;
 const OP_WINDOW: u8 = 3;
+const OP_SPLICE: u8 = 4;
+/// Bytes of a `pg_dump -Fc` chunk length: a sign byte and a 4-byte little-endian integer.
+const PG_LEN: usize = 5;
 
 /// Compressed bytes handed to the deflate analysis at once (a block that does not fit is
 /// retried with a window twice as large, up to [`MAX_WINDOW`]). Large, because preflate-rs
@@ -100,6 +103,9 @@ pub fn expand(input: &mut dyn Read, sink: &mut dyn Sink) -> Result<Expanded> {
         recipe_head: Some(MAGIC.to_vec()),
         stats: Expanded { recipe: MAGIC.len() as u64, ..Default::default() },
         at_start: true,
+        pg: false,
+        framing: false,
+        chunk_left: 0,
     };
     e.run()?;
     Ok(e.stats)
@@ -113,6 +119,8 @@ enum Found {
     Zlib,
     /// A deflated zip member with a local header of this many bytes.
     Zip(usize),
+    /// The first chunk of a zlib stream of a `pg_dump -Fc` data block: its length.
+    PgChunk(usize),
 }
 
 struct Expander<'a> {
@@ -128,6 +136,12 @@ struct Expander<'a> {
     recipe_head: Option<Vec<u8>>,
     stats: Expanded,
     at_start: bool,
+    /// A `pg_dump -Fc` archive (its integers 4 bytes): its compressed data blocks are zlib
+    /// streams cut into chunks, each after a 5-byte length.
+    pg: bool,
+    /// Inside a framed stream, and the bytes left of its current chunk at the scan position.
+    framing: bool,
+    chunk_left: usize,
 }
 
 impl Expander<'_> {
@@ -208,10 +222,15 @@ impl Expander<'_> {
                 break;
             }
             let at_start = self.at_start;
-            let hit = find_signature(&self.buf[self.start..self.start + avail], at_start);
+            if at_start {
+                // pg_dump -Fc: "PGDMP", three version bytes, the integer size.
+                let head = &self.buf[self.start..self.start + avail];
+                self.pg = head.len() > 8 && head.starts_with(b"PGDMP") && head[8] == 4;
+            }
+            let hit = find_signature(&self.buf[self.start..self.start + avail], at_start, self.pg);
             let Some(i) = hit else {
                 // Keep the last bytes: a signature may continue in the next read.
-                let n = if self.eof { avail } else { avail.saturating_sub(3).max(1) };
+                let n = if self.eof { avail } else { avail.saturating_sub(8).max(1) };
                 self.copy(n)?;
                 continue;
             };
@@ -221,6 +240,7 @@ impl Expander<'_> {
             let found = match here.first() {
                 Some(0x1f) => gzip_header(here).map(Found::Gzip),
                 Some(b'P') => zip_header(here).map(Found::Zip),
+                Some(0) if self.pg => pg_chunk(here).map(Found::PgChunk),
                 _ if at_start && zlib_header(here) => Some(Found::Zlib),
                 _ => None,
             };
@@ -242,6 +262,15 @@ impl Expander<'_> {
                 Some(Found::Zip(h)) => {
                     self.copy(h)?;
                     self.deflate()?;
+                }
+                Some(Found::PgChunk(len)) => {
+                    // The chunk length and the zlib header are copied; the rest of the block
+                    // (the Adler-32, the zero length that ends it) is scanned like any bytes.
+                    self.copy(PG_LEN + 2)?;
+                    (self.framing, self.chunk_left) = (true, len - 2);
+                    let r = self.deflate();
+                    (self.framing, self.chunk_left) = (false, 0);
+                    r?;
                 }
                 None => self.copy(1)?,
             }
@@ -271,7 +300,7 @@ impl Expander<'_> {
             scope.spawn(move || {
                 let mut rec = Recreate::new();
                 for w in jobs_rx {
-                    let ok = rec.window(&w.plain, &w.corrections, w.comp.len() as u64, &w.hash).is_ok();
+                    let ok = rec.window(&w.plain, &w.corrections, &w.splices, w.comp.len() as u64, &w.hash).is_ok();
                     if results_tx.send(ok).is_err() || !ok {
                         break;
                     }
@@ -312,17 +341,26 @@ impl Expander<'_> {
             if stop {
                 return Ok(false);
             }
-            let avail = self.fill(want)?;
-            let len = avail.min(want);
+            let avail = self.fill(want + want / 64 + PG_LEN)?;
+            // The compressed bytes, without the chunk lengths of a framed stream (kept aside
+            // with their offsets, to be put back).
+            let framed = self.framed(want);
+            let (data, splices, more) = match &framed {
+                Some((d, sp, more)) => (&d[..], &sp[..], *more),
+                None => {
+                    let len = avail.min(want);
+                    (&self.buf[self.start..self.start + len], &[][..], avail > len)
+                }
+            };
+            let len = data.len();
             if len == 0 {
                 stop = true;
                 continue;
             }
-            let data = &self.buf[self.start..self.start + len];
             // Arbitrary input may make the analysis panic: then the stream ends here.
             let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.decompress(data))) {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) if e.exit_code() == ExitCode::ShortRead && avail > len && want < MAX_WINDOW => {
+                Ok(Err(e)) if e.exit_code() == ExitCode::ShortRead && more && want < MAX_WINDOW => {
                     want *= 2;
                     continue;
                 }
@@ -340,13 +378,23 @@ impl Expander<'_> {
                 stop = true;
                 continue;
             }
+            // The chunk lengths inside the window go back where they were.
+            let splices: Vec<(u64, Vec<u8>)> =
+                splices.iter().filter(|(o, _)| (*o as usize) < comp).map(|(o, b)| (*o, b.to_vec())).collect();
+            let original = splice(&data[..comp], &splices);
+            let used = original.len();
             let w = Arc::new(Window {
-                comp: data[..comp].to_vec(),
+                hash: *blake3::hash(&original).as_bytes(),
+                comp: original,
+                deflated: comp,
                 plain: p.plain_text().text().to_vec(),
                 corrections: r.corrections,
-                hash: *blake3::hash(&data[..comp]).as_bytes(),
+                splices,
             });
-            self.start += comp;
+            if framed.is_some() {
+                self.chunk_left = self.chunk_left_after(used);
+            }
+            self.start += used;
             p.shrink_to_dictionary();
             analysed += 1;
             want = WINDOW;
@@ -357,6 +405,55 @@ impl Expander<'_> {
             }
             pending.push_back(w);
         }
+    }
+
+    /// For a framed stream: up to `want` deflate bytes from the scan position, the chunk
+    /// lengths between them (offset in the deflate bytes, the 5 bytes), and whether more may
+    /// follow. Stops at a zero length (the end of the block) or where the buffer ends.
+    fn framed(&self, want: usize) -> Option<(Vec<u8>, Vec<(u64, [u8; PG_LEN])>, bool)> {
+        if !self.framing {
+            return None;
+        }
+        let b = &self.buf[self.start..];
+        let (mut out, mut splices) = (Vec::with_capacity(want), Vec::new());
+        let (mut at, mut left) = (0usize, self.chunk_left);
+        while out.len() < want {
+            if left == 0 {
+                let Some(head) = b.get(at..at + PG_LEN) else { return Some((out, splices, !self.eof)) };
+                let len = u32::from_le_bytes(head[1..5].try_into().unwrap_or_default()) as usize;
+                if head[0] != 0 || len == 0 {
+                    return Some((out, splices, false));
+                }
+                splices.push((out.len() as u64, head.try_into().unwrap_or_default()));
+                at += PG_LEN;
+                left = len;
+            }
+            let n = left.min(want - out.len()).min(b.len() - at);
+            if n == 0 {
+                return Some((out, splices, !self.eof));
+            }
+            out.extend_from_slice(&b[at..at + n]);
+            at += n;
+            left -= n;
+        }
+        Some((out, splices, true))
+    }
+
+    /// Bytes left of the current chunk after `used` original bytes of a framed stream.
+    fn chunk_left_after(&self, used: usize) -> usize {
+        let b = &self.buf[self.start..];
+        let (mut at, mut left) = (0usize, self.chunk_left);
+        while at < used {
+            if left == 0 {
+                left = u32::from_le_bytes(b[at + 1..at + PG_LEN].try_into().unwrap_or_default()) as usize;
+                at += PG_LEN;
+                continue;
+            }
+            let n = left.min(used - at);
+            at += n;
+            left -= n;
+        }
+        left
     }
 
     /// Passes on bytes that were taken out of the buffer for a window that is not expanded.
@@ -375,6 +472,16 @@ impl Expander<'_> {
             self.recipe(&[OP_BEGIN])?;
             self.stats.streams += 1;
         }
+        if !w.splices.is_empty() {
+            let mut sp = vec![OP_SPLICE];
+            sp.extend_from_slice(&(w.splices.len() as u32).to_le_bytes());
+            for (o, b) in &w.splices {
+                sp.extend_from_slice(&o.to_le_bytes());
+                sp.push(b.len() as u8);
+                sp.extend_from_slice(b);
+            }
+            self.recipe(&sp)?;
+        }
         let mut op = Vec::with_capacity(53 + w.corrections.len());
         op.push(OP_WINDOW);
         op.extend_from_slice(&(w.plain.len() as u64).to_le_bytes());
@@ -388,7 +495,7 @@ impl Expander<'_> {
         }
         self.sink.expanded(&w.plain)?;
         self.stats.original += w.comp.len() as u64;
-        self.stats.deflated += w.comp.len() as u64;
+        self.stats.deflated += w.deflated as u64;
         self.stats.expanded += w.plain.len() as u64;
         self.at_start = false;
         Ok(())
@@ -397,10 +504,38 @@ impl Expander<'_> {
 
 /// A window analysed and waiting for its check.
 struct Window {
+    /// The original bytes (chunk lengths of a framed stream included).
     comp: Vec<u8>,
+    /// Deflate bytes among them.
+    deflated: usize,
     plain: Vec<u8>,
     corrections: Vec<u8>,
+    /// Bytes put back between the deflate bytes: (offset in the deflate bytes, bytes).
+    splices: Vec<(u64, Vec<u8>)>,
     hash: [u8; 32],
+}
+
+/// The deflate bytes `d` with `splices` put back.
+fn splice(d: &[u8], splices: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.len() + splices.iter().map(|(_, b)| b.len()).sum::<usize>());
+    let mut at = 0usize;
+    for (o, b) in splices {
+        let o = (*o as usize).min(d.len());
+        out.extend_from_slice(&d[at.min(o)..o]);
+        out.extend_from_slice(b);
+        at = o;
+    }
+    out.extend_from_slice(&d[at..]);
+    out
+}
+
+/// The length of a `pg_dump -Fc` chunk at `b[0]` whose bytes start with a zlib header.
+fn pg_chunk(b: &[u8]) -> Option<usize> {
+    if b.len() < PG_LEN + 3 || b[0] != 0 || !zlib_header(&b[PG_LEN..]) {
+        return None;
+    }
+    let len = u32::from_le_bytes(b[1..5].try_into().ok()?) as usize;
+    (len > 2 && len <= 1 << 24).then_some(len)
 }
 
 /// Whether `b` (the first bytes of a file) starts with a container [`expand`] looks into.
@@ -408,20 +543,26 @@ pub fn starts_with_container(b: &[u8]) -> bool {
     zlib_header(b) || gzip_header(b).is_some() || zip_header(b).is_some()
 }
 
-/// Offset of the first byte in `b` where a container may start.
-fn find_signature(b: &[u8], at_start: bool) -> Option<usize> {
+/// Offset of the first byte in `b` where a container may start (with `pg`, also the chunk
+/// length before a zlib header in a `pg_dump -Fc` archive).
+fn find_signature(b: &[u8], at_start: bool, pg: bool) -> Option<usize> {
     if at_start && zlib_header(b) {
         return Some(0);
     }
     let mut i = 0;
     while i < b.len() {
         let rest = &b[i..];
-        let j = rest.iter().position(|&c| c == 0x1f || c == b'P')?;
+        let j = rest.iter().position(|&c| c == 0x1f || c == b'P' || (pg && c == 0x78))?;
         let at = &rest[j..];
-        if at.len() < 4 {
-            return Some(i + j);
-        }
-        if (at[0] == 0x1f && at[1] == 0x8b && at[2] == 8 && at[3] & 0xe0 == 0) || at.starts_with(b"PK\x03\x04") {
+        if at[0] == 0x78 {
+            let k = i + j;
+            if k >= PG_LEN && pg_chunk(&b[k - PG_LEN..]).is_some() {
+                return Some(k - PG_LEN);
+            }
+        } else if at.len() < 4
+            || (at[0] == 0x1f && at[1] == 0x8b && at[2] == 8 && at[3] & 0xe0 == 0)
+            || at.starts_with(b"PK\x03\x04")
+        {
             return Some(i + j);
         }
         i += j + 1;
@@ -487,8 +628,9 @@ pub(crate) enum Step {
     /// A new deflate stream starts.
     Begin,
     /// Compress `plain` bytes of the expanded stream with the corrections at `corr_at` (offset
-    /// in the recipe, `corr_len` bytes) into `comp` bytes whose BLAKE3 hash is `hash`.
-    Window { plain: u64, comp: u64, hash: [u8; 32], corr_at: u64, corr_len: u32 },
+    /// in the recipe, `corr_len` bytes), put back the bytes of the splice list at `splice_at`
+    /// (`splice_len` bytes, none when 0), giving `comp` bytes whose BLAKE3 hash is `hash`.
+    Window { plain: u64, comp: u64, hash: [u8; 32], corr_at: u64, corr_len: u32, splice_at: u64, splice_len: u32 },
     /// The end, with the sizes of the original and the expanded stream.
     End { original: u64, expanded: u64 },
 }
@@ -543,10 +685,24 @@ pub(crate) fn read_steps(r: &mut dyn Read) -> Result<Vec<Step>> {
         return Err(Error::unsupported("recipe: unknown format (this build reads VRB1)"));
     }
     let mut steps = Vec::new();
+    let mut splice: Option<(u64, u32)> = None;
     loop {
         match f.u8()? {
             OP_RAW => steps.push(Step::Raw(f.u64()?)),
             OP_BEGIN => steps.push(Step::Begin),
+            OP_SPLICE => {
+                if splice.is_some() {
+                    return Err(Error::corrupt("recipe: two splice steps in a row"));
+                }
+                let at = f.pos;
+                let count = f.u32()?;
+                for _ in 0..count {
+                    f.u64()?;
+                    let n = f.u8()?;
+                    f.skip(n as u64)?;
+                }
+                splice = Some((at, (f.pos - at) as u32));
+            }
             OP_WINDOW => {
                 let (plain, comp) = (f.u64()?, f.u64()?);
                 let mut hash = [0u8; 32];
@@ -554,9 +710,13 @@ pub(crate) fn read_steps(r: &mut dyn Read) -> Result<Vec<Step>> {
                 let corr_len = f.u32()?;
                 let corr_at = f.pos;
                 f.skip(corr_len as u64)?;
-                steps.push(Step::Window { plain, comp, hash, corr_at, corr_len });
+                let (splice_at, splice_len) = splice.take().unwrap_or((0, 0));
+                steps.push(Step::Window { plain, comp, hash, corr_at, corr_len, splice_at, splice_len });
             }
             OP_END => {
+                if splice.is_some() {
+                    return Err(Error::corrupt("recipe: a splice step without its window"));
+                }
                 let (original, expanded) = (f.u64()?, f.u64()?);
                 steps.push(Step::End { original, expanded });
                 let mut extra = [0u8; 1];
@@ -585,7 +745,14 @@ impl Recreate {
     }
 
     /// The original bytes of one window, checked against the recipe's hash.
-    pub(crate) fn window(&mut self, plain: &[u8], corrections: &[u8], comp: u64, hash: &[u8; 32]) -> Result<Vec<u8>> {
+    pub(crate) fn window(
+        &mut self,
+        plain: &[u8],
+        corrections: &[u8],
+        splices: &[(u64, Vec<u8>)],
+        comp: u64,
+        hash: &[u8; 32],
+    ) -> Result<Vec<u8>> {
         // The predictor may panic on correction data it did not write; the recipe is
         // authenticated, so that means a bug, reported as damage rather than a crash.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -597,9 +764,33 @@ impl Recreate {
             }
             Err(_) => return Err(Error::corrupt("recipe: the compressed bytes cannot be recreated (decoder failure)")),
         };
+        let out = if splices.is_empty() { out } else { splice(&out, splices) };
         if out.len() as u64 != comp || blake3::hash(&out).as_bytes() != hash {
             return Err(Error::corrupt("recipe: recreated bytes differ from the original (hash mismatch)"));
         }
         Ok(out)
     }
+}
+
+/// Parses the splice list of a recipe (`count u32 ‖ count × (offset u64 ‖ n u8 ‖ n bytes)`).
+pub(crate) fn parse_splices(b: &[u8]) -> Result<Vec<(u64, Vec<u8>)>> {
+    let bad = || Error::corrupt("recipe: bad splice list");
+    let count = u32::from_le_bytes(b.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+    let (mut at, mut out) = (4usize, Vec::with_capacity(count.min(b.len() / 9)));
+    let mut last = 0u64;
+    for _ in 0..count {
+        let o = u64::from_le_bytes(b.get(at..at + 8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        let n = *b.get(at + 8).ok_or_else(bad)? as usize;
+        let bytes = b.get(at + 9..at + 9 + n).ok_or_else(bad)?.to_vec();
+        if o < last {
+            return Err(bad());
+        }
+        last = o;
+        out.push((o, bytes));
+        at += 9 + n;
+    }
+    if at != b.len() {
+        return Err(bad());
+    }
+    Ok(out)
 }

@@ -1,6 +1,6 @@
 //! Reading an expanded file back: the original bytes from the expanded stream and the recipe.
 
-use super::{read_steps, Recreate, Step};
+use super::{parse_splices, read_steps, Recreate, Step};
 use crate::error::{Error, Result};
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,8 @@ enum Kind {
         hash: [u8; 32],
         corr_at: u64,
         corr_len: u32,
+        splice_at: u64,
+        splice_len: u32,
     },
 }
 
@@ -64,14 +66,14 @@ impl Plan {
                     stream = None;
                 }
                 Step::Begin => stream = Some(parts.len()),
-                Step::Window { plain, comp, hash, corr_at, corr_len } => {
+                Step::Window { plain, comp, hash, corr_at, corr_len, splice_at, splice_len } => {
                     let s = stream.ok_or_else(|| Error::corrupt("recipe: a window outside a stream"))?;
                     parts.push(Part {
                         o,
                         p,
                         o_len: comp,
                         p_len: plain,
-                        kind: Kind::Window { stream: s, hash, corr_at, corr_len },
+                        kind: Kind::Window { stream: s, hash, corr_at, corr_len, splice_at, splice_len },
                     });
                     o = o.checked_add(comp).ok_or_else(|| Error::corrupt("recipe: sizes overflow"))?;
                     p = p.checked_add(plain).ok_or_else(|| Error::corrupt("recipe: sizes overflow"))?;
@@ -158,12 +160,16 @@ impl<S: Source> Rebuilder<S> {
         let mut out = None;
         while c.next <= i {
             let part = self.plan.parts[c.next];
-            let Kind::Window { hash, corr_at, corr_len, .. } = part.kind else {
+            let Kind::Window { hash, corr_at, corr_len, splice_at, splice_len, .. } = part.kind else {
                 return Err(Error::corrupt("recipe: a stream is interrupted"));
             };
             let plain = Self::read_exact(&self.expanded, part.p, part.p_len, "expanded stream")?;
             let corr = Self::read_exact(&self.recipe, corr_at, corr_len as u64, "recipe")?;
-            let bytes = c.rec.window(&plain, &corr, part.o_len, &hash)?;
+            let splices = match splice_len {
+                0 => Vec::new(),
+                n => parse_splices(&Self::read_exact(&self.recipe, splice_at, n as u64, "recipe")?)?,
+            };
+            let bytes = c.rec.window(&plain, &corr, &splices, part.o_len, &hash)?;
             c.next += 1;
             if c.next > i {
                 out = Some(Arc::new(bytes));

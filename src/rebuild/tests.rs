@@ -202,3 +202,40 @@ proptest! {
         let _ = Plan::read(&mut &r[..]);
     }
 }
+
+/// A `pg_dump -Fc`-like archive: the magic with 4-byte integers, then data blocks whose zlib
+/// streams are cut into chunks of `chunk` bytes, each after a sign byte and a 4-byte length.
+fn pg_archive(tables: &[Vec<u8>], chunk: usize) -> Vec<u8> {
+    let mut out = b"PGDMP\x01\x0f\x00\x04\x08\x01\x01".to_vec();
+    out.extend_from_slice(b"some table of contents");
+    for (id, t) in tables.iter().enumerate() {
+        out.push(1);
+        out.push(0);
+        out.extend_from_slice(&(id as u32 + 1).to_le_bytes());
+        for part in zlib(t, 6).chunks(chunk) {
+            out.push(0);
+            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&[0, 0, 0, 0, 0]);
+    }
+    out
+}
+
+#[test]
+fn pg_dump_custom_format_blocks_are_expanded_with_their_chunk_lengths() {
+    let tables = vec![records(30_000, 11), records(500, 12), records(9_000, 13)];
+    for chunk in [4096, 1000, 65536] {
+        let a = pg_archive(&tables, chunk);
+        let (x, m) = round_trip(&a);
+        assert_eq!(x.streams, 3, "chunk {chunk}");
+        // The tables' rows are in the expanded stream as they are.
+        let e = &m.expanded;
+        assert!(e.windows(tables[0].len()).any(|w| w == &tables[0][..]), "chunk {chunk}");
+    }
+    // Not a pg archive: the same bytes after another magic are not taken for chunked streams.
+    let mut other = pg_archive(&tables, 4096);
+    other[0] = b'X';
+    let (x, _) = round_trip(&other);
+    assert_eq!(x.streams, 0);
+}
