@@ -97,7 +97,8 @@ pub fn stats(v: &Vault) -> Result<Stats> {
     let mut distinct = HashSet::new();
     let mut expanded_chunks = HashSet::new();
     for snap in v.snapshots()? {
-        let e = expansion(v, snap.snap.root, &mut memo, &mut distinct, &mut expanded_chunks, &mut s)?;
+        let mut track: Distinct<'_> = Some((&mut distinct, &mut expanded_chunks, &mut s));
+        let e = expansion(v, snap.snap.root, &mut memo, &mut track)?;
         s.expanded.add(&e);
     }
     let mut seen = HashSet::new();
@@ -138,15 +139,23 @@ pub fn stats(v: &Vault) -> Result<Stats> {
     Ok(s)
 }
 
-/// The files stored expanded under tree `t` (each tree summed once); records every distinct
-/// expanded content and the chunks it uses.
+/// The files stored expanded under tree `t` (each tree summed once, `memo` shared between
+/// calls), for `snapshots`.
+pub fn expanded_files(v: &Vault, t: TreeId, memo: &mut HashMap<TreeId, Expansion>) -> Result<Expansion> {
+    expansion(v, t, memo, &mut None)
+}
+
+/// What `stats` records of the distinct expanded contents on the way: their keys, the chunks
+/// they use, and the totals.
+type Distinct<'a> = Option<(&'a mut HashSet<[u8; 33]>, &'a mut HashSet<[u8; 33]>, &'a mut Stats)>;
+
+/// The files stored expanded under tree `t` (each tree summed once); with `track`, records
+/// every distinct expanded content and the chunks it uses.
 fn expansion(
     v: &Vault,
     t: TreeId,
     memo: &mut HashMap<TreeId, Expansion>,
-    distinct: &mut HashSet<[u8; 33]>,
-    chunks: &mut HashSet<[u8; 33]>,
-    s: &mut Stats,
+    track: &mut Distinct<'_>,
 ) -> Result<Expansion> {
     if let Some(e) = memo.get(&t) {
         return Ok(*e);
@@ -156,7 +165,7 @@ fn expansion(
     for n in &tree.nodes {
         match &n.kind {
             NodeKind::Dir { tree } => {
-                let e = expansion(v, *tree, memo, distinct, chunks, s)?;
+                let e = expansion(v, *tree, memo, track)?;
                 sum.add(&e);
             }
             NodeKind::File { content, .. } => {
@@ -168,6 +177,7 @@ fn expansion(
                     expanded: content.chunk_bytes(),
                     recipe: recipe.chunk_bytes(),
                 });
+                let Some((distinct, chunks, s)) = track.as_mut() else { continue };
                 // A content is known by the first blob of its recipe (corrections are unique).
                 let key = match (r.inline.first(), r.pages.first()) {
                     (Some(c), _) => BlobRef::data(c.id).key(),

@@ -78,6 +78,8 @@ pub struct Expanded {
     pub streams: u64,
     /// Original (compressed) bytes that the recipe recreates.
     pub deflated: u64,
+    /// Their decompressed bytes (in the expanded stream).
+    pub inflated: u64,
     /// Bytes of the recipe (correction data, hashes and layout).
     pub recipe: u64,
 }
@@ -496,6 +498,7 @@ impl Expander<'_> {
         self.sink.expanded(&w.plain)?;
         self.stats.original += w.comp.len() as u64;
         self.stats.deflated += w.deflated as u64;
+        self.stats.inflated += w.plain.len() as u64;
         self.stats.expanded += w.plain.len() as u64;
         self.at_start = false;
         Ok(())

@@ -3,7 +3,7 @@
 use crate::ctx::Ctx;
 use serde_json::json;
 use std::process::ExitCode;
-use vault::commands::mark;
+use vault::commands::{mark, stats};
 use vault::units::human;
 
 /// One line per snapshot: period, state, files, logical and new bytes, files marked failed
@@ -19,9 +19,11 @@ impl Args {
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let v = ctx.open()?;
         let mut memo = std::collections::HashMap::new();
+        let mut expanded_memo = std::collections::HashMap::new();
         let mut list = Vec::new();
         for s in v.snapshots()? {
             let (failed, incomplete) = mark::marked_counts(&v, s.snap.root, &mut memo)?;
+            let x = stats::expanded_files(&v, s.snap.root, &mut expanded_memo)?;
             if self.json {
                 list.push(json!({
                     "period": s.snap.period,
@@ -31,6 +33,10 @@ impl Args {
                     "new_bytes": s.snap.new_bytes,
                     "failed": failed,
                     "incomplete": incomplete,
+                    "expanded_files": x.files,
+                    "expanded_original_bytes": x.original,
+                    "expanded_bytes": x.expanded,
+                    "recipe_bytes": x.recipe,
                     "created_unix": s.snap.created_unix,
                     "last_write_unix": s.snap.updated_unix_ns.div_euclid(1_000_000_000),
                     "host": s.snap.host,
@@ -42,8 +48,12 @@ impl Args {
                 .filter(|(n, _)| *n > 0)
                 .map(|(n, what)| format!("{n} {what}"))
                 .collect();
+            let expanded = match x.files {
+                0 => String::new(),
+                n => format!("  ({n} expanded: {} compressed as {})", human(x.original), human(x.expanded + x.recipe)),
+            };
             println!(
-                "{}  {:6}  {:>6} files  {:>10} logical  {:>10} new{}",
+                "{}  {:6}  {:>6} files  {:>10} logical  {:>10} new{}{expanded}",
                 s.snap.period,
                 if s.snap.sealed { "sealed" } else { "open" },
                 s.snap.files,
