@@ -76,18 +76,24 @@ fn an_old_vault_reads_checks_writes_and_prunes() {
     let out = e.path("restored");
     e.ok_at(DAY, &["restore", "2026-11-21", out.to_str().unwrap()]);
     assert_eq!(sha256(&std::fs::read(out.join("today")).unwrap()), DAYS[1].1);
-    // Pruning: the oldest day goes, the rest reads back and checks clean.
-    // --max-unused 0: every version-1 pack that lost a blob is repacked.
-    let p = e.ok_at(DAY, &["prune", "--keep-last", "1", "--max-unused", "0"]);
-    assert!(p.contains("forgotten") || p.contains("forget"), "{p}");
-    assert!(!e.ok_at(DAY, &["snapshots"]).contains("2026-11-20"));
-    for (day, want) in &DAYS[1..] {
-        assert_eq!(sha256(&cat_at(&e, &format!("{day}/today"))), *want, "{day} after prune");
-    }
+    // Pruning: the oldest day goes, the rest reads back and checks clean; every version-1
+    // pack that lost a blob is repacked.
+    prune_keeps_the_rest(&e, "1", &DAYS[1..]);
     assert_eq!(cat_at(&e, "2026-11-22/big"), big);
     let c = e.ok_at(DAY, &["check", "--read-data"]);
     assert!(c.contains("no errors"), "{c}");
     assert!(pack_versions(&e).contains(&2));
+}
+
+/// Prunes to the last `keep` periods (every pack that lost a blob repacked: --max-unused 0):
+/// the oldest day goes, `rest` (period, sha256 of its `today`) reads back.
+fn prune_keeps_the_rest(e: &Env, keep: &str, rest: &[(&str, &str)]) {
+    let p = e.ok_at(DAY, &["prune", "--keep-last", keep, "--max-unused", "0"]);
+    assert!(p.contains("forgotten") || p.contains("forget"), "{p}");
+    assert!(!e.ok_at(DAY, &["snapshots"]).contains("2026-11-20"));
+    for (day, want) in rest {
+        assert_eq!(sha256(&cat_at(e, &format!("{day}/today"))), *want, "{day} after prune");
+    }
 }
 
 /// The format version byte of every pack file.
@@ -137,12 +143,7 @@ fn a_vault_of_tree_version_2_reads_checks_writes_expanded_files_and_prunes() {
     let stats = e.ok_at(DAY, &["stats"]);
     assert!(stats.contains("expanded files:     1"), "{stats}");
     assert!(e.ok_at(DAY, &["check", "--read-data"]).contains("no errors"));
-    let p = e.ok_at(DAY, &["prune", "--keep-last", "2", "--max-unused", "0"]);
-    assert!(p.contains("forgotten") || p.contains("forget"), "{p}");
-    assert!(!e.ok_at(DAY, &["snapshots"]).contains("2026-11-20"));
-    for (day, want) in &DAYS_V2[1..] {
-        assert_eq!(sha256(&cat_at(&e, &format!("{day}/today"))), *want, "{day} after prune");
-    }
+    prune_keeps_the_rest(&e, "2", &DAYS_V2[1..]);
     assert_eq!(cat_at(&e, "2026-11-22/again.gz"), gz);
     let c = e.ok_at(DAY, &["check", "--read-data"]);
     assert!(c.contains("no errors"), "{c}");

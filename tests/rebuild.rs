@@ -203,16 +203,12 @@ fn pg_dump_custom_format_is_expanded_block_by_block_and_comes_back_exact() {
     let e = Env::new();
     e.init();
     let pg = Pg::start(&e.path(""));
-    run_ok(pg.cmd("psql").args(["-X", "-q", "-c", "CREATE DATABASE app"]));
-    run_ok(pg.cmd("psql").args([
-        "-X",
-        "-q",
-        "-d",
+    pg.sql("postgres", "CREATE DATABASE app");
+    pg.sql(
         "app",
-        "-c",
         "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS h, repeat('x', g % 50) AS pad FROM generate_series(1, 300000) g; \
          CREATE TABLE small AS SELECT g AS id FROM generate_series(1, 100) g",
-    ]));
+    );
     let dump = |name: &str| {
         let f = e.path(name);
         run_ok(pg.cmd("pg_dump").args(["-Fc", "-f"]).arg(&f).arg("app"));
@@ -224,14 +220,7 @@ fn pg_dump_custom_format_is_expanded_block_by_block_and_comes_back_exact() {
     same(&e.cat("current/day1.pgdump"), &b1, "pg_dump -Fc");
     // A day later 1 % of the rows changed (one range of them: pg_dump writes the new row
     // versions at the end of the table): the second dump shares most of its content.
-    run_ok(pg.cmd("psql").args([
-        "-X",
-        "-q",
-        "-d",
-        "app",
-        "-c",
-        "UPDATE t SET pad = 'changed' WHERE id BETWEEN 100000 AND 103000",
-    ]));
+    pg.sql("app", "UPDATE t SET pad = 'changed' WHERE id BETWEEN 100000 AND 103000");
     let (f2, b2) = dump("day2.pgdump");
     let out = ok(e.cmd(&["put", "day2.pgdump", f2.to_str().unwrap()]).output().unwrap(), &["put"]);
     assert!(new_stored(&out) < b2.len() as f64 * 0.5, "day 2 of {} bytes: {out}", b2.len());
