@@ -178,12 +178,19 @@ fn expansion(
                     recipe: recipe.chunk_bytes(),
                 });
                 let Some((distinct, chunks, s)) = track.as_mut() else { continue };
-                // A content is known by the first blob of its recipe (corrections are unique).
-                let key = match (r.inline.first(), r.pages.first()) {
-                    (Some(c), _) => BlobRef::data(c.id).key(),
-                    (None, Some(p)) => BlobRef::list(p.id).key(),
-                    _ => continue,
-                };
+                // A content is known by its expanded stream's and its recipe's chunk lists.
+                let mut h = blake3::Hasher::new();
+                for (inline, pages) in content.lists() {
+                    inline.iter().for_each(|c| {
+                        h.update(c.id.as_bytes());
+                    });
+                    pages.iter().for_each(|p| {
+                        h.update(p.id.as_bytes());
+                    });
+                    h.update(b"|");
+                }
+                let mut key = [0u8; 33];
+                key[..32].copy_from_slice(h.finalize().as_bytes());
                 if !distinct.insert(key) {
                     continue;
                 }

@@ -14,7 +14,8 @@
 //!   of original bytes it recreates.
 //!
 //! Every window is recompressed and compared with the original at ingest (a window that does
-//! not come back exact ends the stream there; the rest of the file is copied as it is), and
+//! not come back exact ends the stream there; the rest of the stream is copied as it is and
+//! the scan for further streams goes on after it), and
 //! every window recreated on read is checked against its hash before a byte of it is returned.
 //! A file in which nothing was worth expanding is stored as it is: the expanded stream is then
 //! the file itself and no recipe is written.

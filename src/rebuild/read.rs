@@ -42,7 +42,7 @@ struct Part {
 }
 
 /// Where every byte of an expanded file comes from: one entry per copied range and per
-/// recreated window (about one per MiB of compressed data), read from the recipe once.
+/// recreated window (about one per 4 MiB of compressed data), read from the recipe once.
 #[derive(Debug, Clone)]
 pub struct Plan {
     parts: Vec<Part>,
@@ -106,10 +106,14 @@ struct Cursor {
     rec: Recreate,
 }
 
+/// Windows recreated last, kept for reads that arrive out of order (the mount serves a file's
+/// reads on several threads).
+const WINDOWS_KEPT: usize = 2;
+
 #[derive(Default)]
 struct State {
     cursor: Option<Cursor>,
-    last: Option<(usize, Arc<Vec<u8>>)>,
+    last: Vec<(usize, Arc<Vec<u8>>)>,
 }
 
 /// The original bytes of an expanded file. Reads in order cost one recompression of each
@@ -145,10 +149,8 @@ impl<S: Source> Rebuilder<S> {
     /// The original bytes of window part `i`.
     fn window(&self, i: usize) -> Result<Arc<Vec<u8>>> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((j, b)) = &st.last {
-            if *j == i {
-                return Ok(b.clone());
-            }
+        if let Some((_, b)) = st.last.iter().find(|(j, _)| *j == i) {
+            return Ok(b.clone());
         }
         let Kind::Window { stream, .. } = self.plan.parts[i].kind else {
             return Err(Error::corrupt("recipe: not a window"));
@@ -177,7 +179,10 @@ impl<S: Source> Rebuilder<S> {
         }
         st.cursor = Some(c);
         let out = out.ok_or_else(|| Error::corrupt("recipe: window not recreated"))?;
-        st.last = Some((i, out.clone()));
+        if st.last.len() >= WINDOWS_KEPT {
+            st.last.remove(0);
+        }
+        st.last.push((i, out.clone()));
         Ok(out)
     }
 

@@ -64,6 +64,23 @@ pub struct FileData {
     /// A compressed file written in order from its start, being stored expanded: `chunks`
     /// (and `paged`) then hold its expanded stream, not its bytes.
     expanding: Option<Box<Expanding>>,
+    /// Ending an expansion failed: nothing staged is the file's bytes any more.
+    lost: bool,
+    /// A reader of committed expanded content, kept between reads (it recreates the
+    /// compressed stream in order: a new one per read would start it over each time).
+    rebuilt: Option<KeptReader>,
+}
+
+/// A reader of `lazy` content as of `generation`.
+struct KeptReader {
+    generation: u64,
+    reader: FileReader<'static>,
+}
+
+impl std::fmt::Debug for KeptReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeptReader(generation {})", self.generation)
+    }
 }
 
 /// The expansion of a file as it is written (src/rebuild).
@@ -181,20 +198,33 @@ impl FileData {
     /// recipe, or its bytes when nothing was worth expanding), held like a loaded snapshot
     /// file.
     fn finish_expanding(&mut self, w: &Live) -> Result<Content> {
+        let r = self.finish_expanding_inner(w);
+        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+        match &r {
+            Ok(content) => {
+                self.finalized = true;
+                self.lazy = Some(content.clone());
+            }
+            // What was staged is part of an expanded stream, not the file's bytes: none of it
+            // may be read as the file.
+            Err(_) => (self.lazy, self.tail, self.lost) = (None, Vec::new(), true),
+        }
+        r
+    }
+
+    fn finish_expanding_inner(&mut self, w: &Live) -> Result<Content> {
         let Some(e) = self.expanding.take() else { return Err(Error::invalid("file is not being expanded")) };
         let Expanding { job, mut recipe, mut recipe_pages } = *e;
+        let fed = job.fed;
         let x = job.finish(&mut |p| self.store_piece(w, &mut recipe, &mut recipe_pages, p))?;
         let mut content = Self::content(w, &self.paged, &self.chunks)?;
+        if content.chunk_bytes() != x.expanded || x.original != fed {
+            return Err(Error::corrupt("expanded file: sizes do not add up"));
+        }
         if x.rebuilt() {
             let r = Self::content(w, &recipe_pages, &recipe)?;
             content.recipe = Some(Box::new(Recipe { size: x.original, inline: r.inline, pages: r.pages }));
         }
-        if content.size() != x.original {
-            return Err(Error::corrupt("expanded file: sizes do not add up"));
-        }
-        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
-        self.finalized = true;
-        self.lazy = Some(content.clone());
         Ok(content)
     }
 
@@ -290,6 +320,9 @@ impl FileData {
         if let Some(e) = &self.expanding {
             return e.job.fed;
         }
+        if self.lost {
+            return 0;
+        }
         self.chunked_len() + self.tail.len() as u64
     }
 
@@ -307,13 +340,24 @@ impl FileData {
 
     /// Bytes of the file. A file being stored expanded is first turned back into chunks of
     /// its bytes (needs the writer: it is only expanding while written through it).
-    pub fn read(&mut self, live: Option<&Live>, v: &Vault, off: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&mut self, live: Option<&Live>, v: &'static Vault, off: u64, len: usize) -> Result<Vec<u8>> {
         if self.expanding.is_some() {
             let w = live.ok_or_else(|| Error::read_only("the vault is mounted read-only"))?;
             self.guarded(|f| f.stop_expanding(w))?;
         }
+        if self.lost {
+            return Err(Error::new(ErrorKind::Io, "an earlier error lost this file's staged bytes; write it again"));
+        }
         if let Some(c) = &self.lazy {
-            return FileReader::new(v, c)?.read_at(off, len);
+            if c.recipe.is_none() {
+                return FileReader::new(v, c)?.read_at(off, len);
+            }
+            if self.rebuilt.as_ref().is_none_or(|k| k.generation != self.generation) {
+                self.rebuilt = Some(KeptReader { generation: self.generation, reader: FileReader::new(v, c)? });
+            }
+            if let Some(k) = &self.rebuilt {
+                return k.reader.read_at(off, len);
+            }
         }
         let size = self.size();
         let end = off.saturating_add(len as u64).min(size);
@@ -427,6 +471,22 @@ impl FileData {
             self.tail[t..t + overlap].copy_from_slice(&part[..overlap]);
             self.tail.extend_from_slice(&part[overlap..]);
         }
+        if self.tail.len() >= TAIL_LIMIT
+            && self.chunked_len() == 0
+            && self.paged.is_empty()
+            && self.overlay.is_empty()
+            && vault::rebuild::starts_with_container(&self.tail)
+        {
+            // A large compressed file written from its start: stored expanded as it comes.
+            self.bulk = true;
+            self.expanding = Some(Box::new(Expanding {
+                job: Job::start(w.vault().chunker_params()),
+                recipe: Vec::new(),
+                recipe_pages: Vec::new(),
+            }));
+            let tail = std::mem::take(&mut self.tail);
+            return self.feed(w, tail);
+        }
         self.settle(w)
     }
 
@@ -447,22 +507,6 @@ impl FileData {
             // packs, written as pack files at its close rather than copied into the journal.
             self.bulk = true;
             self.materialize(w)?;
-        }
-        if self.tail.len() >= TAIL_LIMIT
-            && self.chunked_len() == 0
-            && self.paged.is_empty()
-            && self.overlay.is_empty()
-            && vault::rebuild::starts_with_container(&self.tail)
-        {
-            // A large compressed file written from its start: stored expanded as it comes.
-            self.bulk = true;
-            self.expanding = Some(Box::new(Expanding {
-                job: Job::start(w.vault().chunker_params()),
-                recipe: Vec::new(),
-                recipe_pages: Vec::new(),
-            }));
-            let tail = std::mem::take(&mut self.tail);
-            return self.feed(w, tail);
         }
         if self.tail.len() >= TAIL_LIMIT {
             self.bulk = true;
@@ -590,7 +634,7 @@ impl FileData {
             self.tail = Vec::new();
             self.overlay.clear();
             self.overlay_bytes = 0;
-            (self.finalized, self.bulk, self.dirty) = (false, false, true);
+            (self.finalized, self.bulk, self.dirty, self.lost) = (false, false, true, false);
             return Ok(());
         }
         if let Some(fed) = self.expanding.as_ref().map(|e| e.job.fed) {

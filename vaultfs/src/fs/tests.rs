@@ -915,3 +915,37 @@ fn a_gzip_rewritten_or_read_while_written_is_stored_as_it_is() {
     assert!(!has_recipe(&restarted(&store), "peeked.gz"));
     check_clean(&restarted(&store));
 }
+
+#[test]
+fn a_gzip_grown_past_8_mib_by_a_hole_or_a_truncate_is_stored_as_written() {
+    let store = new_store();
+    let v = vault(&store);
+    let fs = VaultFs::new(v, true, 0, 0).unwrap();
+    let gz = gzipped_records(100_000, 5);
+    assert!(gz.len() < 4 << 20);
+    // A write far past the end: the zeros in between cross 8 MiB.
+    let (_, fh) = fs.create(ROOT, b"hole.gz", 0o600, 0, 0, 0).unwrap();
+    write_all_at(&fs, fh, 0, &gz);
+    let far = (9 << 20) + 100;
+    fs.write(fh, far, b"after the hole").unwrap();
+    let mut model = gz.clone();
+    model.resize(far as usize, 0);
+    model.extend_from_slice(b"after the hole");
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    same(committed(&store, "hole.gz").as_ref(), Some(&model), "hole");
+    // A truncate that grows it past 8 MiB, then an append.
+    let (_, fh) = fs.create(ROOT, b"grown.gz", 0o600, 0, 0, 0).unwrap();
+    write_all_at(&fs, fh, 0, &gz);
+    fs.write(fh, gz.len() as u64, &[]).unwrap();
+    let a = fs.lookup(ROOT, b"grown.gz").unwrap();
+    fs.setattr(a.ino, &SetAttr { size: Some(10 << 20), ..Default::default() }).unwrap();
+    fs.write(fh, 10 << 20, b"tail").unwrap();
+    let mut model = gz.clone();
+    model.resize(10 << 20, 0);
+    model.extend_from_slice(b"tail");
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    same(committed(&store, "grown.gz").as_ref(), Some(&model), "grown");
+    check_clean(&restarted(&store));
+}
