@@ -25,6 +25,9 @@ use vault::{Error, ErrorKind, Result};
 
 /// Tail bytes kept in memory before they are chunked and stored.
 pub const TAIL_LIMIT: usize = 8 << 20;
+/// A compressed file that stays under [`TAIL_LIMIT`] is expanded at its commit from this size
+/// on (smaller ones gain little, and an expanded file takes a bulk pack of its own).
+pub const EXPAND_AT_CLOSE: usize = 1 << 20;
 /// Overlay bytes kept in memory before the affected chunks are rewritten.
 pub const OVERLAY_LIMIT: usize = 16 << 20;
 const ZERO_BLOCK: usize = 1 << 20;
@@ -471,23 +474,34 @@ impl FileData {
             self.tail[t..t + overlap].copy_from_slice(&part[..overlap]);
             self.tail.extend_from_slice(&part[overlap..]);
         }
-        if self.tail.len() >= TAIL_LIMIT
+        if self.tail.len() >= TAIL_LIMIT && self.may_expand() {
+            // A large compressed file written from its start: stored expanded as it comes.
+            return self.start_expanding(w);
+        }
+        self.settle(w)
+    }
+
+    /// Whether the whole file is the tail, starting with a container the expansion reads.
+    fn may_expand(&self) -> bool {
+        self.expanding.is_none()
+            && self.lazy.is_none()
             && self.chunked_len() == 0
             && self.paged.is_empty()
             && self.overlay.is_empty()
             && vault::rebuild::starts_with_container(&self.tail)
-        {
-            // A large compressed file written from its start: stored expanded as it comes.
-            self.bulk = true;
-            self.expanding = Some(Box::new(Expanding {
-                job: Job::start(w.vault().chunker_params()),
-                recipe: Vec::new(),
-                recipe_pages: Vec::new(),
-            }));
-            let tail = std::mem::take(&mut self.tail);
-            return self.feed(w, tail);
-        }
-        self.settle(w)
+    }
+
+    /// Hands the tail (the whole file so far) to a new expansion; its chunks go to the bulk
+    /// packs.
+    fn start_expanding(&mut self, w: &Live) -> Result<()> {
+        self.bulk = true;
+        self.expanding = Some(Box::new(Expanding {
+            job: Job::start(w.vault().chunker_params()),
+            recipe: Vec::new(),
+            recipe_pages: Vec::new(),
+        }));
+        let tail = std::mem::take(&mut self.tail);
+        self.feed(w, tail)
     }
 
     fn append_zeros(&mut self, w: &Live, mut n: u64) -> Result<()> {
@@ -674,6 +688,10 @@ impl FileData {
     }
 
     fn finalize_inner(&mut self, w: &Live, state: FileState) -> Result<Committed> {
+        if self.dirty && self.tail.len() >= EXPAND_AT_CLOSE && self.may_expand() {
+            // A compressed file smaller than the tail limit, whole in memory: expanded now.
+            self.start_expanding(w)?;
+        }
         if self.expanding.is_some() {
             let content = self.finish_expanding(w)?;
             self.dirty = false;

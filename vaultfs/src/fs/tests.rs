@@ -949,3 +949,21 @@ fn a_gzip_grown_past_8_mib_by_a_hole_or_a_truncate_is_stored_as_written() {
     same(committed(&store, "grown.gz").as_ref(), Some(&model), "grown");
     check_clean(&restarted(&store));
 }
+
+#[test]
+fn a_gzip_under_8_mib_is_expanded_when_closed_and_a_small_one_is_not() {
+    let store = new_store();
+    let v = vault(&store);
+    let fs = VaultFs::new(v, true, 0, 0).unwrap();
+    for (name, n, expanded) in [("mid.gz", 200_000, true), ("small.gz", 10_000, false)] {
+        let gz = gzipped_records(n, 6);
+        let (a, fh) = fs.create(ROOT, name.as_bytes(), 0o600, 0, 0, 0).unwrap();
+        write_all_at(&fs, fh, 0, &gz);
+        fs.flush(fh, 0).unwrap();
+        fs.release(fh).unwrap();
+        same(Some(&read_all(&fs, a.ino)), Some(&gz), name);
+        same(committed(&store, name).as_ref(), Some(&gz), name);
+        assert_eq!(has_recipe(&restarted(&store), name), expanded, "{name} of {} bytes", gz.len());
+    }
+    check_clean(&restarted(&store));
+}
