@@ -556,7 +556,7 @@ fn find_signature(b: &[u8], at_start: bool, pg: bool) -> Option<usize> {
     let mut i = 0;
     while i < b.len() {
         let rest = &b[i..];
-        let j = rest.iter().position(|&c| c == 0x1f || c == b'P' || (pg && c == 0x78))?;
+        let j = if pg { memchr::memchr3(0x1f, b'P', 0x78, rest) } else { memchr::memchr2(0x1f, b'P', rest) }?;
         let at = &rest[j..];
         if at[0] == 0x78 {
             let k = i + j;

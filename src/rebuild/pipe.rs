@@ -28,28 +28,32 @@ struct Chunking<'a> {
     rb: ChunkBatch,
 }
 
-impl Chunking<'_> {
-    fn send(&self, p: Piece) -> Result<()> {
-        self.tx.send(Ok(p)).map_err(|_| Error::io("expanding", std::io::Error::other("the writer stopped")))
+/// Chunks `b` into `batch` and sends the batch on as `piece` once it is large enough.
+fn push(
+    tx: &SyncSender<Result<Piece>>,
+    batch_bytes: usize,
+    chunker: &mut StreamChunker,
+    batch: &mut ChunkBatch,
+    b: &[u8],
+    piece: fn(ChunkBatch) -> Piece,
+) -> Result<()> {
+    chunker.push(b, batch);
+    if batch.bytes() >= batch_bytes {
+        send(tx, piece(std::mem::take(batch)))?;
     }
+    Ok(())
+}
+
+fn send(tx: &SyncSender<Result<Piece>>, p: Piece) -> Result<()> {
+    tx.send(Ok(p)).map_err(|_| Error::io("expanding", std::io::Error::other("the writer stopped")))
 }
 
 impl Sink for Chunking<'_> {
     fn expanded(&mut self, b: &[u8]) -> Result<()> {
-        self.expanded.push(b, &mut self.eb);
-        if self.eb.bytes() >= self.batch_bytes {
-            let b = std::mem::take(&mut self.eb);
-            self.send(Piece::Expanded(b))?;
-        }
-        Ok(())
+        push(self.tx, self.batch_bytes, &mut self.expanded, &mut self.eb, b, Piece::Expanded)
     }
     fn recipe(&mut self, b: &[u8]) -> Result<()> {
-        self.recipe.push(b, &mut self.rb);
-        if self.rb.bytes() >= self.batch_bytes {
-            let b = std::mem::take(&mut self.rb);
-            self.send(Piece::Recipe(b))?;
-        }
-        Ok(())
+        push(self.tx, self.batch_bytes, &mut self.recipe, &mut self.rb, b, Piece::Recipe)
     }
 }
 
@@ -68,8 +72,8 @@ pub fn chunk_expanded(input: &mut dyn Read, params: ChunkerParams, batch_bytes: 
         c.expanded.finish(&mut c.eb);
         c.recipe.finish(&mut c.rb);
         let (e, r) = (std::mem::take(&mut c.eb), std::mem::take(&mut c.rb));
-        c.send(Piece::Expanded(e))?;
-        c.send(Piece::Recipe(r))?;
+        send(c.tx, Piece::Expanded(e))?;
+        send(c.tx, Piece::Recipe(r))?;
         Ok(x)
     });
     let _ = tx.send(r.map(Piece::Done));

@@ -184,21 +184,18 @@ impl<'v> WriteSession<'v> {
             let mut recipe = ContentBuilder::default();
             let mut done = None;
             for piece in rx {
-                match piece? {
-                    Piece::Expanded(batch) => {
-                        let (refs, new) = self.add_chunks_counted(&batch)?;
-                        stored.new_chunks += new as u64;
-                        stored.chunks += refs.len() as u64;
-                        builder.push(self, &refs)?;
+                let (batch, to) = match piece? {
+                    Piece::Expanded(batch) => (batch, &mut builder),
+                    Piece::Recipe(batch) => (batch, &mut recipe),
+                    Piece::Done(x) => {
+                        done = Some(x);
+                        continue;
                     }
-                    Piece::Recipe(batch) => {
-                        let (refs, new) = self.add_chunks_counted(&batch)?;
-                        stored.new_chunks += new as u64;
-                        stored.chunks += refs.len() as u64;
-                        recipe.push(self, &refs)?;
-                    }
-                    Piece::Done(x) => done = Some(x),
-                }
+                };
+                let (refs, new) = self.add_chunks_counted(&batch)?;
+                stored.new_chunks += new as u64;
+                stored.chunks += refs.len() as u64;
+                to.push(self, &refs)?;
             }
             let x = done.ok_or_else(|| Error::corrupt("the input reader stopped early"))?;
             stored.size = x.original;
