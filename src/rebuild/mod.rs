@@ -46,9 +46,10 @@ const OP_SPLICE: u8 = 4;
 const PG_LEN: usize = 5;
 
 /// Compressed bytes handed to the deflate analysis at once (a block that does not fit is
-/// retried with a window twice as large, up to [`MAX_WINDOW`]). Large, because preflate-rs
-/// 0.7.6 sometimes cannot continue a stream across a window boundary (then the rest of the
-/// stream is copied): fewer boundaries, fewer such ends.
+/// retried with a window twice as large, up to [`MAX_WINDOW`]). The analysis estimates the
+/// compressor's parameters from a stream's first window, so a window holds a good sample
+/// (4 MiB is 12-20 MB of dump text); its decompressed bytes are held in memory while it is
+/// analysed and checked, which bounds it from above.
 const WINDOW: usize = 4 << 20;
 const MAX_WINDOW: usize = 32 << 20;
 /// Most decompressed bytes one window may expand to (bounds memory on a zip bomb).
@@ -738,8 +739,8 @@ pub(crate) fn read_steps(r: &mut dyn Read) -> Result<Vec<Step>> {
 pub(crate) struct Recreate(RecreateStreamProcessor);
 
 // SAFETY: the processor owns plain heap data only (vectors, and hash chains boxed as a trait
-// object without a `Send` bound: the implementations in preflate-rs 0.7.6, the pinned version,
-// are tables of integers); nothing in it refers to thread-local state or is shared. A reader
+// object without a `Send` bound: the implementations in preflate-rs 0.7.6, built from
+// tools/preflate-rs, are tables of integers); nothing in it refers to thread-local state or is shared. A reader
 // keeps it behind a mutex and moves it between the threads that serve its reads.
 unsafe impl Send for Recreate {}
 
