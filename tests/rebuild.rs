@@ -241,7 +241,8 @@ fn long_streams_are_expanded_to_their_end_and_put_prints_only_its_report() {
     // chain; a later window refers into one, the analysis stopped (MatchNotFound) and the
     // rest of the stream was copied as it is (tools/preflate-rs/README.md). GNU gzip -6 and Go's
     // compress/gzip (mongodump --gzip) both did. Stored after the same lines uncompressed, a
-    // stream expanded to its end adds its recipe alone; a copied tail would add megabytes.
+    // stream expanded to its end adds its recipe (0.3-0.6 MiB) and a few chunks around the
+    // gzip header and trailer; a tail copied after the first 4 MiB window would add 7 MiB more.
     let e = Env::new();
     e.init();
     let plain = dump(1_000_000, 2);
@@ -254,7 +255,7 @@ fn long_streams_are_expanded_to_their_end_and_put_prints_only_its_report() {
             assert!(line.starts_with("stored ") || line.starts_with("expanded "), "unexpected output: {line}");
         }
         assert!(out.contains("expanded 1 compressed stream"), "{name}: {out}");
-        assert!(new_stored(&out) < 1048576.0, "{name}: {} compressed bytes: {out}", gz.len());
+        assert!(new_stored(&out) < 3.0 * 1048576.0, "{name}: {} compressed bytes: {out}", gz.len());
         same(&e.cat(&format!("current/{name}.gz")), gz, name);
     }
 }
