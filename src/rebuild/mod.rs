@@ -740,8 +740,9 @@ pub(crate) struct Recreate(RecreateStreamProcessor);
 
 // SAFETY: the processor owns plain heap data only (vectors, and hash chains boxed as a trait
 // object without a `Send` bound: the implementations in preflate-rs 0.7.6, built from
-// tools/preflate-rs, are tables of integers); nothing in it refers to thread-local state or is shared. A reader
-// keeps it behind a mutex and moves it between the threads that serve its reads.
+// tools/preflate-rs, are tables of integers); nothing in it refers to thread-local state or
+// is shared. A reader keeps it behind a mutex and moves it between the threads that serve
+// its reads.
 unsafe impl Send for Recreate {}
 
 impl Recreate {
