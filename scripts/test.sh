@@ -9,6 +9,8 @@ bash scripts/install-deps.sh
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
 export RUST_BACKTRACE=1
+# A fresh checkout builds everything once: incremental caches would only take disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Tests must never see the caller's vault settings.
 for v in $(env | grep -o '^VAULT_[A-Z_]*' || true); do unset "$v"; done
 
