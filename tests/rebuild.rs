@@ -259,3 +259,53 @@ fn long_streams_are_expanded_to_their_end_and_put_prints_only_its_report() {
         same(&e.cat(&format!("current/{name}.gz")), gz, name);
     }
 }
+
+#[test]
+fn drills_check_gzipped_archives_from_their_stored_content() {
+    // A gzipped mongodump archive stored expanded holds its archive as content already: the
+    // drill parses that instead of recreating the gzip bytes and inflating them again, and
+    // still checks every member's CRC-32 and length against its trailer.
+    let e = Env::new();
+    e.init();
+    let tools = Env::new();
+    let gogz = go_gzip_tool(&tools.path(""));
+    let (d1, _) = archives();
+    let go = pipe(&mut Command::new(&gogz), &d1);
+    let mut members = gnu_gzip(6, &d1[..d1.len() / 2]);
+    members.extend(gnu_gzip(9, &d1[d1.len() / 2..]));
+    let text = gnu_gzip(6, &dump(200_000, 0));
+    put(&e, "plain.archive", &d1);
+    put(&e, "go.archive.gz", &go);
+    put(&e, "members.archive.gz", &members);
+    put(&e, "lines.json.gz", &text);
+    let j: serde_json::Value = serde_json::from_str(&e.ok(&["drill", "--snapshot", "current", "--json"])).unwrap();
+    assert_eq!(j["ok"], true, "{j}");
+    let files = j["contents"].as_array().unwrap_or_else(|| panic!("{j}"));
+    let file = |name: &str| files.iter().find(|f| f["file"] == name).unwrap_or_else(|| panic!("{name}: {j}"));
+    let docs = |name: &str| file(name)["mongo"]["documents"].as_u64().unwrap();
+    assert_eq!(docs("plain.archive"), 15_000, "{j}");
+    for name in ["go.archive.gz", "members.archive.gz"] {
+        assert_eq!(file(name)["kind"], "mongodump", "{name}: {j}");
+        assert_eq!(file(name)["read"], "stored content", "{name}: {j}");
+        assert_eq!(docs(name), docs("plain.archive"), "{name}");
+    }
+    assert_eq!(file("lines.json.gz")["read"], "stored content", "{j}");
+    assert_eq!(file("plain.archive")["read"], serde_json::Value::Null, "{j}");
+    let text_out = e.ok(&["drill", "--snapshot", "current"]);
+    assert!(text_out.contains("read as its stored decompressed content"), "{text_out}");
+
+    // A trailer that does not match its content fails the drill, as inflating would; a stream
+    // cut short is read as its original bytes and inflated, and fails as truncated.
+    let bad = Env::new();
+    bad.init();
+    let mut crc = go.clone();
+    let n = crc.len();
+    crc[n - 6] ^= 0x10;
+    put(&bad, "crc.archive.gz", &crc);
+    put(&bad, "cut.archive.gz", &go[..go.len() * 2 / 3]);
+    let o = bad.run(&["drill", "--snapshot", "current"]);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("crc.archive.gz") && out.contains("CRC-32"), "{out}");
+    assert!(out.contains("cut.archive.gz") && out.contains("FAILED"), "{out}");
+}

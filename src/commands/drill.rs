@@ -38,8 +38,9 @@ use crate::mongo::restore::{Placement, Restorer};
 use crate::pgdump::restore::{DumpRestore, Load, PgRestorer};
 use crate::pgdump::{self, DumpFormat, DumpReport};
 use crate::progress::{Progress, Silent};
+use crate::rebuild::GzContent;
 use crate::repo::trees::show;
-use crate::repo::{FileReader, Vault};
+use crate::repo::{ChunkReader, FileReader, Vault};
 use crate::verify::{self, Kind, ReadAt};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -56,6 +57,10 @@ pub struct Restorers<'a> {
 /// Sequential reading of a file through its reader, timing the fetch+decrypt part.
 struct TimedReader<'a, 'v> {
     r: &'a FileReader<'v>,
+    /// A gzip file stored expanded: its decompressed content, read as stored (see
+    /// [`FileReader::gzip_content`]); `off` and `bytes` then count the file's bytes that the
+    /// content read so far stands for.
+    content: Option<GzContent<'a, ChunkReader<'v>>>,
     off: u64,
     busy: Duration,
     bytes: u64,
@@ -65,6 +70,16 @@ struct TimedReader<'a, 'v> {
 impl Read for TimedReader<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let t = Instant::now();
+        if let Some(c) = &mut self.content {
+            let n = c.read(buf)?;
+            self.busy += t.elapsed();
+            let done = if n == 0 { self.r.size() } else { c.original_done() };
+            let d = done.saturating_sub(self.off);
+            self.off += d;
+            self.bytes += d;
+            self.progress.advance(d);
+            return Ok(n);
+        }
         let b = self.r.read_at(self.off, buf.len().min(1 << 20)).map_err(std::io::Error::other)?;
         self.busy += t.elapsed();
         buf[..b.len()].copy_from_slice(&b);
@@ -158,6 +173,8 @@ struct Checked {
     placements: BTreeMap<String, Placement>,
     /// PostgreSQL restore of this dump.
     pg: Option<DumpRestore>,
+    /// A gzip file read as its stored decompressed content.
+    from_content: bool,
 }
 
 impl Checked {
@@ -171,6 +188,7 @@ impl Checked {
             mongo: None,
             placements: BTreeMap::new(),
             pg: None,
+            from_content: false,
         }
     }
 }
@@ -226,9 +244,23 @@ pub fn drill_all(
         let reader = v.file_reader(&node)?;
         let t = Instant::now();
         let mongo_wait_before = rs.mongo.as_ref().map(|r| r.insert_wait()).unwrap_or_default();
-        let mut tr = TimedReader { r: &reader, off: 0, busy: Duration::ZERO, bytes: 0, progress };
+        // A gzip file stored expanded is read as its stored content: the same bytes an inflater
+        // would give, without recreating and inflating the deflate stream.
+        let content = reader.gzip_content();
+        let content_head = content.as_ref().and_then(|_| {
+            let mut head = Vec::new();
+            let mut c = reader.gzip_content()?;
+            (&mut c).take(verify::SNIFF_BYTES as u64).read_to_end(&mut head).ok()?;
+            Some(head)
+        });
+        let from_content = content.is_some();
+        let mut tr = TimedReader { r: &reader, content, off: 0, busy: Duration::ZERO, bytes: 0, progress };
         let mut pg_wait = Duration::ZERO;
-        let checked = match reader.read_at(0, verify::SNIFF_BYTES) {
+        let head = match from_content {
+            true => Ok(verify::GZIP_MAGIC.to_vec()),
+            false => reader.read_at(0, verify::SNIFF_BYTES),
+        };
+        let checked = match head {
             Err(e) => {
                 let mut c = Checked::new(Kind::Unknown);
                 c.errors.push(e.to_string());
@@ -238,7 +270,11 @@ pub fn drill_all(
                 let mut kind = verify::sniff(&head);
                 let mut wrapper = None;
                 if kind == Kind::Gzip {
-                    match verify::sniff(&gunzip_head(&reader)) {
+                    let inner = match content_head {
+                        Some(h) => h,
+                        None => gunzip_head(&reader),
+                    };
+                    match verify::sniff(&inner) {
                         Kind::Mongodump => kind = Kind::Mongodump,
                         Kind::PgCustom => (kind, wrapper) = (Kind::PgCustom, Some("gzip")),
                         Kind::PgPlain => (kind, wrapper) = (Kind::PgPlain, Some("gzip")),
@@ -248,6 +284,10 @@ pub fn drill_all(
                 }
                 let mut c = check_file(kind, wrapper, &reader, &mut tr, &mut rs, &label, &mut pg_wait);
                 c.wrapper = wrapper;
+                c.from_content = from_content;
+                if let (true, Some(a)) = (from_content, c.mongo.as_mut()) {
+                    a.compressed = true;
+                }
                 c
             }
         };
@@ -326,6 +366,8 @@ fn check_file(
     pg_wait: &mut Duration,
 ) -> Checked {
     let mut c = Checked::new(kind);
+    // The bytes `tr` gives are still gzip (not read as stored content).
+    let inflate = wrapper.filter(|_| tr.content.is_none());
     match kind {
         Kind::Mongodump => {
             let placements = RefCell::new(BTreeMap::<String, Placement>::new());
@@ -380,7 +422,7 @@ fn check_file(
             };
             // Creating the scratch database is server time (insert), like feeding the tool.
             *pg_wait += t_begin.elapsed();
-            let result = match (wrapper, load.as_mut()) {
+            let result = match (inflate, load.as_mut()) {
                 (None, l) => run_pg(format, &mut *tr, l),
                 (Some(_), l) => run_pg(format, flate2::read::MultiGzDecoder::new(&mut *tr), l),
             };
@@ -432,12 +474,20 @@ fn check_file(
             tr.off = tr.off.max(reader.size());
         }
         Kind::Tar => {
-            let r = match wrapper {
+            let r = match inflate {
                 None => verify::tar::verify(&mut *tr),
                 Some(_) => verify::tar::verify(flate2::read::MultiGzDecoder::new(&mut *tr)),
             };
             match r {
                 Ok(t) => c.detail = Detail::Tar(t),
+                Err(e) => c.errors.push(e.to_string()),
+            }
+        }
+        Kind::Gzip | Kind::Zip if tr.content.is_some() => {
+            c.kind = Kind::Gzip;
+            // Every member's CRC-32 is checked as its content is read.
+            match std::io::copy(&mut *tr, &mut std::io::sink()) {
+                Ok(n) => c.detail = Detail::Gzip { bytes: n },
                 Err(e) => c.errors.push(e.to_string()),
             }
         }
@@ -580,6 +630,7 @@ fn fold(rep: &mut DrillReport, path: &str, label: &str, size: u64, marked: bool,
         bytes: size,
         outcome,
         detail: c.detail,
+        from_content: c.from_content,
     });
 }
 

@@ -33,7 +33,7 @@ mod read;
 mod tests;
 
 pub use pipe::{chunk_expanded, Job, Piece};
-pub use read::{Plan, Rebuilder, Source};
+pub use read::{GzContent, Plan, Rebuilder, Source};
 
 /// First bytes of a recipe: the format (version 1) and the correction codec (preflate-rs 0.7).
 pub const MAGIC: &[u8; 4] = b"VRB1";

@@ -228,3 +228,194 @@ impl<S: Source> Rebuilder<S> {
         Ok(written)
     }
 }
+
+/// Most bytes between two expanded gzip streams that [`GzContent`] accepts: a trailer and the
+/// next member's header. More means part of a stream was copied as it is.
+const GZ_GAP_MAX: u64 = 1 << 16;
+
+/// Length of a whole gzip member header at the start of `b`, when `b` is exactly one header
+/// (RFC 1952: magic, method 8, flags, optional extra field, name, comment and header CRC).
+fn gzip_header_len(b: &[u8]) -> Option<usize> {
+    if b.len() < 10 || b[0] != 0x1f || b[1] != 0x8b || b[2] != 8 || b[3] & 0xe0 != 0 {
+        return None;
+    }
+    let flags = b[3];
+    let mut at = 10usize;
+    if flags & 4 != 0 {
+        let n = u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]) as usize;
+        at += 2 + n;
+    }
+    for bit in [8u8, 16] {
+        if flags & bit != 0 {
+            at += b.get(at..)?.iter().position(|&c| c == 0)? + 1;
+        }
+    }
+    if flags & 2 != 0 {
+        at += 2;
+    }
+    (at <= b.len()).then_some(at)
+}
+
+/// One gzip member of a file whose deflate stream was expanded to its end.
+#[derive(Debug, Clone)]
+struct GzMember {
+    /// Window parts holding its decompressed content, in order.
+    parts: std::ops::Range<usize>,
+    crc: u32,
+}
+
+/// The decompressed content of a gzip file (one member or several, concatenated as `gzip -dc`
+/// gives it), read from the stored expanded stream: no deflate byte is recreated and nothing
+/// is inflated. Each member's CRC-32 is checked against its trailer at its end, like an
+/// inflater does; the content itself is authenticated chunk by chunk like every stored byte.
+pub struct GzContent<'a, S: Source> {
+    expanded: &'a S,
+    plan: &'a Plan,
+    members: Vec<GzMember>,
+    member: usize,
+    part: usize,
+    /// Offset in the current part's content.
+    at: u64,
+    hasher: crc32fast::Hasher,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<S: Source> Rebuilder<S> {
+    /// The decompressed content of the file, read from the expanded stream, when the file is a
+    /// gzip stream (one or more members, nothing after the last) whose every deflate stream was
+    /// expanded to its end; `None` for anything else (read the original bytes and inflate).
+    pub fn gzip_content(&self) -> Option<GzContent<'_, S>> {
+        let parts = &self.plan.parts;
+        let mut members: Vec<GzMember> = Vec::new();
+        let mut i = 0;
+        // The raw bytes before the first stream: exactly one header.
+        let mut prev_isize: Option<(u32, usize)> = None;
+        loop {
+            let start = i;
+            while i < parts.len() && matches!(parts[i].kind, Kind::Raw) {
+                i += 1;
+            }
+            let gap: u64 = parts[start..i].iter().map(|x| x.o_len).sum();
+            if gap > GZ_GAP_MAX {
+                return None;
+            }
+            let raw = match gap {
+                0 => Vec::new(),
+                _ => self.read_original(parts[start].o, gap)?,
+            };
+            let mut rest = &raw[..];
+            if let Some((size, m)) = prev_isize.take() {
+                // The trailer of the stream before: CRC-32, then the content length mod 2^32.
+                let t = rest.get(..8)?;
+                if u32::from_le_bytes(t[4..8].try_into().ok()?) != size {
+                    return None;
+                }
+                members[m].crc = u32::from_le_bytes(t[..4].try_into().ok()?);
+                rest = &rest[8..];
+            }
+            if i == parts.len() {
+                return (rest.is_empty() && !members.is_empty()).then(|| GzContent {
+                    expanded: &self.expanded,
+                    plan: &self.plan,
+                    members,
+                    member: 0,
+                    part: 0,
+                    at: 0,
+                    hasher: crc32fast::Hasher::new(),
+                    buf: Vec::new(),
+                    pos: 0,
+                });
+            }
+            if gzip_header_len(rest)? != rest.len() {
+                return None;
+            }
+            let Kind::Window { stream, .. } = parts[i].kind else { return None };
+            if stream != i {
+                return None;
+            }
+            let first = i;
+            let mut size = 0u32;
+            while i < parts.len() && matches!(parts[i].kind, Kind::Window { stream: s, .. } if s == first) {
+                size = size.wrapping_add(parts[i].p_len as u32);
+                i += 1;
+            }
+            members.push(GzMember { parts: first..i, crc: 0 });
+            prev_isize = Some((size, members.len() - 1));
+        }
+    }
+
+    /// Original bytes of raw parts only (`None` if the range touches a window).
+    fn read_original(&self, off: u64, len: u64) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(len as usize);
+        let mut i = self.plan.part_at(off);
+        let end = off + len;
+        let mut pos = off;
+        while pos < end {
+            let part = self.plan.parts.get(i)?;
+            if !matches!(part.kind, Kind::Raw) {
+                return None;
+            }
+            let (from, to) = (pos - part.o, (end - part.o).min(part.o_len));
+            out.extend(Self::read_exact(&self.expanded, part.p + from, to - from, "expanded stream").ok()?);
+            pos = part.o + to;
+            i += 1;
+        }
+        Some(out)
+    }
+}
+
+impl<S: Source> GzContent<'_, S> {
+    /// Bytes of the file that the content read so far stands for: the offset in the original
+    /// file of the window being read (the windows before it, their headers and trailers are
+    /// read); the file's size once all is read.
+    pub fn original_done(&self) -> u64 {
+        let Some(m) = self.members.get(self.member) else { return self.plan.original };
+        self.plan.parts.get(m.parts.start + self.part).map_or(self.plan.original, |p| p.o)
+    }
+
+    fn fill(&mut self) -> Result<bool> {
+        loop {
+            let Some(m) = self.members.get(self.member) else { return Ok(false) };
+            let idx = m.parts.start + self.part;
+            if idx == m.parts.end {
+                let crc = std::mem::replace(&mut self.hasher, crc32fast::Hasher::new()).finalize();
+                if crc != m.crc {
+                    return Err(Error::corrupt(format!(
+                        "gzip member {}: the CRC-32 of its content is {crc:08x}, its trailer says {:08x}",
+                        self.member + 1,
+                        m.crc
+                    )));
+                }
+                self.member += 1;
+                self.part = 0;
+                continue;
+            }
+            let part = self.plan.parts[idx];
+            if self.at == part.p_len {
+                self.part += 1;
+                self.at = 0;
+                continue;
+            }
+            let n = COPY_BLOCK.min(part.p_len - self.at);
+            let b = Rebuilder::<S>::read_exact(self.expanded, part.p + self.at, n, "expanded stream")?;
+            self.hasher.update(&b);
+            self.at += n;
+            self.buf = b;
+            self.pos = 0;
+            return Ok(true);
+        }
+    }
+}
+
+impl<S: Source> Read for GzContent<'_, S> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.buf.len() && !self.fill().map_err(std::io::Error::other)? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

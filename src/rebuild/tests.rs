@@ -239,3 +239,52 @@ fn pg_dump_custom_format_blocks_are_expanded_with_their_chunk_lengths() {
     let (x, _) = round_trip(&other);
     assert_eq!(x.streams, 0);
 }
+
+/// The stored content of a gzip file as [`Rebuilder::gzip_content`] reads it, if it offers it.
+fn content_of(input: &[u8]) -> Option<std::io::Result<Vec<u8>>> {
+    let mut m = Mem::default();
+    let x = expand(&mut &input[..], &mut m).unwrap();
+    if !x.rebuilt() {
+        return None;
+    }
+    let plan = Plan::read(&mut &m.recipe[..]).unwrap();
+    let r = Rebuilder::new(plan, Bytes(m.expanded), Bytes(m.recipe));
+    let mut c = r.gzip_content()?;
+    let mut out = Vec::new();
+    Some(c.read_to_end(&mut out).map(|_| out))
+}
+
+#[test]
+fn gzip_content_is_what_an_inflater_gives_and_only_for_whole_gzip_streams() {
+    let a = records(30_000, 5);
+    let b = records(20_000, 6);
+    // One member, several members (as `cat a.gz b.gz` or pigz make), a name in the header.
+    let mut members = gzip(&a, 6);
+    members.extend(gzip(&b, 9));
+    let named = {
+        let mut e =
+            flate2::GzBuilder::new().filename("dump.archive").comment("x").write(Vec::new(), Compression::new(6));
+        e.write_all(&a).unwrap();
+        e.finish().unwrap()
+    };
+    for (name, gz) in [("one", gzip(&a, 6)), ("members", members), ("named", named)] {
+        let mut inflated = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut inflated).unwrap();
+        let got = content_of(&gz).unwrap_or_else(|| panic!("{name}: no content view")).unwrap();
+        assert!(got == inflated, "{name}: content differs from gzip -dc");
+    }
+    // Anything else is read as its original bytes and inflated: a zlib stream, bytes after the
+    // last member, a stream cut short.
+    let gz = gzip(&a, 6);
+    let mut trailing = gz.clone();
+    trailing.extend_from_slice(b"not gzip");
+    for (name, input) in [("zlib", zlib(&a, 6)), ("trailing", trailing), ("cut", gz[..gz.len() - 5].to_vec())] {
+        assert!(content_of(&input).is_none(), "{name}");
+    }
+    // A trailer whose CRC-32 does not match the content is an error, as with an inflater.
+    let mut bad = gz.clone();
+    let n = bad.len();
+    bad[n - 8] ^= 0x40;
+    let e = content_of(&bad).unwrap().unwrap_err().to_string();
+    assert!(e.contains("CRC-32"), "{e}");
+}

@@ -8,7 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::PackEntry;
 use crate::format::tree::{decode_list, ChunkRef, Content, Node, NodeKind, PageRef};
 use crate::id::{BlobKind, BlobRef, PackId};
-use crate::rebuild::{Plan, Rebuilder, Source};
+use crate::rebuild::{GzContent, Plan, Rebuilder, Source};
 use crate::store::ObjKind;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -474,6 +474,15 @@ impl<'v> FileReader<'v> {
         match &self.0 {
             Inner::Chunks(c) => c.copy_to(w),
             Inner::Rebuilt(r) => r.copy_to(w),
+        }
+    }
+
+    /// The decompressed content of a gzip file stored expanded (see
+    /// [`Rebuilder::gzip_content`]): no deflate byte is recreated, nothing is inflated.
+    pub fn gzip_content(&self) -> Option<GzContent<'_, ChunkReader<'v>>> {
+        match &self.0 {
+            Inner::Chunks(_) => None,
+            Inner::Rebuilt(r) => r.gzip_content(),
         }
     }
 

@@ -105,6 +105,9 @@ pub struct FileReport {
     pub bytes: u64,
     pub outcome: Outcome,
     pub detail: Detail,
+    /// A gzip file stored expanded, checked from its stored decompressed content (its gzip
+    /// bytes were not recreated: `cat` and reads through the mount do that).
+    pub from_content: bool,
 }
 
 /// Totals over the files, for the log and `status`.
@@ -208,6 +211,9 @@ impl DrillReport {
         });
         if let Some(w) = f.wrapper {
             o["compression"] = json!(w);
+        }
+        if f.from_content {
+            o["read"] = json!("stored content");
         }
         if let Outcome::NotVerifiable(why) = &f.outcome {
             o["reason"] = json!(why);
@@ -431,6 +437,11 @@ impl DrillReport {
             Some(w) => format!("{}+{w}", f.kind.name()),
             None => f.kind.name().to_string(),
         };
+        let what = match (f.from_content, what.is_empty()) {
+            (false, _) => what,
+            (true, true) => "read as its stored decompressed content".to_string(),
+            (true, false) => format!("{what} (read as its stored decompressed content)"),
+        };
         if what.is_empty() {
             format!("  {kind:<14} {}: {verdict}", f.file)
         } else {
@@ -583,6 +594,7 @@ mod tests {
             bytes: 100,
             outcome: Outcome::Verified,
             detail: Detail::Zip(Box::new(zip)),
+            from_content: false,
         });
         r.contents.push(FileReport {
             file: "notes.txt".into(),
@@ -591,6 +603,7 @@ mod tests {
             bytes: 3,
             outcome: Outcome::ReadBackOnly,
             detail: Detail::None,
+            from_content: false,
         });
         r
     }
