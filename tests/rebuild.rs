@@ -293,6 +293,14 @@ fn drills_check_gzipped_archives_from_their_stored_content() {
     assert_eq!(file("plain.archive")["read"], serde_json::Value::Null, "{j}");
     let text_out = e.ok(&["drill", "--snapshot", "current"]);
     assert!(text_out.contains("read as its stored decompressed content"), "{text_out}");
+    // --original: the gzip bytes recreated and inflated again, the same counts.
+    let j: serde_json::Value =
+        serde_json::from_str(&e.ok(&["drill", "--snapshot", "current", "--original", "--json"])).unwrap();
+    assert_eq!(j["ok"], true, "{j}");
+    for f in j["contents"].as_array().unwrap() {
+        assert_eq!(f["read"], serde_json::Value::Null, "{j}");
+    }
+    assert_eq!(j["counts"]["documents"], 45_000, "{j}");
 
     // A trailer that does not match its content fails the drill, as inflating would; a stream
     // cut short is read as its original bytes and inflated, and fails as truncated.

@@ -200,8 +200,22 @@ pub fn drill_all(
     v: &Vault,
     spec: &str,
     only: Option<&str>,
+    rs: Restorers<'_>,
+    progress: &dyn Progress,
+) -> Result<DrillReport> {
+    drill_files(v, spec, only, rs, progress, false)
+}
+
+/// [`drill_all`]; with `original`, gzip files stored expanded are read as their original
+/// bytes (recreated, then inflated, as `mongorestore --gzip` reading the mount gets them)
+/// instead of their stored content.
+pub fn drill_files(
+    v: &Vault,
+    spec: &str,
+    only: Option<&str>,
     mut rs: Restorers<'_>,
     progress: &dyn Progress,
+    original: bool,
 ) -> Result<DrillReport> {
     let start = Instant::now();
     let info = v.resolve(spec)?;
@@ -246,7 +260,7 @@ pub fn drill_all(
         let mongo_wait_before = rs.mongo.as_ref().map(|r| r.insert_wait()).unwrap_or_default();
         // A gzip file stored expanded is read as its stored content: the same bytes an inflater
         // would give, without recreating and inflating the deflate stream.
-        let content = reader.gzip_content();
+        let content = reader.gzip_content().filter(|_| !original);
         let content_head = content.as_ref().and_then(|_| {
             let mut head = Vec::new();
             let mut c = reader.gzip_content()?;

@@ -40,6 +40,11 @@ pub struct Args {
     /// Drop the scratch database first if it exists.
     #[arg(long, requires = "server")]
     drop_existing: bool,
+    /// Read gzip files that the vault stored expanded as their original bytes (recreated and
+    /// inflated again, as `mongorestore --gzip` reading the mount gets them) instead of their
+    /// stored decompressed content: slower, and it also proves the gzip bytes come back.
+    #[arg(long)]
+    original: bool,
 }
 
 impl Args {
@@ -67,7 +72,7 @@ impl Args {
         };
         let restorers = drill::Restorers { mongo: restorer.as_mut(), pg: pg.as_mut() };
         let bar = Bar::new(ctx);
-        let mut rep = drill::drill_all(&v, &self.snapshot, self.path.as_deref(), restorers, &bar)?;
+        let mut rep = drill::drill_files(&v, &self.snapshot, self.path.as_deref(), restorers, &bar, self.original)?;
         bar.finish();
         if let Some(r) = restorer {
             let what = format!("{} on {}", r.database(), r.server());
