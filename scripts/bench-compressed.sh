@@ -8,7 +8,9 @@
 # `restic backup --stdin` and `borg create`, in one run. Prints a Markdown table: bytes of the 7 inputs, repository size
 # after the week, ingest time and throughput (of the input bytes), time to read the newest day
 # back (to /dev/null, then checked against its sha256), and next to it `gzip -dc` of the newest
-# day (the read goal) and the vault's peak RSS.
+# day (the read goal) and the vault's peak RSS. Then, for the vault, a drill of the newest day
+# (`vaultctl drill --path dump`: gzip files stored expanded are read as their stored content)
+# and the same drill with `--original` (their gzip bytes recreated and inflated again).
 #
 # Environment (all optional):
 #   BENCH_DOCS     documents per day (default 50000: a day is about 35 MB plain, 11 MB gzipped)
@@ -172,7 +174,7 @@ for v in $VARIANTS; do
 done
 day_date() { date -u -d "2026-01-01 + $(($1 - 1)) days" +%F; }
 
-declare -A STORE_S STORED READ_S RSS
+declare -A STORE_S STORED READ_S RSS DRILL_S DRILL_O
 run_tool() { # TOOL VARIANT
     local tool="$1" v="$2" repo="$WORK/repo-$1-$2" t0 t1 kib=0 k d sha
     local log="$WORK/logs/$tool-$v.log"
@@ -214,6 +216,16 @@ run_tool() { # TOOL VARIANT
     [[ "$sha" == "$(sha256sum <"${LAST_FILE[$v]}" | cut -d' ' -f1)" ]] || die "$tool read back $v day $DAYS wrong"
     if [[ "$tool" == vault ]]; then
         faketime "$(day_date "$DAYS") 13:05:00" "$BIN/vaultctl" --repo "$repo" stats >"$WORK/logs/stats-$v.txt" 2>&1
+        local how
+        for how in content original; do
+            local extra=()
+            [[ "$how" == original ]] && extra=(--original)
+            t0="$(now)"
+            faketime "$(day_date "$DAYS") 13:10:00" "$BIN/vaultctl" --repo "$repo" drill --snapshot current --path dump \
+                "${extra[@]}" >>"$log" 2>&1 || die "the drill of $v ($how) failed"
+            t1="$(now)"
+            if [[ "$how" == content ]]; then DRILL_S[$v]="$(calc "$t1 - $t0" 6)"; else DRILL_O[$v]="$(calc "$t1 - $t0" 6)"; fi
+        done
     fi
 }
 
@@ -233,6 +245,7 @@ for v in $VARIANTS; do
 done
 
 mb() { calc "$1 / 1000000" 1; }
+gz_s() { if [[ -n "${GZ_S[$1]:-}" ]]; then calc "${GZ_S[$1]}" 2; else echo -; fi; }
 echo
 echo "Compressed week: $DAYS days of $DOCS documents (dumpgen seed $SEED), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 echo
@@ -244,10 +257,16 @@ for v in $VARIANTS; do
         rel="-"
         [[ -n "$base" ]] && rel="$(calc "${STORED[$t,$v]} / $base" 2)"
         last="$(stat -c %s "${LAST_FILE[$v]}")"
-        echo "| $v | $t | $(mb "${INPUT[$v]}") | $(mb "${STORED[$t,$v]}") | $rel | $(calc "${STORE_S[$t,$v]}" 2) | $(calc "${INPUT[$v]} / ${STORE_S[$t,$v]} / 1000000" 1) | $(calc "${READ_S[$t,$v]}" 2) | $(calc "$last / ${READ_S[$t,$v]} / 1000000" 1) | ${GZ_S[$v]:--} | $(calc "${RSS[$t,$v]} / 1024" 0) |"
+        echo "| $v | $t | $(mb "${INPUT[$v]}") | $(mb "${STORED[$t,$v]}") | $rel | $(calc "${STORE_S[$t,$v]}" 2) | $(calc "${INPUT[$v]} / ${STORE_S[$t,$v]} / 1000000" 1) | $(calc "${READ_S[$t,$v]}" 2) | $(calc "$last / ${READ_S[$t,$v]} / 1000000" 1) | $(gz_s "$v") | $(calc "${RSS[$t,$v]} / 1024" 0) |"
     done
 done
 if [[ " $TOOLS " == *" vault "* ]]; then
+    echo
+    echo "| input | vault drill of the newest day s | drill --original s | ratio | gzip -dc s |"
+    echo "|---|---:|---:|---:|---:|"
+    for v in $VARIANTS; do
+        echo "| $v | $(calc "${DRILL_S[$v]}" 2) | $(calc "${DRILL_O[$v]}" 2) | $(calc "${DRILL_O[$v]} / ${DRILL_S[$v]}" 1) | $(gz_s "$v") |"
+    done
     for v in $VARIANTS; do
         echo
         echo "vault stats, $v:"
