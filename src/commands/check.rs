@@ -203,26 +203,19 @@ fn recreate_expanded(
     affected: &mut Vec<String>,
     progress: &dyn crate::progress::Progress,
 ) {
-    type Key = (Vec<crate::id::ChunkId>, Vec<ListId>, Vec<crate::id::ChunkId>, Vec<ListId>);
-    let mut seen: HashMap<Key, usize> = HashMap::new();
+    let mut seen: HashMap<crate::format::tree::Content, usize> = HashMap::new();
     let mut todo: Vec<(Vec<String>, crate::format::tree::Node)> = Vec::new();
     for s in snaps {
         let period = &s.snap.period;
         // Trees that do not open are reported by the structure check above.
         let _ = v.walk(s.snap.root, &mut |path, node| {
             if let NodeKind::File { content, .. } = &node.kind {
-                if let Some(rc) = &content.recipe {
-                    let key = (
-                        rc.inline.iter().map(|c| c.id).collect(),
-                        rc.pages.iter().map(|p| p.id).collect(),
-                        content.inline.iter().map(|c| c.id).collect(),
-                        content.pages.iter().map(|p| p.id).collect(),
-                    );
+                if content.recipe.is_some() {
                     let label = format!("{period}/{}", show(path));
-                    match seen.get(&key) {
+                    match seen.get(content) {
                         Some(&i) => todo[i].0.push(label),
                         None => {
-                            seen.insert(key, todo.len());
+                            seen.insert(content.clone(), todo.len());
                             todo.push((vec![label], node.clone()));
                         }
                     }

@@ -261,6 +261,8 @@ pub fn drill_files(
         // A gzip file stored expanded is read as its stored content: the same bytes an inflater
         // would give, without recreating and inflating the deflate stream.
         let content = reader.gzip_content().filter(|_| !original);
+        // Its first bytes, for recognising what it holds, read from a second view of it (they
+        // may span members); the first block of content is read twice, nothing is recreated.
         let content_head = content.as_ref().and_then(|_| {
             let mut head = Vec::new();
             let mut c = reader.gzip_content()?;

@@ -73,7 +73,7 @@ impl Time {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ChunkRef {
     pub id: ChunkId,
     pub len: u32,
@@ -85,7 +85,7 @@ pub const PAGE_CHUNKS: usize = 16384;
 pub const INLINE_CHUNKS: usize = 1024;
 
 /// One stored page of a file's chunk list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageRef {
     pub id: ListId,
     pub chunks: u32,
@@ -95,7 +95,7 @@ pub struct PageRef {
 /// A file's content: inline chunks, then pages, in file order (one of the two is empty).
 /// With a recipe, the chunks hold the file's expanded stream and the file is what the recipe
 /// makes of it (src/rebuild); without, the chunks are the file.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct Content {
     pub inline: Vec<ChunkRef>,
     pub pages: Vec<PageRef>,
@@ -103,7 +103,7 @@ pub struct Content {
 }
 
 /// How a file stored expanded is rebuilt: the chunks of its recipe and the original size.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct Recipe {
     pub size: u64,
     pub inline: Vec<ChunkRef>,

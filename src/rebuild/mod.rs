@@ -579,8 +579,15 @@ fn cstr_end(b: &[u8], from: usize) -> Option<usize> {
     b.get(from..)?.iter().position(|&c| c == 0).map(|n| from + n + 1)
 }
 
-/// The header length of a gzip member starting at `b[0]` (RFC 1952), if it is one.
+/// The header length of a gzip member starting at `b[0]` (RFC 1952), if it is one and data
+/// follows it.
 fn gzip_header(b: &[u8]) -> Option<usize> {
+    gzip_header_end(b).filter(|&p| p < b.len())
+}
+
+/// The length of the whole gzip member header at the start of `b` (RFC 1952: magic, method 8,
+/// flags, optional extra field, name, comment and header CRC), if `b` holds one.
+pub(crate) fn gzip_header_end(b: &[u8]) -> Option<usize> {
     if b.len() < 10 || b[0] != 0x1f || b[1] != 0x8b || b[2] != 8 || b[3] & 0xe0 != 0 {
         return None;
     }
@@ -599,7 +606,7 @@ fn gzip_header(b: &[u8]) -> Option<usize> {
     if flg & 2 != 0 {
         p += 2;
     }
-    (p < b.len()).then_some(p)
+    (p <= b.len()).then_some(p)
 }
 
 /// Whether `b` starts with a zlib header for a deflate stream without preset dictionary.

@@ -1,6 +1,6 @@
 //! Reading an expanded file back: the original bytes from the expanded stream and the recipe.
 
-use super::{parse_splices, read_steps, Recreate, Step};
+use super::{gzip_header_end, parse_splices, read_steps, Recreate, Step};
 use crate::error::{Error, Result};
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -233,31 +233,8 @@ impl<S: Source> Rebuilder<S> {
 /// next member's header. More means part of a stream was copied as it is.
 const GZ_GAP_MAX: u64 = 1 << 16;
 
-/// Length of a whole gzip member header at the start of `b`, when `b` is exactly one header
-/// (RFC 1952: magic, method 8, flags, optional extra field, name, comment and header CRC).
-fn gzip_header_len(b: &[u8]) -> Option<usize> {
-    if b.len() < 10 || b[0] != 0x1f || b[1] != 0x8b || b[2] != 8 || b[3] & 0xe0 != 0 {
-        return None;
-    }
-    let flags = b[3];
-    let mut at = 10usize;
-    if flags & 4 != 0 {
-        let n = u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]) as usize;
-        at += 2 + n;
-    }
-    for bit in [8u8, 16] {
-        if flags & bit != 0 {
-            at += b.get(at..)?.iter().position(|&c| c == 0)? + 1;
-        }
-    }
-    if flags & 2 != 0 {
-        at += 2;
-    }
-    (at <= b.len()).then_some(at)
-}
-
 /// One gzip member of a file whose deflate stream was expanded to its end.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct GzMember {
     /// Window parts holding its decompressed content, in order.
     parts: std::ops::Range<usize>,
@@ -289,21 +266,21 @@ impl<S: Source> Rebuilder<S> {
         let parts = &self.plan.parts;
         let mut members: Vec<GzMember> = Vec::new();
         let mut i = 0;
-        // The raw bytes before the first stream: exactly one header.
+        // The stream before the copied bytes at `i` (its content length mod 2^32, its member):
+        // they start with its trailer. The copied bytes before the first stream are only a header.
         let mut prev_isize: Option<(u32, usize)> = None;
         loop {
             let start = i;
             while i < parts.len() && matches!(parts[i].kind, Kind::Raw) {
                 i += 1;
             }
-            let gap: u64 = parts[start..i].iter().map(|x| x.o_len).sum();
-            if gap > GZ_GAP_MAX {
+            if parts[start..i].iter().map(|x| x.o_len).sum::<u64>() > GZ_GAP_MAX {
                 return None;
             }
-            let raw = match gap {
-                0 => Vec::new(),
-                _ => self.read_original(parts[start].o, gap)?,
-            };
+            let mut raw = Vec::new();
+            for x in &parts[start..i] {
+                raw.extend(Self::read_exact(&self.expanded, x.p, x.p_len, "expanded stream").ok()?);
+            }
             let mut rest = &raw[..];
             if let Some((size, m)) = prev_isize.take() {
                 // The trailer of the stream before: CRC-32, then the content length mod 2^32.
@@ -327,7 +304,7 @@ impl<S: Source> Rebuilder<S> {
                     pos: 0,
                 });
             }
-            if gzip_header_len(rest)? != rest.len() {
+            if gzip_header_end(rest)? != rest.len() {
                 return None;
             }
             let Kind::Window { stream, .. } = parts[i].kind else { return None };
@@ -343,25 +320,6 @@ impl<S: Source> Rebuilder<S> {
             members.push(GzMember { parts: first..i, crc: 0 });
             prev_isize = Some((size, members.len() - 1));
         }
-    }
-
-    /// Original bytes of raw parts only (`None` if the range touches a window).
-    fn read_original(&self, off: u64, len: u64) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(len as usize);
-        let mut i = self.plan.part_at(off);
-        let end = off + len;
-        let mut pos = off;
-        while pos < end {
-            let part = self.plan.parts.get(i)?;
-            if !matches!(part.kind, Kind::Raw) {
-                return None;
-            }
-            let (from, to) = (pos - part.o, (end - part.o).min(part.o_len));
-            out.extend(Self::read_exact(&self.expanded, part.p + from, to - from, "expanded stream").ok()?);
-            pos = part.o + to;
-            i += 1;
-        }
-        Some(out)
     }
 }
 
