@@ -503,7 +503,12 @@ fn s3_object_lock_survives_an_attack_and_follows_the_vault() {
     assert!(out.contains("no errors"), "{out}");
     for (n, b) in &files {
         let o = cmd(&fresh, &r, None, &["cat", &format!("current/{n}")]).output().unwrap();
-        assert!(o.status.success() && o.stdout == *b, "cat {n} after the repair");
+        assert!(
+            o.status.success() && o.stdout == *b,
+            "cat {n} after the repair: {} bytes, stderr {}",
+            o.stdout.len(),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let out = run_ok(&e, &r, &["sync", "lk"]);
     assert!(out.contains("uploaded 0 objects") && !out.contains("not trusted"), "{out}");
