@@ -229,7 +229,7 @@ impl Expander<'_> {
             if at_start {
                 // pg_dump -Fc: "PGDMP", three version bytes, the integer size.
                 let head = &self.buf[self.start..self.start + avail];
-                self.pg = head.len() > 8 && head.starts_with(b"PGDMP") && head[8] == 4;
+                self.pg = pg_archive(head);
             }
             let hit = find_signature(&self.buf[self.start..self.start + avail], at_start, self.pg);
             let Some(i) = hit else {
@@ -545,7 +545,12 @@ fn pg_chunk(b: &[u8]) -> Option<usize> {
 
 /// Whether `b` (the first bytes of a file) starts with a container [`expand`] looks into.
 pub fn starts_with_container(b: &[u8]) -> bool {
-    zlib_header(b) || gzip_header(b).is_some() || zip_header(b).is_some()
+    zlib_header(b) || gzip_header(b).is_some() || zip_header(b).is_some() || pg_archive(b)
+}
+
+/// A `pg_dump -Fc` archive: "PGDMP", three version bytes, an integer size of 4.
+fn pg_archive(b: &[u8]) -> bool {
+    b.len() > 8 && b.starts_with(b"PGDMP") && b[8] == 4
 }
 
 /// Offset of the first byte in `b` where a container may start (with `pg`, also the chunk

@@ -92,6 +92,30 @@ impl Plan {
         self.parts.partition_point(|x| x.o + x.o_len <= off)
     }
 
+    /// Where the original bytes `[off, off + len)` lie in the expanded stream, as
+    /// `(expanded offset, offset within the range, length)` pieces, when every one of them is
+    /// a copied byte; `None` when any lies in a recreated window or past the end. A change of
+    /// those bytes is then the same change of the expanded stream, with the recipe unchanged.
+    pub fn copied_range(&self, off: u64, len: u64) -> Option<Vec<(u64, u64, u64)>> {
+        let end = off.checked_add(len).filter(|e| *e <= self.original)?;
+        let mut out = Vec::new();
+        let (mut pos, mut i) = (off, self.part_at(off));
+        while pos < end {
+            let part = self.parts.get(i)?;
+            i += 1;
+            if part.o_len == 0 {
+                continue;
+            }
+            if !matches!(part.kind, Kind::Raw) {
+                return None;
+            }
+            let to = end.min(part.o + part.o_len);
+            out.push((part.p + (pos - part.o), pos - off, to - pos));
+            pos = to;
+        }
+        Some(out)
+    }
+
     /// Original bytes recreated from compressed windows (the rest is copied).
     pub fn recreated_bytes(&self) -> u64 {
         self.parts.iter().filter(|x| matches!(x.kind, Kind::Window { .. })).map(|x| x.o_len).sum()

@@ -1212,3 +1212,62 @@ fn a_gzipped_dump_written_through_the_mount_is_stored_expanded_and_reads_at_any_
     m.unmount();
     assert!(m.check().ok());
 }
+
+/// Zip writers seek back to fill in each member's local header once its data is written;
+/// pg_dump -Fc does the same with its table of contents (tests/pg.rs). Such rewrites of bytes
+/// the expansion copies keep the file expanded, and the bytes come back exact.
+#[test]
+fn zip_files_written_with_seeks_by_python_and_info_zip_are_stored_expanded_and_exact() {
+    let mut m = Mount::new();
+    m.mount();
+    let src = m._dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for day in 0..2 {
+        fs::write(src.join(format!("day{day}.json")), json_dump(900_000, day)).unwrap();
+    }
+    // Python's zipfile, once into the mount and once into a plain directory.
+    let script = "import sys, zipfile\n\
+        with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED, compresslevel=6) as z:\n\
+        \x20   for name in sys.argv[2:]:\n\
+        \x20       info = zipfile.ZipInfo(name.rsplit('/', 1)[-1], date_time=(2026, 12, 1, 2, 0, 0))\n\
+        \x20       info.compress_type = zipfile.ZIP_DEFLATED\n\
+        \x20       with open(name, 'rb') as f, z.open(info, 'w') as out:\n\
+        \x20           while b := f.read(1 << 20):\n\
+        \x20               out.write(b)\n";
+    let inputs = [src.join("day0.json"), src.join("day1.json")];
+    let plain = m._dir.path().join("plain");
+    fs::create_dir_all(&plain).unwrap();
+    for out in [m.p("export.zip"), plain.join("export.zip")] {
+        let st = Command::new("python3").arg("-c").arg(script).arg(&out).args(&inputs).status().unwrap();
+        assert!(st.success(), "python3 zipfile into {}", out.display());
+    }
+    // Info-ZIP zip (writes a temporary file next to the archive, then renames it).
+    for dir in [m.mnt.clone(), plain.clone()] {
+        let st = Command::new("zip")
+            .args(["-q", "-6", "-X", "-j"])
+            .arg(dir.join("infozip.zip"))
+            .args(&inputs)
+            .status()
+            .unwrap();
+        assert!(st.success(), "zip into {}", dir.display());
+    }
+    for name in ["export.zip", "infozip.zip"] {
+        let want = fs::read(plain.join(name)).unwrap();
+        assert!(
+            want.len() > 12 << 20,
+            "{name}: {} bytes (the test wants zips larger than the mount's 8 MiB tail)",
+            want.len()
+        );
+        assert_eq!(sha(&m.p(name)), *blake3::hash(&want).as_bytes(), "{name} through the mount");
+    }
+    m.unmount();
+    let stats = m.vaultctl(None, &["stats"]);
+    assert!(stats.contains("expanded files:     2"), "{stats}");
+    m.mount();
+    for name in ["export.zip", "infozip.zip"] {
+        let want = fs::read(plain.join(name)).unwrap();
+        assert_eq!(sha(&m.p(name)), *blake3::hash(&want).as_bytes(), "{name} after a remount");
+    }
+    m.unmount();
+    assert!(m.check().ok());
+}

@@ -30,6 +30,8 @@ pub const TAIL_LIMIT: usize = 8 << 20;
 pub const EXPAND_AT_CLOSE: usize = 1 << 20;
 /// Overlay bytes kept in memory before the affected chunks are rewritten.
 pub const OVERLAY_LIMIT: usize = 16 << 20;
+/// Bytes rewritten behind the end of a file being expanded that are kept until it ends.
+pub const PATCH_LIMIT: usize = 16 << 20;
 const ZERO_BLOCK: usize = 1 << 20;
 
 #[derive(Debug, Default)]
@@ -93,6 +95,11 @@ struct Expanding {
     /// Recipe chunks not yet in a page, and the pages written.
     recipe: Vec<ChunkRef>,
     recipe_pages: Vec<PageRef>,
+    /// Writes behind the bytes already fed (`pg_dump -Fc` rewriting its table of contents,
+    /// a zip writer filling in a local header), in order: applied when the expansion ends,
+    /// to the expanded stream when they change only copied bytes (docs/DESIGN.md §14).
+    patches: Vec<(u64, Vec<u8>)>,
+    patch_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -217,7 +224,7 @@ impl FileData {
 
     fn finish_expanding_inner(&mut self, w: &Live) -> Result<Content> {
         let Some(e) = self.expanding.take() else { return Err(Error::invalid("file is not being expanded")) };
-        let Expanding { job, mut recipe, mut recipe_pages } = *e;
+        let Expanding { job, mut recipe, mut recipe_pages, .. } = *e;
         let fed = job.fed;
         let x = job.finish(&mut |p| self.store_piece(w, &mut recipe, &mut recipe_pages, p))?;
         let mut content = Self::content(w, &self.paged, &self.chunks)?;
@@ -231,10 +238,78 @@ impl FileData {
         Ok(content)
     }
 
+    /// Ends the expansion and applies the rewrites kept meanwhile. With `keep_expanded` and
+    /// only copied bytes rewritten (or none), the file stays expanded: `lazy` holds its
+    /// content. Otherwise its bytes are chunked again as they are, rewrites included (a dirty
+    /// chunk table; `lazy` is `None`).
+    fn end_expansion(&mut self, w: &Live, keep_expanded: bool) -> Result<()> {
+        let patches = self.expanding.as_mut().map(|e| std::mem::take(&mut e.patches)).unwrap_or_default();
+        let content = self.finish_expanding(w)?;
+        if patches.is_empty() {
+            return Ok(());
+        }
+        if keep_expanded {
+            match self.patch_expanded(w, &content, &patches) {
+                Ok(Some(c)) => {
+                    self.lazy = Some(c);
+                    return Ok(());
+                }
+                // `lazy` is still the content before the rewrites.
+                Ok(None) => {}
+                Err(e) => {
+                    // The staged chunks are part of an expanded stream, not the file's bytes.
+                    (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+                    (self.overlay, self.overlay_bytes) = (BTreeMap::new(), 0);
+                    (self.lazy, self.tail, self.lost) = (None, Vec::new(), true);
+                    return Err(e);
+                }
+            }
+        }
+        self.load(w)?;
+        for (off, data) in patches {
+            self.write_inner(w, off, &data)?;
+        }
+        Ok(())
+    }
+
+    /// The content of an expanded file after `patches`, when they rewrite only bytes that the
+    /// recipe copies from the expanded stream (`None`, with nothing changed, otherwise): the
+    /// same rewrites of the expanded stream, with the same recipe. Leaves the chunk table
+    /// empty.
+    fn patch_expanded(&mut self, w: &Live, content: &Content, patches: &[(u64, Vec<u8>)]) -> Result<Option<Content>> {
+        let v = w.vault();
+        let mut moved = Vec::new();
+        match FileReader::new(v, content)?.plan() {
+            Some(plan) => {
+                for (off, data) in patches {
+                    let Some(pieces) = plan.copied_range(*off, data.len() as u64) else { return Ok(None) };
+                    for (p, at, n) in pieces {
+                        moved.push((p, data[at as usize..(at + n) as usize].to_vec()));
+                    }
+                }
+            }
+            None => moved.extend(patches.iter().cloned()),
+        }
+        let expanded = Content { recipe: None, ..content.clone() };
+        let size = expanded.chunk_bytes();
+        self.lazy = Some(expanded);
+        self.load(w)?;
+        for (p, data) in moved {
+            self.write_inner(w, p, &data)?;
+        }
+        let mut patched = self.chunk_all(w)?;
+        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+        if patched.chunk_bytes() != size {
+            return Err(Error::corrupt("expanded file: sizes do not add up after a rewrite"));
+        }
+        patched.recipe = content.recipe.clone();
+        Ok(Some(patched))
+    }
+
     /// Ends the expansion of a file that is about to be changed other than by appending:
     /// its bytes are chunked again as they are.
     fn stop_expanding(&mut self, w: &Live) -> Result<()> {
-        self.finish_expanding(w)?;
+        self.end_expansion(w, false)?;
         self.load(w)
     }
 
@@ -446,12 +521,23 @@ impl FileData {
     fn write_inner(&mut self, w: &Live, off: u64, data: &[u8]) -> Result<()> {
         let v = w.vault();
         self.generation += 1;
-        if let Some(fed) = self.expanding.as_ref().map(|e| e.job.fed) {
+        if let Some(e) = self.expanding.as_mut() {
             self.dirty = true;
+            let fed = e.job.fed;
             if off == fed {
                 return self.feed(w, data.to_vec());
             }
-            // Not in order any more: stored as it is from here on (docs/SEMANTICS.md).
+            let behind = fed.saturating_sub(off).min(data.len() as u64) as usize;
+            if off < fed && e.patch_bytes + behind <= PATCH_LIMIT {
+                // A rewrite of bytes already fed: kept until the expansion ends.
+                e.patches.push((off, data[..behind].to_vec()));
+                e.patch_bytes += behind;
+                if behind < data.len() {
+                    return self.feed(w, data[behind..].to_vec());
+                }
+                return Ok(());
+            }
+            // A hole, or too much rewritten: stored as it is from here on (docs/SEMANTICS.md).
             self.stop_expanding(w)?;
         }
         self.load(w)?;
@@ -499,6 +585,8 @@ impl FileData {
             job: Job::start(w.vault().chunker_params()),
             recipe: Vec::new(),
             recipe_pages: Vec::new(),
+            patches: Vec::new(),
+            patch_bytes: 0,
         }));
         let tail = std::mem::take(&mut self.tail);
         self.feed(w, tail)
@@ -693,28 +781,36 @@ impl FileData {
             self.start_expanding(w)?;
         }
         if self.expanding.is_some() {
-            let content = self.finish_expanding(w)?;
-            self.dirty = false;
-            self.committed = Some(Committed { size: content.size(), content, state });
+            self.end_expansion(w, true)?;
+            if let Some(content) = self.lazy.clone() {
+                self.dirty = false;
+                self.committed = Some(Committed { size: content.size(), content, state });
+            }
         }
         if self.lazy.is_none() && (self.dirty || self.committed.is_none()) {
-            self.materialize(w)?;
-            if !self.tail.is_empty() {
-                let mut c = StreamChunker::new(w.vault().chunker_params());
-                let mut batch = ChunkBatch::default();
-                c.push(&std::mem::take(&mut self.tail), &mut batch);
-                c.finish(&mut batch);
-                let refs = w.add_chunks(&batch, self.bulk)?;
-                self.append_chunks(w, &refs)?;
-            }
-            self.finalized = !self.chunks.is_empty() || !self.paged.is_empty();
-            self.dirty = false;
-            let content = Self::content(w, &self.paged, &self.chunks)?;
-            self.committed = Some(Committed { content, size: self.size(), state });
+            let size = self.size();
+            let content = self.chunk_all(w)?;
+            self.committed = Some(Committed { content, size, state });
         } else if let Some(c) = &mut self.committed {
             c.state = state;
         }
         self.committed.clone().ok_or_else(|| Error::new(ErrorKind::Io, "file content not committed"))
+    }
+
+    /// Cuts the whole staged content into stored chunks: its content record.
+    fn chunk_all(&mut self, w: &Live) -> Result<Content> {
+        self.materialize(w)?;
+        if !self.tail.is_empty() {
+            let mut c = StreamChunker::new(w.vault().chunker_params());
+            let mut batch = ChunkBatch::default();
+            c.push(&std::mem::take(&mut self.tail), &mut batch);
+            c.finish(&mut batch);
+            let refs = w.add_chunks(&batch, self.bulk)?;
+            self.append_chunks(w, &refs)?;
+        }
+        self.finalized = !self.chunks.is_empty() || !self.paged.is_empty();
+        self.dirty = false;
+        Self::content(w, &self.paged, &self.chunks)
     }
 
     /// The content record of stored pages followed by `chunks` (pages written as they fill).
