@@ -30,8 +30,10 @@ pub const TAIL_LIMIT: usize = 8 << 20;
 pub const EXPAND_AT_CLOSE: usize = 1 << 20;
 /// Overlay bytes kept in memory before the affected chunks are rewritten.
 pub const OVERLAY_LIMIT: usize = 16 << 20;
-/// Bytes rewritten behind the end of a file being expanded that are kept until it ends.
+/// Bytes rewritten behind the end of a file being expanded that are kept until it ends
+/// (each rewrite counted with [`PATCH_OVERHEAD`] more, for its bookkeeping).
 pub const PATCH_LIMIT: usize = 16 << 20;
+const PATCH_OVERHEAD: usize = 64;
 const ZERO_BLOCK: usize = 1 << 20;
 
 #[derive(Debug, Default)]
@@ -248,28 +250,28 @@ impl FileData {
         if patches.is_empty() {
             return Ok(());
         }
-        if keep_expanded {
-            match self.patch_expanded(w, &content, &patches) {
-                Ok(Some(c)) => {
+        let r = (|| -> Result<()> {
+            if keep_expanded {
+                if let Some(c) = self.patch_expanded(w, &content, &patches)? {
                     self.lazy = Some(c);
                     return Ok(());
                 }
                 // `lazy` is still the content before the rewrites.
-                Ok(None) => {}
-                Err(e) => {
-                    // The staged chunks are part of an expanded stream, not the file's bytes.
-                    (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
-                    (self.overlay, self.overlay_bytes) = (BTreeMap::new(), 0);
-                    (self.lazy, self.tail, self.lost) = (None, Vec::new(), true);
-                    return Err(e);
-                }
             }
+            self.load(w)?;
+            for (off, data) in &patches {
+                self.generation += 1;
+                self.write_bytes(w, *off, data, false)?;
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            // Neither what is staged nor the content before the rewrites is the file now.
+            (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+            (self.overlay, self.overlay_bytes) = (BTreeMap::new(), 0);
+            (self.lazy, self.tail, self.lost) = (None, Vec::new(), true);
         }
-        self.load(w)?;
-        for (off, data) in patches {
-            self.write_inner(w, off, &data)?;
-        }
-        Ok(())
+        r
     }
 
     /// The content of an expanded file after `patches`, when they rewrite only bytes that the
@@ -295,7 +297,8 @@ impl FileData {
         self.lazy = Some(expanded);
         self.load(w)?;
         for (p, data) in moved {
-            self.write_inner(w, p, &data)?;
+            self.generation += 1;
+            self.write_bytes(w, p, &data, false)?;
         }
         let mut patched = self.chunk_all(w)?;
         (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
@@ -519,7 +522,6 @@ impl FileData {
     }
 
     fn write_inner(&mut self, w: &Live, off: u64, data: &[u8]) -> Result<()> {
-        let v = w.vault();
         self.generation += 1;
         if let Some(e) = self.expanding.as_mut() {
             self.dirty = true;
@@ -528,10 +530,12 @@ impl FileData {
                 return self.feed(w, data.to_vec());
             }
             let behind = fed.saturating_sub(off).min(data.len() as u64) as usize;
-            if off < fed && e.patch_bytes + behind <= PATCH_LIMIT {
+            if off < fed && e.patch_bytes + behind + PATCH_OVERHEAD <= PATCH_LIMIT {
                 // A rewrite of bytes already fed: kept until the expansion ends.
-                e.patches.push((off, data[..behind].to_vec()));
-                e.patch_bytes += behind;
+                if behind > 0 {
+                    e.patches.push((off, data[..behind].to_vec()));
+                    e.patch_bytes += behind + PATCH_OVERHEAD;
+                }
                 if behind < data.len() {
                     return self.feed(w, data[behind..].to_vec());
                 }
@@ -540,6 +544,13 @@ impl FileData {
             // A hole, or too much rewritten: stored as it is from here on (docs/SEMANTICS.md).
             self.stop_expanding(w)?;
         }
+        self.write_bytes(w, off, data, true)
+    }
+
+    /// Writes `data` at `off` into the staged content (never into an expansion); `may_start`:
+    /// a compressed file written from its start may start being expanded.
+    fn write_bytes(&mut self, w: &Live, off: u64, data: &[u8], may_start: bool) -> Result<()> {
+        let v = w.vault();
         self.load(w)?;
         self.unfinalize(v)?;
         self.dirty = true;
@@ -560,7 +571,7 @@ impl FileData {
             self.tail[t..t + overlap].copy_from_slice(&part[..overlap]);
             self.tail.extend_from_slice(&part[overlap..]);
         }
-        if self.tail.len() >= TAIL_LIMIT && self.may_expand() {
+        if may_start && self.tail.len() >= TAIL_LIMIT && self.may_expand() {
             // A large compressed file written from its start: stored expanded as it comes.
             return self.start_expanding(w);
         }
