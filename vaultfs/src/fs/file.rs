@@ -157,7 +157,7 @@ impl FileData {
         let v = w.vault();
         let r = FileReader::new(v, content)?;
         let size = r.size();
-        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+        self.clear_table();
         self.bulk = size > TAIL_LIMIT as u64;
         let mut chunker = StreamChunker::new(v.chunker_params());
         let mut off = 0u64;
@@ -211,7 +211,7 @@ impl FileData {
     /// file.
     fn finish_expanding(&mut self, w: &Live) -> Result<Content> {
         let r = self.finish_expanding_inner(w);
-        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+        self.clear_table();
         match &r {
             Ok(content) => {
                 self.finalized = true;
@@ -219,7 +219,7 @@ impl FileData {
             }
             // What was staged is part of an expanded stream, not the file's bytes: none of it
             // may be read as the file.
-            Err(_) => (self.lazy, self.tail, self.lost) = (None, Vec::new(), true),
+            Err(_) => self.lose_staged(),
         }
         r
     }
@@ -238,6 +238,19 @@ impl FileData {
             content.recipe = Some(Box::new(Recipe { size: x.original, inline: r.inline, pages: r.pages }));
         }
         Ok(content)
+    }
+
+    /// Empties the chunk table (stored pages stay stored).
+    fn clear_table(&mut self) {
+        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+    }
+
+    /// Drops everything staged after an error that leaves none of it the file's bytes: reads
+    /// fail and the last close drops the file.
+    fn lose_staged(&mut self) {
+        self.clear_table();
+        (self.overlay, self.overlay_bytes) = (BTreeMap::new(), 0);
+        (self.lazy, self.tail, self.lost) = (None, Vec::new(), true);
     }
 
     /// Ends the expansion and applies the rewrites kept meanwhile. With `keep_expanded` and
@@ -267,9 +280,7 @@ impl FileData {
         })();
         if r.is_err() {
             // Neither what is staged nor the content before the rewrites is the file now.
-            (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
-            (self.overlay, self.overlay_bytes) = (BTreeMap::new(), 0);
-            (self.lazy, self.tail, self.lost) = (None, Vec::new(), true);
+            self.lose_staged();
         }
         r
     }
@@ -301,7 +312,7 @@ impl FileData {
             self.write_bytes(w, p, &data, false)?;
         }
         let mut patched = self.chunk_all(w)?;
-        (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+        self.clear_table();
         if patched.chunk_bytes() != size {
             return Err(Error::corrupt("expanded file: sizes do not add up after a rewrite"));
         }
@@ -743,7 +754,7 @@ impl FileData {
             // one is not recreated only to be cut).
             self.expanding = None;
             self.lazy = None;
-            (self.paged, self.paged_len, self.chunks, self.starts) = (Vec::new(), 0, Vec::new(), vec![0]);
+            self.clear_table();
             self.tail = Vec::new();
             self.overlay.clear();
             self.overlay_bytes = 0;
