@@ -47,6 +47,45 @@ impl ChunkBatch {
     }
 }
 
+impl ChunkBatch {
+    /// An empty batch whose buffer holds `capacity` bytes before it grows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        ChunkBatch { data: Vec::with_capacity(capacity), ends: Vec::new() }
+    }
+}
+
+/// Buffers of chunk batches handed back once stored, for the next batches of the same stream:
+/// a long stream then reuses a few buffers instead of faulting in fresh pages for every batch.
+/// Shared by the producing and the storing thread; dropped with the stream.
+#[derive(Debug, Clone, Default)]
+pub struct BatchPool(std::sync::Arc<std::sync::Mutex<Vec<ChunkBatch>>>);
+
+/// Batches a pool keeps (the producer has one in hand, the channel holds two).
+const POOL_KEEP: usize = 3;
+
+impl BatchPool {
+    /// An empty batch, reusing a handed-back buffer when there is one of at least `capacity`.
+    pub fn batch(&self, capacity: usize) -> ChunkBatch {
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some(mut b) if b.data.capacity() >= capacity => {
+                b.data.clear();
+                b.ends.clear();
+                b
+            }
+            _ => ChunkBatch::with_capacity(capacity),
+        }
+    }
+
+    /// Hands a stored batch back.
+    pub fn give(&self, b: ChunkBatch) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < POOL_KEEP {
+            kept.push(b);
+        }
+    }
+}
+
 /// Buffer this much before cutting, to amortise the chunker's set-up.
 const BATCH: usize = 1 << 20;
 

@@ -7,7 +7,7 @@
 //! so even a repeated random nonce would only reveal equality of identical plaintexts.
 
 use crate::error::{Error, Result};
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use rand::RngCore;
 
@@ -60,17 +60,28 @@ impl Sealer {
 
     /// Encrypts `plain`, bound to (`domain`, `id`).
     pub fn seal(&self, domain: Domain, id: &[u8], plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(OVERHEAD + plain.len());
+        out.extend_from_slice(&[0u8; NONCE_LEN]);
+        out.extend_from_slice(plain);
+        self.seal_in_place(domain, id, &mut out);
+        out
+    }
+
+    /// [`Sealer::seal`] without a copy: `buf` holds `NONCE_LEN` bytes of room followed by the
+    /// plaintext; the nonce is written into the room, the plaintext is encrypted where it is
+    /// and the tag appended, giving the same layout as `seal`. (Reserve `TAG_LEN` bytes of
+    /// capacity to avoid a reallocation.)
+    pub fn seal_in_place(&self, domain: Domain, id: &[u8], buf: &mut Vec<u8>) {
+        assert!(buf.len() >= NONCE_LEN, "no room for the nonce");
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = self
+        buf[..NONCE_LEN].copy_from_slice(&nonce);
+        let tag = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: &aad(domain, id) })
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad(domain, id), &mut buf[NONCE_LEN..])
             // Encryption fails only for plaintexts over 2^36 bytes, far beyond any blob.
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(OVERHEAD + plain.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out
+            .expect("plaintext within AES-GCM-SIV's limit");
+        buf.extend_from_slice(&tag);
     }
 
     /// Decrypts and authenticates; any tampering, truncation or a wrong (`domain`, `id`)

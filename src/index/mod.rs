@@ -75,6 +75,51 @@ pub struct Index {
     backend: Backend,
 }
 
+/// sled's page cache. With 8 MiB, storing 2 GB of new data spent a third of its time fetching
+/// and evicting the tree's leaves (docs/PERFORMANCE.md).
+const CACHE_BYTES: u64 = 32 << 20;
+
+/// Index entries inserted while [`Index::add_file_in_background`] runs on its own thread.
+#[must_use = "wait for the entries to be inserted"]
+pub struct Indexing(IndexingState);
+
+enum IndexingState {
+    Done(Result<()>),
+    Running(std::thread::JoinHandle<Result<()>>),
+}
+
+impl Indexing {
+    /// Waits until every entry is inserted and the cache is flushed; its result.
+    pub fn wait(self) -> Result<()> {
+        match self.0 {
+            IndexingState::Done(r) => r,
+            IndexingState::Running(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::new(crate::ErrorKind::Io, "index cache: the inserting thread panicked"))
+            }),
+        }
+    }
+}
+
+/// Inserts the entries of `packs` (in key order, in bounded batches), then records `id` as
+/// loaded.
+fn sled_add(blobs: &sled::Tree, files: &sled::Tree, id: IndexId, packs: &[IndexPack]) -> Result<()> {
+    // In key order, so that consecutive inserts land in the same leaves of the tree (ids are
+    // random: in file order, every insert would fetch another leaf once the tree outgrows
+    // sled's cache); in bounded batches, as sled's memory grows with the size of one batch.
+    let mut all: Vec<([u8; 33], IndexEntry)> =
+        packs.iter().flat_map(|p| p.entries.iter().map(|e| (e.blob.key(), IndexEntry::new(p.pack, e)))).collect();
+    all.sort_unstable_by_key(|a| a.0);
+    for part in all.chunks(1024) {
+        let mut batch = sled::Batch::default();
+        for (k, e) in part {
+            batch.insert(&k[..], e.encode());
+        }
+        blobs.apply_batch(batch).map_err(sled_err)?;
+    }
+    files.insert(id.as_bytes(), &[][..]).map_err(sled_err)?;
+    Ok(())
+}
+
 fn sled_err(e: sled::Error) -> Error {
     Error::new(crate::ErrorKind::Io, format!("index cache: {e}"))
 }
@@ -119,7 +164,7 @@ impl Index {
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(8 << 20)
+            .cache_capacity(CACHE_BYTES)
             .flush_every_ms(Some(2000))
             .open()
             .map_err(sled_err)?;
@@ -177,22 +222,7 @@ impl Index {
     /// its entries, so a crash in between makes the next open load it again.
     pub fn add_file(&self, id: IndexId, packs: &[IndexPack]) -> Result<()> {
         match &self.backend {
-            Backend::Sled { blobs, files, .. } => {
-                // Bounded batches: sled's memory grows with the size of one batch.
-                let mut batch = sled::Batch::default();
-                let mut n = 0usize;
-                for p in packs {
-                    for e in &p.entries {
-                        batch.insert(&e.blob.key()[..], IndexEntry::new(p.pack, e).encode());
-                        n += 1;
-                        if n.is_multiple_of(1024) {
-                            blobs.apply_batch(std::mem::take(&mut batch)).map_err(sled_err)?;
-                        }
-                    }
-                }
-                blobs.apply_batch(batch).map_err(sled_err)?;
-                files.insert(id.as_bytes(), &[][..]).map_err(sled_err)?;
-            }
+            Backend::Sled { blobs, files, .. } => sled_add(blobs, files, id, packs)?,
             Backend::Memory { blobs, files } => {
                 let mut m = blobs.write().unwrap_or_else(|e| e.into_inner());
                 for p in packs {
@@ -204,6 +234,27 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// [`Index::add_file`] followed by [`Index::flush`], on a thread of its own for the sled
+    /// cache (the in-memory index adds at once). Until it is done, `get` may or may not find
+    /// the entries: the caller keeps them where its own reads find them.
+    pub fn add_file_in_background(&self, id: IndexId, packs: Vec<IndexPack>) -> Indexing {
+        match &self.backend {
+            Backend::Sled { db, blobs, files } => {
+                let (db, blobs, files) = (db.clone(), blobs.clone(), files.clone());
+                let spawned = std::thread::Builder::new().name("index".into()).spawn(move || {
+                    sled_add(&blobs, &files, id, &packs)?;
+                    db.flush().map_err(sled_err)?;
+                    Ok(())
+                });
+                match spawned {
+                    Ok(h) => Indexing(IndexingState::Running(h)),
+                    Err(e) => Indexing(IndexingState::Done(Err(Error::io("starting the index thread", e)))),
+                }
+            }
+            Backend::Memory { .. } => Indexing(IndexingState::Done(self.add_file(id, &packs))),
+        }
     }
 
     pub fn clear(&self) -> Result<()> {

@@ -3,7 +3,7 @@
 //! ([`Job`]).
 
 use super::{expand, Expanded, Sink};
-use crate::chunker::{ChunkBatch, ChunkerParams, StreamChunker};
+use crate::chunker::{BatchPool, ChunkBatch, ChunkerParams, StreamChunker};
 use crate::error::{Error, Result};
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -22,26 +22,30 @@ pub enum Piece {
 struct Chunking<'a> {
     tx: &'a SyncSender<Result<Piece>>,
     batch_bytes: usize,
+    pool: &'a BatchPool,
+    /// Capacity of a new batch: the batch size and one cut of the chunker past it.
+    capacity: usize,
     expanded: StreamChunker,
     recipe: StreamChunker,
     eb: ChunkBatch,
     rb: ChunkBatch,
 }
 
-/// Chunks `b` into `batch` and sends the batch on as `piece` once it is large enough.
-fn push(
-    tx: &SyncSender<Result<Piece>>,
-    batch_bytes: usize,
-    chunker: &mut StreamChunker,
-    batch: &mut ChunkBatch,
-    b: &[u8],
-    piece: fn(ChunkBatch) -> Piece,
-) -> Result<()> {
-    chunker.push(b, batch);
-    if batch.bytes() >= batch_bytes {
-        send(tx, piece(std::mem::take(batch)))?;
+impl Chunking<'_> {
+    /// Chunks `b` into `batch` and sends the batch on as `piece` once it is large enough.
+    fn push(&mut self, recipe: bool, b: &[u8]) -> Result<()> {
+        let (chunker, batch, piece): (_, _, fn(ChunkBatch) -> Piece) = if recipe {
+            (&mut self.recipe, &mut self.rb, Piece::Recipe)
+        } else {
+            (&mut self.expanded, &mut self.eb, Piece::Expanded)
+        };
+        chunker.push(b, batch);
+        if batch.bytes() >= self.batch_bytes {
+            let next = self.pool.batch(self.capacity);
+            send(self.tx, piece(std::mem::replace(batch, next)))?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn send(tx: &SyncSender<Result<Piece>>, p: Piece) -> Result<()> {
@@ -50,22 +54,32 @@ fn send(tx: &SyncSender<Result<Piece>>, p: Piece) -> Result<()> {
 
 impl Sink for Chunking<'_> {
     fn expanded(&mut self, b: &[u8]) -> Result<()> {
-        push(self.tx, self.batch_bytes, &mut self.expanded, &mut self.eb, b, Piece::Expanded)
+        self.push(false, b)
     }
     fn recipe(&mut self, b: &[u8]) -> Result<()> {
-        push(self.tx, self.batch_bytes, &mut self.recipe, &mut self.rb, b, Piece::Recipe)
+        self.push(true, b)
     }
 }
 
 /// Expands `input` to its end, chunking both streams into batches of about `batch_bytes`, and
-/// sends them to `tx`, then [`Piece::Done`] (or the error that stopped it).
-pub fn chunk_expanded(input: &mut dyn Read, params: ChunkerParams, batch_bytes: usize, tx: &SyncSender<Result<Piece>>) {
+/// sends them in order, then [`Piece::Done`] (or the error that stopped it). New batches are
+/// taken from `pool`, where the receiver hands stored ones back.
+pub fn chunk_expanded(
+    input: &mut dyn Read,
+    params: ChunkerParams,
+    batch_bytes: usize,
+    pool: &BatchPool,
+    tx: &SyncSender<Result<Piece>>,
+) {
+    let capacity = batch_bytes + (1 << 20) + 2 * params.max as usize;
     let mut c = Chunking {
         tx,
         batch_bytes,
+        pool,
+        capacity,
         expanded: StreamChunker::new(params),
         recipe: StreamChunker::new(params),
-        eb: ChunkBatch::default(),
+        eb: pool.batch(capacity),
         rb: ChunkBatch::default(),
     };
     let r = expand(input, &mut c).and_then(|x| {
@@ -113,6 +127,8 @@ const JOB_BATCH_BYTES: usize = 4 << 20;
 pub struct Job {
     tx: Option<SyncSender<Vec<u8>>>,
     rx: Receiver<Result<Piece>>,
+    /// Where stored batches go back to the thread.
+    pool: BatchPool,
     /// Bytes fed so far.
     pub fed: u64,
 }
@@ -122,11 +138,13 @@ impl Job {
         let (tx, in_rx) = sync_channel::<Vec<u8>>(QUEUED_BLOCKS);
         let (out_tx, rx) = sync_channel::<Result<Piece>>(READY_BATCHES);
         // A thread that cannot start drops both channel ends: the first feed reports it.
+        let pool = BatchPool::default();
+        let thread_pool = pool.clone();
         let _ = std::thread::Builder::new().name("expand".into()).spawn(move || {
             let mut input = ChannelRead { rx: in_rx, cur: Vec::new(), pos: 0 };
-            chunk_expanded(&mut input, params, JOB_BATCH_BYTES, &out_tx);
+            chunk_expanded(&mut input, params, JOB_BATCH_BYTES, &thread_pool, &out_tx);
         });
-        Job { tx: Some(tx), rx, fed: 0 }
+        Job { tx: Some(tx), rx, pool, fed: 0 }
     }
 
     fn stopped(&self) -> Error {
@@ -134,7 +152,7 @@ impl Job {
     }
 
     /// Queues `data`; batches that are ready meanwhile go to `out` (never [`Piece::Done`]).
-    pub fn feed(&mut self, data: Vec<u8>, out: &mut dyn FnMut(Piece) -> Result<()>) -> Result<()> {
+    pub fn feed(&mut self, data: Vec<u8>, out: &mut dyn FnMut(&Piece) -> Result<()>) -> Result<()> {
         let n = data.len() as u64;
         let mut data = data;
         loop {
@@ -159,20 +177,29 @@ impl Job {
         Ok(())
     }
 
-    fn take(&mut self, p: Result<Piece>, out: &mut dyn FnMut(Piece) -> Result<()>) -> Result<()> {
+    fn take(&mut self, p: Result<Piece>, out: &mut dyn FnMut(&Piece) -> Result<()>) -> Result<()> {
         match p? {
             Piece::Done(_) => Err(Error::corrupt("expansion ended before its input")),
-            p => out(p),
+            p => self.stored(p, out),
         }
     }
 
+    /// Hands a batch to `out`, then gives its buffer back to the thread.
+    fn stored(&self, p: Piece, out: &mut dyn FnMut(&Piece) -> Result<()>) -> Result<()> {
+        out(&p)?;
+        if let Piece::Expanded(b) | Piece::Recipe(b) = p {
+            self.pool.give(b);
+        }
+        Ok(())
+    }
+
     /// Ends the input and hands every remaining batch to `out`; returns what was expanded.
-    pub fn finish(mut self, out: &mut dyn FnMut(Piece) -> Result<()>) -> Result<Expanded> {
+    pub fn finish(mut self, out: &mut dyn FnMut(&Piece) -> Result<()>) -> Result<Expanded> {
         self.tx = None;
         loop {
             match self.rx.recv().map_err(|_| self.stopped())?? {
                 Piece::Done(x) => return Ok(x),
-                p => out(p)?,
+                p => self.stored(p, out)?,
             }
         }
     }

@@ -6,6 +6,7 @@
 //! member's bytes that were not re-hashed against its id (the caller does that with
 //! `Vault::verify_content`), nor open a frame under another id than the one it was sealed with.
 
+use crate::crypto::aead::{NONCE_LEN, TAG_LEN};
 use crate::crypto::{Domain, Sealer};
 use crate::error::{Error, Result};
 use crate::format::pack::{Member, PackEntry};
@@ -71,38 +72,42 @@ thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// `[flag || payload]`: zstd when it saves at least 1/32 of the size, else stored.
-fn frame_plaintext(level: i32, parts: &[&[u8]]) -> Vec<u8> {
+/// `[room || flag || payload]`: `NONCE_LEN` bytes of room for [`Sealer::seal_in_place`], then
+/// zstd when it saves at least 1/32 of the size, else the plaintext stored. `joined` is the
+/// parts back to back when the caller has them so (consecutive chunks of one batch): they
+/// are then compressed without being copied together first.
+fn framed_in_room(level: i32, parts: &[&[u8]], joined: Option<&[u8]>) -> Vec<u8> {
     let raw: usize = parts.iter().map(|p| p.len()).sum();
+    let room = NONCE_LEN + 1;
+    let mut out = Vec::with_capacity(room + zstd::zstd_safe::compress_bound(raw).max(raw) + TAG_LEN);
+    out.resize(NONCE_LEN, 0);
+    out.push(COMP_ZSTD);
     let compressed = COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.as_ref().map(|(l, _)| *l) != Some(level) {
             *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
         }
         let (_, comp) = c.as_mut()?;
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw) + 1);
-        out.push(COMP_ZSTD);
-        if parts.len() == 1 {
-            let n = comp.compress_to_buffer(parts[0], spare(&mut out, raw)).ok()?;
-            out.truncate(1 + n);
-        } else {
-            let joined = parts.concat();
-            let n = comp.compress_to_buffer(&joined, spare(&mut out, raw)).ok()?;
-            out.truncate(1 + n);
-        }
-        Some(out)
-    });
-    match compressed.filter(|c| (c.len() - 1) + (c.len() - 1) / 32 < raw) {
-        Some(c) => c,
-        None => {
-            let mut out = Vec::with_capacity(raw + 1);
-            out.push(COMP_NONE);
-            for p in parts {
-                out.extend_from_slice(p);
+        let n = match (parts, joined) {
+            ([one], _) => comp.compress_to_buffer(one, spare(&mut out, raw)).ok()?,
+            (_, Some(j)) if j.len() == raw => comp.compress_to_buffer(j, spare(&mut out, raw)).ok()?,
+            _ => {
+                let j = parts.concat();
+                comp.compress_to_buffer(&j, spare(&mut out, raw)).ok()?
             }
-            out
-        }
+        };
+        out.truncate(room + n);
+        Some(n)
+    });
+    if compressed.is_some_and(|n| n + n / 32 < raw) {
+        return out;
     }
+    out.truncate(NONCE_LEN);
+    out.push(COMP_NONE);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
 }
 
 /// Grows `out` by zstd's bound for `raw` input bytes and returns the new tail to write into.
@@ -114,23 +119,36 @@ fn spare(out: &mut Vec<u8>, raw: usize) -> &mut [u8] {
 
 /// Compresses (when it helps) and seals one blob as a one-member frame.
 pub fn seal_blob(sealer: &Sealer, level: i32, blob: BlobRef, plain: &[u8]) -> SealedFrame {
-    let framed = frame_plaintext(level, &[plain]);
-    SealedFrame::single(blob, sealer.seal(domain_of(blob.kind), &blob.id, &framed), plain.len() as u32)
+    let mut buf = framed_in_room(level, &[plain], None);
+    sealer.seal_in_place(domain_of(blob.kind), &blob.id, &mut buf);
+    SealedFrame::single(blob, buf, plain.len() as u32)
 }
 
 /// Compresses and seals data chunks together; one chunk gives a one-member frame.
 pub fn seal_frame(sealer: &Sealer, level: i32, members: &[(BlobRef, &[u8])]) -> SealedFrame {
+    seal_frame_joined(sealer, level, members, None)
+}
+
+/// [`seal_frame`], given the members' plaintexts also back to back in `joined` (when they are
+/// consecutive in one buffer), which saves a copy.
+pub fn seal_frame_joined(
+    sealer: &Sealer,
+    level: i32,
+    members: &[(BlobRef, &[u8])],
+    joined: Option<&[u8]>,
+) -> SealedFrame {
     if members.len() == 1 {
         return seal_blob(sealer, level, members[0].0, members[0].1);
     }
     let parts: Vec<&[u8]> = members.iter().map(|(_, p)| *p).collect();
     let raw: usize = parts.iter().map(|p| p.len()).sum();
-    let framed = frame_plaintext(level, &parts);
+    let mut buf = framed_in_room(level, &parts, joined);
     let id: [u8; 32] = rand::random();
+    sealer.seal_in_place(Domain::DataFrame, &id, &mut buf);
     SealedFrame {
         id: Some(id),
         members: members.iter().map(|(b, p)| (*b, p.len() as u32)).collect(),
-        bytes: sealer.seal(Domain::DataFrame, &id, &framed),
+        bytes: buf,
         raw_length: raw as u32,
     }
 }

@@ -177,7 +177,9 @@ impl Live {
             if lock(&self.session).is_some() {
                 continue;
             }
-            let s = self.v.begin_write(&self.holder, wait)?;
+            let mut s = self.v.begin_write(&self.holder, wait)?;
+            // A daemon keeps its memory low rather than pack buffers for reuse.
+            s.packer_mut().reuse_buffers(false);
             if let Some(r) = s.replayed() {
                 self.notice(format!(
                     "applied {} journaled change(s) from {} journal file(s) left by a mount that stopped without unmounting{}",

@@ -28,6 +28,10 @@ use std::sync::{Arc, RwLock};
 
 /// How many data packs are filled at once.
 pub const OPEN_DATA_PACKS: usize = 4;
+/// Buffers of written packs kept for reuse by default: enough for every bulk pack and the two
+/// on their way to the store. A reused buffer is resident whole from its first frame on, so a
+/// process that keeps its memory low turns this off ([`Packer::reuse_buffers`]).
+const SPARE_BUFFERS: usize = OPEN_DATA_PACKS + 2;
 
 type Buf = Arc<RwLock<Vec<u8>>>;
 
@@ -125,12 +129,22 @@ impl Builder {
     }
     /// Appends a frame; the first growth reserves `reserve` bytes at once, so that filling a
     /// pack does not copy it again and again as it doubles.
-    fn add(&mut self, pending: &Pending, f: SealedFrame, reserve: usize) {
+    /// A buffer of `spare` (one of a pack written before) is taken instead when there is one,
+    /// so that its pages are not faulted in again.
+    fn add(&mut self, pending: &Pending, f: SealedFrame, reserve: usize, spare: &mut Vec<Vec<u8>>) {
         let offset = {
             let mut buf = write_lock(&self.buf);
             if buf.capacity() - buf.len() < f.bytes.len() {
                 let len = buf.len();
-                buf.reserve_exact(reserve.max(len + f.bytes.len()) - len);
+                let want = reserve.max(len + f.bytes.len());
+                match spare.pop() {
+                    Some(mut v) if len == PREAMBLE.len() && v.capacity() >= want => {
+                        v.clear();
+                        v.extend_from_slice(PREAMBLE);
+                        *buf = v;
+                    }
+                    _ => buf.reserve_exact(want - len),
+                }
             }
             let o = buf.len() as u32;
             buf.extend_from_slice(&f.bytes);
@@ -175,8 +189,13 @@ enum Done {
     Failed(u64, Builder, Error),
 }
 
-/// Writes full packs on a background thread, so sealing goes on while a pack is being
-/// written and fsynced. At most one pack waits in the queue.
+/// Threads writing full packs.
+const PACK_WRITERS: usize = 2;
+
+/// Writes full packs on background threads, so sealing goes on while a pack is being written
+/// and fsynced. Two packs are written at once (one's write overlaps the other's fsync: the
+/// disk is kept busy); a third full pack waits until one of them is handed over, as before
+/// with one writer and one waiting pack, so no more packs are held in memory.
 struct Uploader {
     tx: SyncSender<Job>,
     rx: Receiver<Done>,
@@ -184,19 +203,29 @@ struct Uploader {
 
 impl Uploader {
     fn start(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
-        let (tx, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
+        let (tx, jobs) = std::sync::mpsc::sync_channel::<Job>(0);
+        let jobs = Arc::new(std::sync::Mutex::new(jobs));
         let (done_tx, rx) = std::sync::mpsc::channel::<Done>();
-        std::thread::spawn(move || {
-            for mut job in jobs {
-                let d = match write_pack(&*store, &sealer, &mut job.builder) {
+        for _ in 0..PACK_WRITERS {
+            let (store, sealer, jobs, done_tx) = (store.clone(), sealer.clone(), jobs.clone(), done_tx.clone());
+            std::thread::spawn(move || loop {
+                let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok(mut job) = next else { return };
+                // A panic fails this pack (kept, written again by the next flush) instead of
+                // leaving it unanswered while the other writer goes on.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write_pack(&*store, &sealer, &mut job.builder)
+                }))
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "the pack writer stopped")));
+                let d = match r {
                     Ok(p) => Done::Written(job.seq, job.builder, p),
                     Err(e) => Done::Failed(job.seq, job.builder, e),
                 };
                 if done_tx.send(d).is_err() {
                     return;
                 }
-            }
-        });
+            });
+        }
         Uploader { tx, rx }
     }
 }
@@ -219,6 +248,9 @@ pub struct Packer {
     /// Packs whose write failed, to be written again by the next flush.
     failed: Vec<Builder>,
     last_error: Option<(ErrorKind, String)>,
+    /// Buffers of packs written, for the next packs to fill (at most `spare_limit`).
+    spare: Vec<Vec<u8>>,
+    spare_limit: usize,
     /// Packs written (durable) and not yet covered by an index file.
     written: Vec<IndexPack>,
     /// Packs written since the journal last took them.
@@ -241,6 +273,8 @@ impl Packer {
             next_job: 0,
             failed: Vec::new(),
             last_error: None,
+            spare: Vec::new(),
+            spare_limit: SPARE_BUFFERS,
             written: Vec::new(),
             unjournaled_packs: Vec::new(),
             stored_bytes: 0,
@@ -262,6 +296,15 @@ impl Packer {
                 if Arc::ptr_eq(buf, &b.buf) {
                     map.insert(e.blob.key(), Loc::Pack { pack: p.pack, e: *e });
                 }
+            }
+        }
+    }
+
+    /// Keeps the buffer of a written pack for the next one, unless a reader still holds it.
+    fn recycle(&mut self, b: Builder) {
+        if self.spare.len() < self.spare_limit {
+            if let Ok(lock) = Arc::try_unwrap(b.buf) {
+                self.spare.push(lock.into_inner().unwrap_or_else(|e| e.into_inner()));
             }
         }
     }
@@ -291,6 +334,7 @@ impl Packer {
                     self.note_written(&b, &p);
                     self.unjournaled_packs.push(p.clone());
                     self.written.push(p);
+                    self.recycle(b);
                 }
                 Done::Failed(seq, mut b, e) => {
                     if let Some((_, _, j, _)) = self.inflight.remove(&seq) {
@@ -340,7 +384,7 @@ impl Packer {
                 &mut self.bulk[i]
             }
         };
-        builder.add(&self.pending, b, self.target + (1 << 20));
+        builder.add(&self.pending, b, self.target + (1 << 20), &mut self.spare);
         if builder.len() >= self.target {
             let lane = builder.bulk;
             let full = std::mem::replace(builder, Builder::new(lane));
@@ -466,9 +510,44 @@ impl Packer {
         }
     }
 
+    /// Whether the buffers of written packs are kept for the next packs (the default): saves
+    /// faulting their pages in again, at the cost of holding them whole.
+    pub fn reuse_buffers(&mut self, on: bool) {
+        self.spare_limit = if on { SPARE_BUFFERS } else { 0 };
+        if !on {
+            self.release_spare();
+        }
+    }
+
+    /// Frees the buffers kept for reuse (a stream of packs has ended).
+    pub fn release_spare(&mut self) {
+        self.spare = Vec::new();
+    }
+
     /// Packs written and not yet named by an index file.
     pub fn written(&self) -> &[IndexPack] {
         &self.written
+    }
+
+    /// Takes the packs written so far and not yet named by an index file (without waiting for
+    /// the ones being written, nor writing the open ones), for an index file whose entries go
+    /// to the cache in the background: their blobs stay pending until
+    /// [`Packer::forget_indexed`].
+    pub fn take_written(&mut self) -> Vec<IndexPack> {
+        self.collect(false);
+        std::mem::take(&mut self.written)
+    }
+
+    /// Gives back packs taken by [`Packer::take_written`] whose index file could not be written.
+    pub fn restore_written(&mut self, packs: Vec<IndexPack>) {
+        self.written.extend(packs);
+    }
+
+    /// Called once the cache holds the entries of `packs` (taken by [`Packer::take_written`]):
+    /// their blobs leave the pending set.
+    pub fn forget_indexed(&mut self, packs: &[IndexPack]) {
+        let ids: HashSet<PackId> = packs.iter().map(|p| p.pack).collect();
+        self.pending.map_mut().retain(|_, l| !matches!(l, Loc::Pack { pack, .. } if ids.contains(pack)));
     }
 
     /// Called once an index file names every pack of [`Packer::written`].

@@ -387,3 +387,42 @@ pub(super) fn commit_failing_at_every_write(base: &MemoryStore, key: &Secret, da
     }
     assert!(n >= 3, "the commit should take several writes, took {n}");
 }
+
+#[test]
+fn a_long_write_names_its_packs_while_the_index_cache_fills_behind_it() {
+    let m = Arc::new(MemoryStore::new());
+    Vault::init(m.clone(), &secret(), &small()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()) };
+    // Random bytes at 1 KiB chunks: more new chunks than a session holds before it names its
+    // packs in an index file (writer::MAX_PENDING), so the sled cache is filled on its thread
+    // while the stream goes on.
+    let mut r = rand::rngs::StdRng::seed_from_u64(77);
+    let d: Vec<u8> = (0..90_000_000).map(|_| r.gen()).collect();
+    {
+        let v = Vault::open(m.clone(), &secret(), &o).unwrap();
+        assert!(v.index.is_persistent());
+        let mut w = v.begin_write("test", Duration::ZERO).unwrap();
+        let first = w.store_stream(&mut &d[..]).unwrap();
+        assert!(first.new_chunks > 65_536, "only {} chunks", first.new_chunks);
+        assert!(!m.list(ObjKind::Index).unwrap().is_empty(), "no index file during the write");
+        // The same bytes again in the same session: every chunk is found, pending or indexed.
+        let again = w.store_stream(&mut &d[..]).unwrap();
+        assert_eq!(again.new_chunks, 0);
+        assert_eq!(again.content, first.content);
+        let comps = trees::split_path("f").unwrap();
+        let (root, _) = w.set_path(None, &comps, file_node(first.content, first.size)).unwrap();
+        w.commit("2026-11-20", None, root, 1, first.size).unwrap();
+        assert!(m.list(ObjKind::Index).unwrap().len() >= 2);
+        assert!(v.index.len() >= first.new_chunks as usize, "{} entries in the cache", v.index.len());
+        assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    }
+    // The cache holds every index file: a new process reads from it without reloading.
+    let v = Vault::open(m.clone(), &secret(), &o).unwrap();
+    let known = v.index.known_files().unwrap();
+    for (name, _) in m.list(ObjKind::Index).unwrap() {
+        assert!(known.contains(&crate::id::IndexId::from_hex(&name).unwrap()), "index file {name} not in the cache");
+    }
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    assert!(check::check(&v, true).unwrap().ok());
+}

@@ -7,21 +7,22 @@
 //! without commit leaves only unreferenced packs (reclaimed by prune), never a visible
 //! partial file.
 
-use super::frame::{group, seal_blob, seal_frame, SealedFrame};
+use super::frame::{group, seal_blob, seal_frame_joined, SealedFrame};
 use super::lock::VaultLock;
 use super::packer::{Packer, Pending};
 use super::snapshots::SnapshotInfo;
 use super::trees::show;
 use super::{now_unix, now_unix_ns, Vault};
-use crate::chunker::ChunkBatch;
+use crate::chunker::{BatchPool, ChunkBatch};
 use crate::crypto::Domain;
 use crate::error::{Error, Result};
-use crate::format::index as index_format;
+use crate::format::index::{self as index_format, IndexPack};
 use crate::format::snapshot::{JournalMark, Snapshot};
 use crate::format::tree::{
     encode_list, ChunkRef, Content, Node, NodeKind, PageRef, Recipe, Tree, INLINE_CHUNKS, PAGE_CHUNKS,
 };
 use crate::id::{BlobRef, IndexId, ListId, SnapshotId, TreeId};
+use crate::index::Indexing;
 use crate::rebuild::{Expanded, Piece};
 use crate::store::ObjKind;
 use rayon::prelude::*;
@@ -49,10 +50,15 @@ pub struct WriteSession<'v> {
     uncommitted_bytes: u64,
     /// What replaying journals found when the session began.
     replayed: Option<super::journal::ReplayReport>,
+    /// The entries of the last index file going into the index cache, and its packs (their
+    /// blobs stay pending until then).
+    indexing: Option<(Indexing, Vec<IndexPack>)>,
 }
 
 impl Drop for WriteSession<'_> {
     fn drop(&mut self) {
+        // The index file is durable; a cache left short would be completed by the next open.
+        let _ = self.finish_indexing();
         let mut p = self.v.pending.write().unwrap_or_else(|e| e.into_inner());
         if p.as_ref().is_some_and(|x| Arc::ptr_eq(x, &self.pending)) {
             *p = None;
@@ -134,6 +140,7 @@ impl Vault {
             pending_trees: HashMap::new(),
             uncommitted_bytes: 0,
             replayed: None,
+            indexing: None,
         };
         s.replayed = super::journal::replay(&mut s)?;
         Ok(s)
@@ -178,8 +185,10 @@ impl<'v> WriteSession<'v> {
         let params = self.v.chunker_params();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Piece>>(2);
         let mut stored = Stored::default();
+        let pool = BatchPool::default();
         std::thread::scope(|scope| -> Result<()> {
-            scope.spawn(move || crate::rebuild::chunk_expanded(input, params, BATCH_BYTES, &tx));
+            let thread_pool = &pool;
+            scope.spawn(move || crate::rebuild::chunk_expanded(input, params, BATCH_BYTES, thread_pool, &tx));
             let mut builder = ContentBuilder::default();
             let mut recipe = ContentBuilder::default();
             let mut done = None;
@@ -196,6 +205,7 @@ impl<'v> WriteSession<'v> {
                 stored.new_chunks += new as u64;
                 stored.chunks += refs.len() as u64;
                 to.push(self, &refs)?;
+                pool.give(batch);
             }
             let x = done.ok_or_else(|| Error::corrupt("the input reader stopped early"))?;
             stored.size = x.original;
@@ -240,9 +250,11 @@ impl<'v> WriteSession<'v> {
             self.packer.add_to(s, bulk)?;
             n += fresh;
         }
-        if self.pending.len() >= MAX_PENDING {
-            // Bound the memory of a long write: make what is packed so far durable and indexed.
-            self.flush()?;
+        let in_cache = self.indexing.as_ref().map_or(0, |(_, packs)| packs.iter().map(|p| p.entries.len()).sum());
+        if self.pending.len().saturating_sub(in_cache) >= MAX_PENDING {
+            // Bound the memory of a long write: name the packs written so far in an index file
+            // (the index cache is filled while the write goes on).
+            self.index_written()?;
         }
         Ok(n)
     }
@@ -323,19 +335,57 @@ impl<'v> WriteSession<'v> {
     /// On error nothing is lost: packs not written stay in memory, written ones stay listed
     /// for the next index file.
     pub fn flush(&mut self) -> Result<()> {
+        self.finish_indexing()?;
         self.packer.flush()?;
         let written = self.packer.written().to_vec();
         if written.is_empty() {
             return Ok(());
         }
-        let id = IndexId::random();
-        let sealed = self.v.sealer.seal(Domain::IndexFile, id.as_bytes(), &index_format::encode(&written));
-        self.v.store.put(ObjKind::Index, &id.to_hex(), &sealed).map_err(|e| e.context("writing index file"))?;
+        let id = self.write_index_file(&written)?;
         self.v.index.add_file(id, &written)?;
         self.v.index.flush()?;
         self.packer.indexed();
         self.pending_trees.clear();
         Ok(())
+    }
+
+    /// Writes an index file naming the packs written so far (open packs and packs being
+    /// written are left to go on), and fills the index cache with it on another thread while
+    /// the session goes on; what it covers stays pending (readable by this process) until then.
+    fn index_written(&mut self) -> Result<()> {
+        self.finish_indexing()?;
+        let written = self.packer.take_written();
+        if written.is_empty() {
+            return Ok(());
+        }
+        let id = match self.write_index_file(&written) {
+            Ok(id) => id,
+            Err(e) => {
+                // Named by the next index file instead.
+                self.packer.restore_written(written);
+                return Err(e);
+            }
+        };
+        self.indexing = Some((self.v.index.add_file_in_background(id, written.clone()), written));
+        Ok(())
+    }
+
+    /// Waits for the index cache to hold the entries of the last index file; they leave the
+    /// pending set. On error they stay pending (and the index file, not recorded as loaded,
+    /// is loaded again by the next open).
+    fn finish_indexing(&mut self) -> Result<()> {
+        let Some((job, packs)) = self.indexing.take() else { return Ok(()) };
+        job.wait()?;
+        self.packer.forget_indexed(&packs);
+        Ok(())
+    }
+
+    /// Writes the index file naming `packs` (durable before it returns).
+    fn write_index_file(&self, packs: &[IndexPack]) -> Result<IndexId> {
+        let id = IndexId::random();
+        let sealed = self.v.sealer.seal(Domain::IndexFile, id.as_bytes(), &index_format::encode(packs));
+        self.v.store.put(ObjKind::Index, &id.to_hex(), &sealed).map_err(|e| e.context("writing index file"))?;
+        Ok(id)
     }
 
     /// Commits a new state of `period`: flush, then a new revision superseding `base`.
@@ -397,6 +447,7 @@ impl<'v> WriteSession<'v> {
 
     fn write_revision(&mut self, mut snap: Snapshot, base: Option<&SnapshotInfo>) -> Result<SnapshotInfo> {
         self.flush()?;
+        self.packer.release_spare();
         snap.seq = base.map(|b| b.snap.seq + 1).unwrap_or(1);
         snap.new_bytes += self.uncommitted_bytes;
         let id = SnapshotId::random();
@@ -534,9 +585,14 @@ impl Vault {
         frames
             .par_iter()
             .map(|r| {
+                let pos = &todo[r.clone()];
                 let members: Vec<(BlobRef, &[u8])> =
-                    todo[r.clone()].iter().map(|&i| (BlobRef::data(ids[i]), chunks.get(i))).collect();
-                seal_frame(sealer, level, &members)
+                    pos.iter().map(|&i| (BlobRef::data(ids[i]), chunks.get(i))).collect();
+                // Consecutive chunks lie back to back in the batch's buffer.
+                let (first, last) = (pos[0], pos[pos.len() - 1]);
+                let joined = (last - first + 1 == pos.len())
+                    .then(|| &chunks.data[at[first] as usize..at[last] as usize + chunks.get(last).len()]);
+                seal_frame_joined(sealer, level, &members, joined)
             })
             .collect()
     }

@@ -188,14 +188,14 @@ impl FileData {
         r
     }
 
-    fn store_piece(&mut self, w: &Live, recipe: &mut Vec<ChunkRef>, pages: &mut Vec<PageRef>, p: Piece) -> Result<()> {
+    fn store_piece(&mut self, w: &Live, recipe: &mut Vec<ChunkRef>, pages: &mut Vec<PageRef>, p: &Piece) -> Result<()> {
         match p {
             Piece::Expanded(b) => {
-                let refs = w.add_chunks(&b, true)?;
+                let refs = w.add_chunks(b, true)?;
                 self.append_chunks(w, &refs)
             }
             Piece::Recipe(b) => {
-                recipe.extend(w.add_chunks(&b, true)?);
+                recipe.extend(w.add_chunks(b, true)?);
                 while recipe.len() >= 2 * PAGE_CHUNKS {
                     pages.push(w.write_list(&recipe[..PAGE_CHUNKS])?);
                     recipe.drain(..PAGE_CHUNKS);
