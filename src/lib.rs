@@ -26,21 +26,7 @@ pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};
 
-/// jemalloc for every binary: chunks, frames and pack buffers move between threads all the
-/// time, and glibc's malloc spent a fifth of a write of new data on its arena locks and
-/// consolidation (docs/PERFORMANCE.md).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's options (read by jemalloc itself at its start: a NUL-terminated C string under
-/// the prefixed name of `malloc_conf`). Freed pages go back to the system after about two
-/// seconds, also while the process is idle (one background thread purges them), so that a
-/// daemon that wrote gigabytes does not keep the memory of the write.
-#[export_name = "_rjem_malloc_conf"]
-pub static JEMALLOC_CONF: &[u8; 85] =
-    b"background_thread:true,max_background_threads:1,dirty_decay_ms:2000,muzzy_decay_ms:0\0";
-
-/// Tunes glibc's allocator, which still serves the C libraries (zstd's contexts): by default
+/// Tunes glibc's allocator (the daemon's, and the C libraries' under `vaultctl`): by default
 /// the size above which an allocation gets its own mapping grows with every large block freed
 /// (up to 32 MiB), so large buffers end up in per-thread arenas that never shrink (a mount
 /// writing 1 GiB of new data held 881 MiB resident that way, docs/PERFORMANCE.md). Fixing that
