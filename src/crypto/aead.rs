@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use aes_gcm_siv::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
 use rand::RngCore;
 
 pub const NONCE_LEN: usize = 12;
@@ -95,6 +95,20 @@ impl Sealer {
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad(domain, id) })
             .map_err(|_| Error::corrupt("authentication failed (damaged or tampered data)"))
     }
+
+    /// [`Sealer::open`] without a copy: authenticates and decrypts `sealed` where it lies and
+    /// returns the plaintext, a slice of `sealed`. On failure `sealed` holds garbage.
+    pub fn open_in_place<'a>(&self, domain: Domain, id: &[u8], sealed: &'a mut [u8]) -> Result<&'a mut [u8]> {
+        if sealed.len() < OVERHEAD {
+            return Err(Error::corrupt(format!("sealed object too short ({} bytes)", sealed.len())));
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        self.cipher
+            .decrypt_in_place_detached(Nonce::from_slice(nonce), &aad(domain, id), ct, Tag::from_slice(tag))
+            .map_err(|_| Error::corrupt("authentication failed (damaged or tampered data)"))?;
+        Ok(ct)
+    }
 }
 
 #[cfg(test)]
@@ -108,7 +122,14 @@ mod tests {
             let s = Sealer::new(&[7u8; 32]);
             let c = s.seal(Domain::DataBlob, &id, &data);
             prop_assert_eq!(c.len(), data.len() + OVERHEAD);
-            prop_assert_eq!(s.open(Domain::DataBlob, &id, &c).unwrap(), data);
+            prop_assert_eq!(s.open(Domain::DataBlob, &id, &c).unwrap(), data.clone());
+            let mut c2 = c.clone();
+            prop_assert_eq!(&*s.open_in_place(Domain::DataBlob, &id, &mut c2).unwrap(), &data[..]);
+            prop_assert!(s.open_in_place(Domain::DataFrame, &id, &mut c.clone()).is_err());
+            let mut c3 = c;
+            let last = c3.len() - 1;
+            c3[last] ^= 1;
+            prop_assert!(s.open_in_place(Domain::DataBlob, &id, &mut c3).is_err());
         }
 
         #[test]

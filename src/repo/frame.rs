@@ -167,17 +167,18 @@ fn decompress(body: &[u8], raw_length: usize) -> Result<Vec<u8>> {
 /// Opens a sealed frame that `e` (any of its members) describes and undoes compression;
 /// checks the length against the recorded raw length. Returns the frame's whole plaintext.
 pub fn open_frame(sealer: &Sealer, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    open_frame_in_place(sealer, e, &mut sealed.to_vec())
+}
+
+/// [`open_frame`], decrypting `sealed` where it lies (it holds garbage afterwards).
+pub fn open_frame_in_place(sealer: &Sealer, e: &PackEntry, sealed: &mut [u8]) -> Result<Vec<u8>> {
     let framed = match &e.member {
-        None => sealer.open(domain_of(e.blob.kind), &e.blob.id, sealed)?,
-        Some(m) => sealer.open(Domain::DataFrame, &m.frame, sealed)?,
+        None => sealer.open_in_place(domain_of(e.blob.kind), &e.blob.id, sealed)?,
+        Some(m) => sealer.open_in_place(Domain::DataFrame, &m.frame, sealed)?,
     };
     let (flag, body) = framed.split_first().ok_or_else(|| Error::corrupt("empty blob"))?;
     let plain = match *flag {
-        COMP_NONE => {
-            let mut framed = framed;
-            framed.remove(0);
-            framed
-        }
+        COMP_NONE => body.to_vec(),
         COMP_ZSTD => decompress(body, e.raw_length as usize)?,
         f => return Err(Error::corrupt(format!("unknown compression {f}"))),
     };

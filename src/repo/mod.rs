@@ -94,6 +94,7 @@ pub struct Vault {
     pub(crate) pending: std::sync::RwLock<Option<Arc<packer::Pending>>>,
     /// Frames recently opened by single-blob reads.
     pub(crate) frame_cache: reader::FrameCache,
+    pub(crate) read_buffers: reader::BufferPool,
     /// Decoded snapshot revisions by id (revisions are immutable once named).
     pub(crate) snap_cache:
         std::sync::Mutex<std::collections::HashMap<crate::id::SnapshotId, crate::format::snapshot::Snapshot>>,
@@ -207,6 +208,7 @@ impl Vault {
             tree_cache: trees::TreeCache::new(256),
             pending: std::sync::RwLock::new(None),
             frame_cache: Default::default(),
+            read_buffers: Default::default(),
             snap_cache: Default::default(),
         };
         v.sync_index()?;

@@ -2,7 +2,7 @@
 //! verify the content id. Nothing unverified ever reaches a caller: a damaged or missing blob
 //! is an error naming the blob and its pack.
 
-use super::frame::{member_of, open_frame};
+use super::frame::{member_of, open_frame_in_place};
 use super::Vault;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::PackEntry;
@@ -12,8 +12,8 @@ use crate::rebuild::{GzContent, Plan, Rebuilder, Source};
 use crate::store::ObjKind;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::io::{IoSlice, Write};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// File bytes per window of `copy_to`: looked up, read and verified as one batch.
 const WINDOW_BYTES: u64 = 8 << 20;
@@ -82,11 +82,52 @@ impl FrameCache {
     }
 }
 
+/// Bytes of ranged-read buffers kept for the next reads (a buffer is filled by each read
+/// without being allocated, zeroed and faulted in again).
+const POOL_BYTES: usize = 16 << 20;
+
+/// Buffers of ranged pack reads, handed back after their frames were opened.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    fn take(&self) -> Vec<u8> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default()
+    }
+    fn give(&self, bufs: impl IntoIterator<Item = Vec<u8>>) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held: usize = free.iter().map(|b| b.capacity()).sum();
+        for b in bufs {
+            if held + b.capacity() <= POOL_BYTES {
+                held += b.capacity();
+                free.push(b);
+            }
+        }
+    }
+}
+
 /// What one pass of a read left to do: chunks the index does not know or whose pack is gone
 /// (read again after an index reload).
 #[derive(Default)]
 struct Pass {
     retry: Vec<usize>,
+}
+
+/// The sealed bytes of one frame: its slice of a coalesced read, or a copy of its own.
+enum Sealed<'a> {
+    Slice(&'a mut [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Sealed<'_> {
+    fn bytes(&mut self) -> &mut [u8] {
+        match self {
+            Sealed::Slice(s) => s,
+            Sealed::Owned(v) => v,
+        }
+    }
 }
 
 /// A failure that reloading the index may cure (a prune moved the blob meanwhile).
@@ -120,7 +161,7 @@ impl Vault {
                 return Ok(f);
             }
         }
-        let f = Arc::new(open_frame(&self.sealer, e, &sealed()?)?);
+        let f = Arc::new(open_frame_in_place(&self.sealer, e, &mut sealed()?)?);
         if let Some(m) = &e.member {
             self.frame_cache.put(m.frame, f.clone());
         }
@@ -283,17 +324,41 @@ impl Vault {
                 _ => jobs.push((pack, s, end, vec![(e, at)])),
             }
         }
-        // 1. The ranged reads (one per coalesced run of frames), in parallel.
-        let reads: Vec<Result<Vec<u8>>> = jobs
+        // 1. The ranged reads (one per coalesced run of frames), in parallel, into reused
+        //    buffers.
+        let mut reads: Vec<Result<Vec<u8>>> = jobs
             .par_iter()
-            .map(|(pack, s, end, _)| self.store.get_range(ObjKind::Pack, &pack.to_hex(), *s, (*end - *s) as u32))
+            .map(|(pack, s, end, _)| {
+                let mut buf = self.read_buffers.take();
+                self.store.get_range_into(ObjKind::Pack, &pack.to_hex(), *s, (*end - *s) as u32, &mut buf).map(|()| buf)
+            })
             .collect();
-        // 2. Every frame opened, decompressed and its members verified, frame by frame in
-        //    parallel (a run of frames of one pack is not one task: work stays balanced).
-        let mut tasks: Vec<(usize, &PackEntry, &At)> = Vec::new();
-        for (k, ((pack, _, _, fs), r)) in jobs.iter().zip(&reads).enumerate() {
+        // 2. Every frame decrypted where it was read, decompressed and its members verified,
+        //    frame by frame in parallel (a run of frames of one pack is not one task: work
+        //    stays balanced).
+        let mut tasks: Vec<(usize, &PackEntry, &At, Result<Sealed>)> = Vec::new();
+        for (k, ((pack, s, _, fs), r)) in jobs.iter().zip(reads.iter_mut()).enumerate() {
             match r {
-                Ok(_) => tasks.extend(fs.iter().map(|(e, at)| (k, e, at))),
+                Ok(buf) => {
+                    // The frames of a job are in pack order; each gets its own slice.
+                    let (mut rest, mut at): (&mut [u8], u64) = (&mut buf[..], *s);
+                    for (e, members) in fs {
+                        let (o, l) = (e.offset as u64, e.length as usize);
+                        let sealed = if o < at {
+                            // Overlaps the frame before it (only a damaged index says so):
+                            // read on its own.
+                            self.store.get_range(ObjKind::Pack, &pack.to_hex(), o, e.length).map(Sealed::Owned)
+                        } else if ((o - at) as usize).saturating_add(l) > rest.len() {
+                            Err(Error::corrupt("the pack is shorter than its index says"))
+                        } else {
+                            let (_, tail) = std::mem::take(&mut rest).split_at_mut((o - at) as usize);
+                            let (frame, tail) = tail.split_at_mut(l);
+                            (rest, at) = (tail, o + l as u64);
+                            Ok(Sealed::Slice(frame))
+                        };
+                        tasks.push((k, e, members, sealed));
+                    }
+                }
                 Err(err) => {
                     let missing = retryable(err);
                     for (i, e) in fs.iter().flat_map(|(_, at)| at.iter()) {
@@ -310,16 +375,11 @@ impl Vault {
         }
         type Done = (Vec<(usize, Result<Piece>, bool)>, Option<([u8; 32], Arc<Vec<u8>>)>);
         let done: Vec<Done> = tasks
-            .par_iter()
-            .map(|(k, e, at)| {
-                let (pack, s, _, _) = &jobs[*k];
-                let Ok(bytes) = &reads[*k] else { return (Vec::new(), None) };
-                let from = (e.offset as u64 - *s) as usize;
-                let frame = bytes
-                    .get(from..from + e.length as usize)
-                    .ok_or_else(|| Error::corrupt("the pack is shorter than its index says"))
-                    .and_then(|sealed| open_frame(&self.sealer, e, sealed))
-                    .map(Arc::new);
+            .into_par_iter()
+            .map(|(k, e, at, sealed)| {
+                let pack = &jobs[k].0;
+                let frame =
+                    sealed.and_then(|mut sealed| open_frame_in_place(&self.sealer, e, sealed.bytes())).map(Arc::new);
                 let res = at
                     .iter()
                     .map(|(i, me)| {
@@ -339,6 +399,7 @@ impl Vault {
                 (res, keep)
             })
             .collect();
+        self.read_buffers.give(reads.into_iter().flatten());
         for (res, keep) in done {
             flat.extend(res);
             opened.extend(keep);
@@ -398,6 +459,9 @@ fn not_indexed(blob: BlobRef) -> Error {
 
 /// Bytes fetched ahead of a sequential reader (served by later `read_at` calls).
 const READ_AHEAD_BYTES: u64 = 2 << 20;
+/// Bytes behind the latest read whose chunks are kept (the kernel's requests for one file
+/// may be answered a little out of order).
+const KEEP_BEHIND_BYTES: u64 = 1 << 20;
 /// Chunk-list pages kept decoded per reader.
 const PAGES_KEPT: usize = 4;
 
@@ -436,7 +500,7 @@ enum Seg {
 pub struct FileReader<'v>(Inner<'v>);
 
 enum Inner<'v> {
-    Chunks(ChunkReader<'v>),
+    Chunks(Box<ChunkReader<'v>>),
     Rebuilt(Box<Rebuilder<ChunkReader<'v>>>),
 }
 
@@ -444,7 +508,7 @@ impl<'v> FileReader<'v> {
     /// A reader of `content` (reads the whole recipe of a file stored expanded).
     pub fn new(vault: &'v Vault, content: &Content) -> Result<Self> {
         let chunks = ChunkReader::new(vault, content);
-        let Some(r) = &content.recipe else { return Ok(FileReader(Inner::Chunks(chunks))) };
+        let Some(r) = &content.recipe else { return Ok(FileReader(Inner::Chunks(Box::new(chunks)))) };
         let recipe = ChunkReader::new(vault, &r.content());
         let plan = Plan::read(&mut SourceRead { src: &recipe, off: 0 })?;
         if plan.original != r.size || plan.expanded != chunks.size() {
@@ -465,6 +529,14 @@ impl<'v> FileReader<'v> {
         match &self.0 {
             Inner::Chunks(c) => c.read_at(off, len),
             Inner::Rebuilt(r) => r.read_at(off, len),
+        }
+    }
+
+    /// Fetches ahead of the last read (see [`ChunkReader::read_ahead`]); a file stored
+    /// expanded is read ahead by its own reads.
+    pub fn read_ahead(&self) {
+        if let Inner::Chunks(c) = &self.0 {
+            c.read_ahead();
         }
     }
 
@@ -493,6 +565,25 @@ impl<'v> FileReader<'v> {
             Inner::Rebuilt(r) => Some(r.plan()),
         }
     }
+}
+
+/// Writes the pieces to `w` in order, up to 1024 per vectored write where `w` takes them (a
+/// writer that does not is given one piece per call).
+fn write_pieces(w: &mut dyn Write, pieces: &[Piece]) -> std::io::Result<()> {
+    for group in pieces.chunks(1024) {
+        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|p| IoSlice::new(p.bytes())).collect();
+        let mut bufs = &mut slices[..];
+        IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            match w.write_vectored(bufs) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `Read` over a [`Source`] from an offset.
@@ -527,10 +618,23 @@ pub struct ChunkReader<'v> {
     /// Global index of each segment's first chunk.
     seg_first: Vec<usize>,
     pages: Mutex<Vec<(usize, Arc<Loaded>)>>,
-    /// Verified chunks fetched ahead, by global chunk index (bounded by READ_AHEAD_BYTES).
-    ahead: Mutex<BTreeMap<usize, Piece>>,
-    /// Frames the last read-ahead opened.
+    /// Verified chunks fetched ahead, and the fetch under way.
+    ahead: Mutex<Ahead>,
+    /// Signalled when a fetch ends.
+    fetched: Condvar,
+    /// Frames the last fetch opened.
     carry: Mutex<Carry>,
+}
+
+/// What a [`ChunkReader`] holds for the reads to come.
+#[derive(Default)]
+struct Ahead {
+    /// Verified chunks by global chunk index (about `READ_AHEAD_BYTES` past the last read).
+    pieces: BTreeMap<usize, Piece>,
+    /// Chunks being fetched right now (one fetch at a time; the lock is not held meanwhile).
+    fetching: Option<std::ops::Range<usize>>,
+    /// Chunk after the last one read (where read-ahead goes on from).
+    next: usize,
 }
 
 impl<'v> ChunkReader<'v> {
@@ -561,6 +665,7 @@ impl<'v> ChunkReader<'v> {
             seg_first,
             pages: Mutex::new(Vec::new()),
             ahead: Default::default(),
+            fetched: Condvar::new(),
             carry: Default::default(),
         }
     }
@@ -622,55 +727,52 @@ impl<'v> ChunkReader<'v> {
 
     /// Up to `len` bytes at `off` (fewer only at end of file). Chunks after the range are
     /// fetched in the same parallel batch and kept for the next call, so a sequential reader
-    /// (the kernel's 128 KiB requests) finds them decrypted already.
+    /// (the kernel's 128 KiB requests) finds them decrypted already; [`ChunkReader::read_ahead`]
+    /// keeps that going without a reader waiting for it.
     pub fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>> {
         let end = (off + len as u64).min(self.size());
         if off >= end {
             return Ok(Vec::new());
         }
         let (first, last) = (self.chunk_index(off)?, self.chunk_index(end - 1)?);
-        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        *ahead = ahead.split_off(&first);
-        let mut want: Vec<(usize, ChunkRef)> = Vec::new();
-        for i in first..=last {
-            if !ahead.contains_key(&i) {
-                want.push((i, self.chunk(i)?.0));
+        // Chunks well behind this read are let go (requests may arrive a little out of order).
+        let keep_from = self.chunk_index(off.saturating_sub(KEEP_BEHIND_BYTES))?;
+        let mut a = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        a.pieces = a.pieces.split_off(&keep_from);
+        // The chunks of the range that are held; when some are not and a fetch of them is
+        // under way, wait for it once.
+        let mut waited = false;
+        let mut have: Vec<Option<Piece>> = loop {
+            let have: Vec<Option<Piece>> = (first..=last).map(|i| a.pieces.get(&i).cloned()).collect();
+            if waited || have.iter().all(Option::is_some) {
+                break have;
             }
-        }
-        if !want.is_empty() {
-            // A miss: fetch the range and read ahead of it.
+            match &a.fetching {
+                Some(r) if r.start <= last && first < r.end => {
+                    a = self.fetched.wait(a).unwrap_or_else(|e| e.into_inner());
+                    waited = true;
+                }
+                _ => break have,
+            }
+        };
+        if have.iter().any(Option::is_none) {
+            // A miss: fetch the rest of the range and read ahead of it. Errors beyond the
+            // requested range are reported when that range is read.
             let (_, last_start) = self.chunk(last)?;
-            let limit = last_start + READ_AHEAD_BYTES;
-            let mut i = last + 1;
-            while i < self.chunk_count() {
-                let (c, s) = self.chunk(i)?;
-                if s >= limit {
-                    break;
-                }
-                if !ahead.contains_key(&i) {
-                    want.push((i, c));
-                }
-                i += 1;
-            }
-            let chunks: Vec<ChunkRef> = want.iter().map(|(_, c)| *c).collect();
-            let got = {
-                let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
-                self.vault.read_run_with(&chunks, &mut carry)
-            };
-            for ((i, _), b) in want.iter().zip(got) {
-                match b {
-                    Ok(b) => {
-                        ahead.insert(*i, b);
-                    }
-                    // Errors beyond the requested range are reported when that range is read.
-                    Err(e) if *i <= last => return Err(e),
-                    Err(_) => {}
+            let want = self.missing(&a.pieces, first, last_start + READ_AHEAD_BYTES)?;
+            let got;
+            (a, got) = self.fetch(a, want);
+            for (i, r) in got {
+                if (first..=last).contains(&i) {
+                    have[i - first] = Some(r?);
                 }
             }
         }
+        a.next = last + 1;
+        drop(a);
         let mut out = Vec::with_capacity((end - off) as usize);
-        for i in first..=last {
-            let b = ahead.get(&i).ok_or_else(|| Error::corrupt("chunk vanished from the read-ahead"))?;
+        for (i, b) in (first..=last).zip(have) {
+            let b = b.ok_or_else(|| Error::corrupt("a chunk was not read"))?;
             let (_, s) = self.chunk(i)?;
             let b = b.bytes();
             let from = off.saturating_sub(s) as usize;
@@ -678,6 +780,72 @@ impl<'v> ChunkReader<'v> {
             out.extend_from_slice(&b[from..to]);
         }
         Ok(out)
+    }
+
+    /// Fetches the next chunks after the last read when fewer than half of
+    /// `READ_AHEAD_BYTES` are held ahead of it and no fetch is under way. Called by a
+    /// mount after it answered a read, so that the next reads find their chunks decrypted;
+    /// errors are left for the read of those chunks to report.
+    pub fn read_ahead(&self) {
+        let a = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        if a.fetching.is_some() || a.next >= self.chunk_count() {
+            return;
+        }
+        let Ok((_, from)) = self.chunk(a.next) else { return };
+        let held: u64 = a.pieces.range(a.next..).map(|(_, p)| p.len() as u64).sum();
+        if held >= READ_AHEAD_BYTES / 2 {
+            return;
+        }
+        let Ok(want) = self.missing(&a.pieces, a.next, from + READ_AHEAD_BYTES) else { return };
+        drop(self.fetch(a, want).0);
+    }
+
+    /// Chunks from `first` on that start before `limit` and are not held.
+    fn missing(&self, held: &BTreeMap<usize, Piece>, first: usize, limit: u64) -> Result<Vec<(usize, ChunkRef)>> {
+        let mut want = Vec::new();
+        let mut i = first;
+        while i < self.chunk_count() {
+            let (c, s) = self.chunk(i)?;
+            if s >= limit && i > first {
+                break;
+            }
+            if !held.contains_key(&i) {
+                want.push((i, c));
+            }
+            i += 1;
+        }
+        Ok(want)
+    }
+
+    /// Fetches `want` without holding the lock (other reads of held chunks go on meanwhile),
+    /// adds the verified chunks and returns what each fetched chunk gave.
+    #[allow(clippy::type_complexity)]
+    fn fetch<'a>(
+        &'a self,
+        mut a: std::sync::MutexGuard<'a, Ahead>,
+        want: Vec<(usize, ChunkRef)>,
+    ) -> (std::sync::MutexGuard<'a, Ahead>, Vec<(usize, Result<Piece>)>) {
+        let (Some(lo), Some(hi)) = (want.first().map(|w| w.0), want.last().map(|w| w.0)) else {
+            return (a, Vec::new());
+        };
+        a.fetching = Some(lo..hi + 1);
+        drop(a);
+        let chunks: Vec<ChunkRef> = want.iter().map(|(_, c)| *c).collect();
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
+            self.vault.read_run_with(&chunks, &mut carry)
+        }))
+        // Readers waiting for this fetch must not wait forever.
+        .unwrap_or_else(|_| chunks.iter().map(|_| Err(Error::corrupt("reading failed (internal error)"))).collect());
+        let mut a = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        a.fetching = None;
+        for ((i, _), b) in want.iter().zip(&got) {
+            if let Ok(b) = b {
+                a.pieces.insert(*i, b.clone());
+            }
+        }
+        self.fetched.notify_all();
+        (a, want.iter().map(|w| w.0).zip(got).collect())
     }
 
     /// Writes the whole content to `w`. A thread looks up, reads and verifies windows of the
@@ -717,10 +885,22 @@ impl<'v> ChunkReader<'v> {
                 }
             });
             for batch in rx {
+                // The verified chunks up to the first damaged one, written many at a time.
+                let mut ok = Vec::new();
+                let mut damaged = None;
                 for b in batch? {
-                    let b = b?;
-                    w.write_all(b.bytes()).map_err(|e| Error::io("writing output", e))?;
-                    written += b.len() as u64;
+                    match b {
+                        Ok(p) => ok.push(p),
+                        Err(e) => {
+                            damaged = Some(e);
+                            break;
+                        }
+                    }
+                }
+                write_pieces(w, &ok).map_err(|e| Error::io("writing output", e))?;
+                written += ok.iter().map(|p| p.len() as u64).sum::<u64>();
+                if let Some(e) = damaged {
+                    return Err(e);
                 }
             }
             Ok(())

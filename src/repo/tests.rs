@@ -426,3 +426,82 @@ fn a_long_write_names_its_packs_while_the_index_cache_fills_behind_it() {
     assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
     assert!(check::check(&v, true).unwrap().ok());
 }
+
+#[test]
+fn read_ahead_serves_concurrent_readers_and_reports_damage_only_where_read() {
+    let (m, v) = new_vault();
+    let big = data(6_000_000, 31);
+    let s = store_in(&v, "2099-01-20", "big", &big);
+    let node = v.lookup(s.snap.root, &[b"big".to_vec()]).unwrap();
+    const REQ: usize = 128 << 10;
+    // Four sequential readers from different starts and one random reader share one reader,
+    // each read followed by a read-ahead, as the mount's threads do.
+    let r = v.file_reader(&node).unwrap();
+    std::thread::scope(|sc| {
+        for t in 0..4u64 {
+            let (r, big) = (&r, &big);
+            sc.spawn(move || {
+                let mut off = t * 1_300_000;
+                while off < big.len() as u64 {
+                    let got = r.read_at(off, REQ).unwrap();
+                    let e = (off as usize + REQ).min(big.len());
+                    assert_eq!(got, &big[off as usize..e], "at {off}");
+                    r.read_ahead();
+                    off += REQ as u64;
+                }
+            });
+        }
+        let (r, big) = (&r, &big);
+        sc.spawn(move || {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(32);
+            for _ in 0..100 {
+                let off = rng.gen_range(0..big.len() as u64);
+                let len = rng.gen_range(1..300_000);
+                let e = (off as usize + len).min(big.len());
+                assert_eq!(r.read_at(off, len).unwrap(), &big[off as usize..e]);
+                r.read_ahead();
+            }
+        });
+    });
+    // Damage the pack holding the chunks around the middle of the file.
+    let NodeKind::File { content, .. } = &node.kind else { panic!() };
+    let mut pos = 0u64;
+    let mut middle = None;
+    for p in &content.pages {
+        for c in v.load_list(p).unwrap() {
+            if pos >= 3_000_000 && middle.is_none() {
+                middle = Some(c.id);
+            }
+            pos += c.len as u64;
+        }
+    }
+    let e = v.index.get(&crate::id::BlobRef::data(middle.unwrap())).unwrap().unwrap();
+    m.mutate(ObjKind::Pack, &e.pack.to_hex(), |b| {
+        let at = e.offset as usize + 20;
+        b[at] ^= 1
+    });
+    // Read in order with read-ahead: each request gives what a fresh reader of just that
+    // range gives; damage fetched ahead is reported by the read of its range only.
+    let r = v.file_reader(&node).unwrap();
+    let (mut failed, mut ok_after) = (0, 0);
+    let mut off = 0u64;
+    while off < big.len() as u64 {
+        let e = (off as usize + REQ).min(big.len());
+        let alone = v.file_reader(&node).unwrap().read_at(off, REQ);
+        match r.read_at(off, REQ) {
+            Ok(got) => {
+                assert_eq!(got, &big[off as usize..e], "at {off}");
+                assert!(alone.is_ok(), "at {off}: a read alone fails");
+                ok_after += usize::from(failed > 0);
+            }
+            Err(err) => {
+                assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+                assert!(alone.is_err(), "at {off}: a read alone succeeds");
+                failed += 1;
+            }
+        }
+        r.read_ahead();
+        off += REQ as u64;
+    }
+    assert!(failed > 0 && ok_after > 0, "failed {failed}, ok after {ok_after}");
+}

@@ -199,6 +199,9 @@ impl Store for ReadOnly {
     fn get_range(&self, kind: ObjKind, name: &str, offset: u64, len: u32) -> Result<Vec<u8>> {
         self.inner.get_range(kind, name, offset, len)
     }
+    fn get_range_into(&self, kind: ObjKind, name: &str, offset: u64, len: u32, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.get_range_into(kind, name, offset, len, buf)
+    }
     fn list(&self, kind: ObjKind) -> Result<Vec<(String, u64)>> {
         self.inner.list(kind)
     }

@@ -13,6 +13,13 @@ pub fn run(s: &dyn Store) {
     assert_eq!(s.get(ObjKind::Pack, name).unwrap(), b"hello world");
     assert_eq!(s.get_range(ObjKind::Pack, name, 6, 5).unwrap(), b"world");
     assert_eq!(s.get_range(ObjKind::Pack, name, 8, 10).unwrap_err().kind(), ErrorKind::Corrupt);
+    // Into a reused buffer, longer and then shorter than the range.
+    let mut buf = vec![9u8; 64];
+    s.get_range_into(ObjKind::Pack, name, 0, 5, &mut buf).unwrap();
+    assert_eq!(buf, b"hello");
+    s.get_range_into(ObjKind::Pack, name, 4, 7, &mut buf).unwrap();
+    assert_eq!(buf, b"o world");
+    assert_eq!(s.get_range_into(ObjKind::Pack, name, 8, 10, &mut buf).unwrap_err().kind(), ErrorKind::Corrupt);
     assert_eq!(s.size(ObjKind::Pack, name).unwrap(), 11);
     assert_eq!(s.list(ObjKind::Pack).unwrap(), vec![(name.to_string(), 11)]);
     // Kinds are separate namespaces.

@@ -119,8 +119,18 @@ impl Store for LocalStore {
     }
 
     fn get_range(&self, kind: ObjKind, name: &str, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let f = self.handle(kind, name)?;
         let mut buf = vec![0u8; len as usize];
+        self.get_range_into(kind, name, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn get_range_into(&self, kind: ObjKind, name: &str, offset: u64, len: u32, buf: &mut Vec<u8>) -> Result<()> {
+        let f = self.handle(kind, name)?;
+        // A reused buffer is not cleared first: every byte is read over.
+        if buf.len() < len as usize {
+            buf.resize(len as usize, 0);
+        }
+        buf.truncate(len as usize);
         let mut done = 0usize;
         while done < buf.len() {
             match f.read_at(&mut buf[done..], offset + done as u64) {
@@ -136,7 +146,7 @@ impl Store for LocalStore {
                 Err(e) => return Err(Error::io(kind.path(name), e)),
             }
         }
-        Ok(buf)
+        Ok(())
     }
 
     fn list(&self, kind: ObjKind) -> Result<Vec<(String, u64)>> {

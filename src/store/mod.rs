@@ -198,6 +198,12 @@ pub trait Store: Send + Sync {
     fn get(&self, kind: ObjKind, name: &str) -> Result<Vec<u8>>;
     /// `len` bytes at `offset`; an object shorter than `offset + len` is `Corrupt`.
     fn get_range(&self, kind: ObjKind, name: &str, offset: u64, len: u32) -> Result<Vec<u8>>;
+    /// [`Store::get_range`] into `buf` (replacing its content), so that a reader can reuse one
+    /// buffer's memory for many ranges.
+    fn get_range_into(&self, kind: ObjKind, name: &str, offset: u64, len: u32, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.get_range(kind, name, offset, len)?;
+        Ok(())
+    }
     /// Names and sizes of every object of a kind, in no particular order.
     fn list(&self, kind: ObjKind) -> Result<Vec<(String, u64)>>;
     /// Removes an object; removing a missing object is not an error.
