@@ -65,6 +65,8 @@ struct TimedReader<'a, 'v> {
     busy: Duration,
     bytes: u64,
     progress: &'a dyn Progress,
+    /// Wakes the thread that reads ahead of this reader while its bytes are checked.
+    kick: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 impl Read for TimedReader<'_, '_> {
@@ -86,6 +88,10 @@ impl Read for TimedReader<'_, '_> {
         self.off += b.len() as u64;
         self.bytes += b.len() as u64;
         self.progress.advance(b.len() as u64);
+        if let Some(k) = &self.kick {
+            // Full means it is awake already.
+            let _ = k.try_send(());
+        }
         Ok(b.len())
     }
 }
@@ -270,7 +276,7 @@ pub fn drill_files(
             Some(head)
         });
         let from_content = content.is_some();
-        let mut tr = TimedReader { r: &reader, content, off: 0, busy: Duration::ZERO, bytes: 0, progress };
+        let mut tr = TimedReader { r: &reader, content, off: 0, busy: Duration::ZERO, bytes: 0, progress, kick: None };
         let mut pg_wait = Duration::ZERO;
         let head = match from_content {
             true => Ok(verify::GZIP_MAGIC.to_vec()),
@@ -298,7 +304,16 @@ pub fn drill_files(
                         _ => {}
                     }
                 }
-                let mut c = check_file(kind, wrapper, &reader, &mut tr, &mut rs, &label, &mut pg_wait);
+                // A second thread fetches and verifies the next bytes while these are checked.
+                let mut c = std::thread::scope(|sc| {
+                    let (kick, woken) = std::sync::mpsc::sync_channel::<()>(1);
+                    let ahead = &reader;
+                    sc.spawn(move || woken.iter().for_each(|()| ahead.read_ahead()));
+                    tr.kick = Some(kick);
+                    let c = check_file(kind, wrapper, &reader, &mut tr, &mut rs, &label, &mut pg_wait);
+                    tr.kick = None;
+                    c
+                });
                 c.wrapper = wrapper;
                 c.from_content = from_content;
                 if let (true, Some(a)) = (from_content, c.mongo.as_mut()) {

@@ -97,6 +97,11 @@ impl<W: Write> Write for Counting<'_, W> {
         self.progress.advance(n as u64);
         Ok(n)
     }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.w.write_vectored(bufs)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
     fn flush(&mut self) -> std::io::Result<()> {
         self.w.flush()
     }
