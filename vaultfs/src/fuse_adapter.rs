@@ -247,12 +247,7 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyData,
     ) {
         let r = self.fs().read_fh(Fh(fh.0), offset, size as usize);
-        let ok = r.is_ok();
-        reply_or!(reply, "read", format!("inode {} at {offset}", ino.0), r, |d| reply.data(&d));
-        if ok {
-            // Answered: this thread now reads ahead while the others serve what is ready.
-            self.fs().read_ahead_fh(Fh(fh.0));
-        }
+        reply_or!(reply, "read", format!("inode {} at {offset}", ino.0), r, |d| reply.data(&d))
     }
 
     fn write(

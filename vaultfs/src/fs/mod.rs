@@ -843,17 +843,6 @@ impl VaultFs {
         }
     }
 
-    /// After a read through `fh` was answered: fetches ahead of it when the handle's reader
-    /// runs short, so that the next requests find their bytes ready.
-    pub fn read_ahead_fh(&self, fh: Fh) {
-        let Some(h) = lock(&self.handles).get(&fh).cloned() else { return };
-        if let Some((r, generation)) = &h.reader {
-            if h.file.as_ref().is_none_or(|f| f.data().generation == *generation) {
-                r.read_ahead();
-            }
-        }
-    }
-
     /// Reads through an open handle: committed files through the handle's own chunk table
     /// and read-ahead, files being written through their staged content. Takes no lock of
     /// the file model, so reads never wait for writers, commits or the writer lock.
