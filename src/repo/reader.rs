@@ -728,7 +728,7 @@ impl<'v> ChunkReader<'v> {
     /// Up to `len` bytes at `off` (fewer only at end of file). Chunks after the range are
     /// fetched in the same parallel batch and kept for the next call, so a sequential reader
     /// (the kernel's 128 KiB requests) finds them decrypted already; [`ChunkReader::read_ahead`]
-    /// keeps that going without a reader waiting for it.
+    /// on another thread keeps that going without a reader waiting for it.
     pub fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>> {
         let end = (off + len as u64).min(self.size());
         if off >= end {
@@ -783,8 +783,8 @@ impl<'v> ChunkReader<'v> {
     }
 
     /// Fetches the next chunks after the last read when fewer than half of
-    /// `READ_AHEAD_BYTES` are held ahead of it and no fetch is under way. Called by a
-    /// mount after it answered a read, so that the next reads find their chunks decrypted;
+    /// `READ_AHEAD_BYTES` are held ahead of it and no fetch is under way. Called by a thread
+    /// beside the reader (the drill's), so that the next reads find their chunks decrypted;
     /// errors are left for the read of those chunks to report.
     pub fn read_ahead(&self) {
         let a = self.ahead.lock().unwrap_or_else(|e| e.into_inner());

@@ -434,8 +434,8 @@ fn read_ahead_serves_concurrent_readers_and_reports_damage_only_where_read() {
     let s = store_in(&v, "2099-01-20", "big", &big);
     let node = v.lookup(s.snap.root, &[b"big".to_vec()]).unwrap();
     const REQ: usize = 128 << 10;
-    // Four sequential readers from different starts and one random reader share one reader,
-    // each read followed by a read-ahead, as the mount's threads do.
+    // Four sequential readers from different starts and one random reader share one reader
+    // (as the mount's threads do), each read followed by a read-ahead.
     let r = v.file_reader(&node).unwrap();
     std::thread::scope(|sc| {
         for t in 0..4u64 {
