@@ -123,29 +123,40 @@ impl StreamChunker {
     }
 
     fn cut(&mut self, eof: bool, out: &mut ChunkBatch) {
-        let max = self.p.max as usize;
-        let mut consumed = 0usize;
-        {
-            let cdc = FastCDC::with_level_and_seed(
-                &self.buf,
-                self.p.min,
-                self.p.avg,
-                self.p.max,
-                Normalization::Level1,
-                self.p.seed,
-            );
-            for c in cdc {
-                // A boundary is final only if the chunker could see `max` bytes from the chunk
-                // start (what a one-shot run would have seen), or the input has ended.
-                if !eof && c.offset + max > self.buf.len() {
-                    break;
-                }
-                out.push(&self.buf[c.offset..c.offset + c.length]);
-                consumed = c.offset + c.length;
-            }
+        let ends = final_ends(self.p, &self.buf, eof);
+        let mut start = 0;
+        for &e in &ends {
+            out.push(&self.buf[start..e]);
+            start = e;
         }
-        self.buf.drain(..consumed);
+        self.buf.drain(..start);
     }
+}
+
+/// Ends of the chunks of `buf` that are final: every one when the input has ended (`eof`),
+/// else those a one-shot run over the whole input would cut the same way (the chunker saw
+/// `max` bytes from the chunk's start).
+fn final_ends(p: ChunkerParams, buf: &[u8], eof: bool) -> Vec<usize> {
+    let max = p.max as usize;
+    let mut ends = Vec::with_capacity(buf.len() / p.avg.max(1) as usize + 1);
+    for c in FastCDC::with_level_and_seed(buf, p.min, p.avg, p.max, Normalization::Level1, p.seed) {
+        if !eof && c.offset + max > buf.len() {
+            break;
+        }
+        ends.push(c.offset + c.length);
+    }
+    ends
+}
+
+/// [`StreamChunker`] over a buffer it may keep: the final chunks at the front of `buf` become
+/// a batch that owns `buf` (no copy), and the bytes after them (fewer than `max`, none with
+/// `eof`) are returned, to go before the next input.
+pub fn cut_owned(p: ChunkerParams, mut buf: Vec<u8>, eof: bool) -> (ChunkBatch, Vec<u8>) {
+    let ends = final_ends(p, &buf, eof);
+    let used = ends.last().copied().unwrap_or(0);
+    let rest = buf[used..].to_vec();
+    buf.truncate(used);
+    (ChunkBatch { data: buf, ends }, rest)
 }
 
 /// Chunk boundaries of a whole buffer (used by tests and tools).
@@ -186,6 +197,30 @@ mod tests {
             let lens: Vec<usize> = out.iter().map(|c| c.len()).collect();
             prop_assert_eq!(lens, chunk_lengths(p, &d));
             prop_assert_eq!(out.data, d);
+        }
+
+        #[test]
+        fn cut_owned_in_pieces_equals_one_shot(len in 0usize..300_000, pieces in proptest::collection::vec(1usize..70_000, 1..20), seed in any::<u64>()) {
+            // What the mount's background store does: the rest of each cut goes before the
+            // next piece; the last piece is cut with `eof`.
+            let d = data(len, seed);
+            let p = params(seed | 1);
+            let (mut lens, mut all, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+            let mut pos = 0;
+            for s in pieces.iter().cycle() {
+                let e = (pos + s).min(d.len());
+                rest.extend_from_slice(&d[pos..e]);
+                pos = e;
+                let (batch, r) = cut_owned(p, std::mem::take(&mut rest), pos == d.len());
+                lens.extend(batch.iter().map(|c| c.len()));
+                all.extend_from_slice(&batch.data);
+                prop_assert!(r.len() < p.max as usize);
+                rest = r;
+                if pos == d.len() { break; }
+            }
+            prop_assert!(rest.is_empty());
+            prop_assert_eq!(lens, chunk_lengths(p, &d));
+            prop_assert_eq!(all, d);
         }
     }
 

@@ -43,3 +43,14 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }
+
+/// Gives the free memory of every allocator arena back to the system (glibc keeps up to the
+/// trim threshold at the top of each heap, and never the free pages inside one): for a
+/// long-running process after a burst, such as the daemon after a large file was stored.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the system; any thread may call it.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -1,8 +1,10 @@
 //! The content of one file of the writable period, while it may still change.
 //!
 //! Layout: `chunks` cover `[0, chunked_len)` and are already stored (sealed, packed);
-//! `tail` holds `[chunked_len, size)` in memory and is cut into chunks once it grows past
-//! [`TAIL_LIMIT`]; writes that land inside the chunked part go to `overlay` (sorted,
+//! `tail` holds `[tail_start, size)` in memory and is handed to the file's storing thread
+//! (src/fs/flow.rs) once it grows past [`TAIL_LIMIT`], which cuts and stores it while the
+//! writer goes on (`[chunked_len, tail_start)` is in its hands until its chunks are taken in);
+//! writes that land inside the chunked part go to `overlay` (sorted,
 //! non-overlapping extents) until [`OVERLAY_LIMIT`] or a commit, when only the affected chunks
 //! are re-chunked: from the first dirty chunk until a new boundary coincides with an old one
 //! past the last dirty byte (content-defined boundaries depend only on the bytes since the
@@ -14,7 +16,9 @@
 //! A write that fails (a full disk) leaves the file failed: later writes and the close report
 //! the error, and the last close drops the staged content (docs/SEMANTICS.md).
 
+use super::flow::{Flow, Taken};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use vault::chunker::{ChunkBatch, StreamChunker};
 use vault::format::tree::{ChunkRef, Content, FileState, PageRef, Recipe, INLINE_CHUNKS, PAGE_CHUNKS};
 use vault::id::BlobRef;
@@ -25,6 +29,8 @@ use vault::{Error, ErrorKind, Result};
 
 /// Tail bytes kept in memory before they are chunked and stored.
 pub const TAIL_LIMIT: usize = 8 << 20;
+/// Room for the write that fills a tail past [`TAIL_LIMIT`] (the kernel sends at most 1 MiB).
+const TAIL_ROOM: usize = TAIL_LIMIT + (1 << 20);
 /// A compressed file that stays under [`TAIL_LIMIT`] is expanded at its commit from this size
 /// on (smaller ones gain little, and an expanded file takes a bulk pack of its own).
 pub const EXPAND_AT_CLOSE: usize = 1 << 20;
@@ -49,6 +55,9 @@ pub struct FileData {
     /// `starts[i]` = absolute offset of `chunks[i]`; one extra entry = `chunked_len`.
     starts: Vec<u64>,
     tail: Vec<u8>,
+    /// Full tails being stored by the file's storing thread: they cover
+    /// `[chunked_len, tail_start)` until their chunks are taken in.
+    flow: Option<Flow>,
     overlay: BTreeMap<u64, Vec<u8>>,
     overlay_bytes: usize,
     /// The last chunk was cut at the end of the file by a commit, not by the chunker.
@@ -128,7 +137,7 @@ impl FileData {
     }
 
     /// Turns lazy content back into a writable chunk table: its pages stay stored.
-    fn load(&mut self, w: &Live) -> Result<()> {
+    fn load(&mut self, w: &Arc<Live>) -> Result<()> {
         let v = w.vault();
         let Some(content) = self.lazy.take() else { return Ok(()) };
         if content.recipe.is_some() {
@@ -153,7 +162,7 @@ impl FileData {
 
     /// A file stored expanded (src/rebuild) that is written to: its original bytes are
     /// chunked again into a chunk table of their own.
-    fn load_rebuilt(&mut self, w: &Live, content: &Content) -> Result<()> {
+    fn load_rebuilt(&mut self, w: &Arc<Live>, content: &Content) -> Result<()> {
         let v = w.vault();
         let r = FileReader::new(v, content)?;
         let size = r.size();
@@ -181,14 +190,20 @@ impl FileData {
     }
 
     /// Hands written bytes to the expansion and stores the chunks it has ready.
-    fn feed(&mut self, w: &Live, data: Vec<u8>) -> Result<()> {
+    fn feed(&mut self, w: &Arc<Live>, data: Vec<u8>) -> Result<()> {
         let mut e = self.expanding.take().ok_or_else(|| Error::invalid("file is not being expanded"))?;
         let r = e.job.feed(data, &mut |p| self.store_piece(w, &mut e.recipe, &mut e.recipe_pages, p));
         self.expanding = Some(e);
         r
     }
 
-    fn store_piece(&mut self, w: &Live, recipe: &mut Vec<ChunkRef>, pages: &mut Vec<PageRef>, p: &Piece) -> Result<()> {
+    fn store_piece(
+        &mut self,
+        w: &Arc<Live>,
+        recipe: &mut Vec<ChunkRef>,
+        pages: &mut Vec<PageRef>,
+        p: &Piece,
+    ) -> Result<()> {
         match p {
             Piece::Expanded(b) => {
                 let refs = w.add_chunks(b, true)?;
@@ -209,7 +224,7 @@ impl FileData {
     /// Ends the expansion: the file becomes its committed-to-be content (expanded stream and
     /// recipe, or its bytes when nothing was worth expanding), held like a loaded snapshot
     /// file.
-    fn finish_expanding(&mut self, w: &Live) -> Result<Content> {
+    fn finish_expanding(&mut self, w: &Arc<Live>) -> Result<Content> {
         let r = self.finish_expanding_inner(w);
         self.clear_table();
         match &r {
@@ -224,7 +239,7 @@ impl FileData {
         r
     }
 
-    fn finish_expanding_inner(&mut self, w: &Live) -> Result<Content> {
+    fn finish_expanding_inner(&mut self, w: &Arc<Live>) -> Result<Content> {
         let Some(e) = self.expanding.take() else { return Err(Error::invalid("file is not being expanded")) };
         let Expanding { job, mut recipe, mut recipe_pages, .. } = *e;
         let fed = job.fed;
@@ -251,13 +266,14 @@ impl FileData {
         self.clear_table();
         (self.overlay, self.overlay_bytes) = (BTreeMap::new(), 0);
         (self.lazy, self.tail, self.lost) = (None, Vec::new(), true);
+        self.flow = None;
     }
 
     /// Ends the expansion and applies the rewrites kept meanwhile. With `keep_expanded` and
     /// only copied bytes rewritten (or none), the file stays expanded: `lazy` holds its
     /// content. Otherwise its bytes are chunked again as they are, rewrites included (a dirty
     /// chunk table; `lazy` is `None`).
-    fn end_expansion(&mut self, w: &Live, keep_expanded: bool) -> Result<()> {
+    fn end_expansion(&mut self, w: &Arc<Live>, keep_expanded: bool) -> Result<()> {
         let patches = self.expanding.as_mut().map(|e| std::mem::take(&mut e.patches)).unwrap_or_default();
         let content = self.finish_expanding(w)?;
         if patches.is_empty() {
@@ -289,7 +305,12 @@ impl FileData {
     /// recipe copies from the expanded stream (`None`, with nothing changed, otherwise): the
     /// same rewrites of the expanded stream, with the same recipe. Leaves the chunk table
     /// empty.
-    fn patch_expanded(&mut self, w: &Live, content: &Content, patches: &[(u64, Vec<u8>)]) -> Result<Option<Content>> {
+    fn patch_expanded(
+        &mut self,
+        w: &Arc<Live>,
+        content: &Content,
+        patches: &[(u64, Vec<u8>)],
+    ) -> Result<Option<Content>> {
         let v = w.vault();
         let mut moved = Vec::new();
         match FileReader::new(v, content)?.plan() {
@@ -322,7 +343,7 @@ impl FileData {
 
     /// Ends the expansion of a file that is about to be changed other than by appending:
     /// its bytes are chunked again as they are.
-    fn stop_expanding(&mut self, w: &Live) -> Result<()> {
+    fn stop_expanding(&mut self, w: &Arc<Live>) -> Result<()> {
         self.end_expansion(w, false)?;
         self.load(w)
     }
@@ -357,7 +378,7 @@ impl FileData {
     }
 
     /// Writes the oldest full page of the table out once the table holds two.
-    fn page_out(&mut self, w: &Live) -> Result<()> {
+    fn page_out(&mut self, w: &Arc<Live>) -> Result<()> {
         while self.chunks.len() >= 2 * PAGE_CHUNKS {
             let page = w.write_list(&self.chunks[..PAGE_CHUNKS])?;
             self.paged_len += page.bytes;
@@ -373,6 +394,7 @@ impl FileData {
         if self.dirty
             || self.writers > 0
             || !self.tail.is_empty()
+            || self.flow.is_some()
             || !self.overlay.is_empty()
             || self.expanding.is_some()
         {
@@ -396,7 +418,7 @@ impl FileData {
         }
     }
 
-    fn append_chunks(&mut self, w: &Live, refs: &[ChunkRef]) -> Result<()> {
+    fn append_chunks(&mut self, w: &Arc<Live>, refs: &[ChunkRef]) -> Result<()> {
         self.push_chunks(refs);
         self.page_out(w)
     }
@@ -415,7 +437,39 @@ impl FileData {
         if self.lost {
             return 0;
         }
-        self.chunked_len() + self.tail.len() as u64
+        self.tail_start() + self.tail.len() as u64
+    }
+
+    /// Where `tail` starts: after the stored chunks and the bytes the storing thread has.
+    fn tail_start(&self) -> u64 {
+        self.chunked_len() + self.flow.as_ref().map_or(0, |f| f.inflight())
+    }
+
+    /// Takes in what the storing thread has done; with `wait`, all of it, and the thread
+    /// ends (the chunk table and tail are then as if everything had been stored in place).
+    fn take_in(&mut self, w: &Arc<Live>, wait: bool) -> Result<()> {
+        let Some(flow) = self.flow.as_mut() else { return Ok(()) };
+        let mut got = Vec::new();
+        let r = flow.take(wait, &mut got);
+        if wait || r.is_err() {
+            self.flow = None;
+        }
+        r?;
+        for t in got {
+            match t {
+                Taken::Chunks(refs) => self.append_chunks(w, &refs)?,
+                Taken::Rest(mut rest) => {
+                    rest.extend_from_slice(&self.tail);
+                    self.tail = rest;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the storing thread to store everything handed to it.
+    fn drain(&mut self, w: &Arc<Live>) -> Result<()> {
+        self.take_in(w, true)
     }
 
     /// Index in `chunks` of the chunk holding `off` (which must be at or after `paged_len`).
@@ -432,10 +486,14 @@ impl FileData {
 
     /// Bytes of the file. A file being stored expanded is first turned back into chunks of
     /// its bytes (needs the writer: it is only expanding while written through it).
-    pub fn read(&mut self, live: Option<&Live>, v: &'static Vault, off: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&mut self, live: Option<&Arc<Live>>, v: &'static Vault, off: u64, len: usize) -> Result<Vec<u8>> {
         if self.expanding.is_some() {
             let w = live.ok_or_else(|| Error::read_only("the vault is mounted read-only"))?;
             self.guarded(|f| f.stop_expanding(w))?;
+        }
+        if self.flow.is_some() {
+            let w = live.ok_or_else(|| Error::read_only("the vault is mounted read-only"))?;
+            self.guarded(|f| f.drain(w))?;
         }
         if self.lost {
             return Err(Error::new(ErrorKind::Io, "an earlier error lost this file's staged bytes; write it again"));
@@ -528,11 +586,11 @@ impl FileData {
         f(self).inspect_err(|e| self.failed = Some(e.kind()))
     }
 
-    pub fn write(&mut self, w: &Live, off: u64, data: &[u8]) -> Result<()> {
+    pub fn write(&mut self, w: &Arc<Live>, off: u64, data: &[u8]) -> Result<()> {
         self.guarded(|f| f.write_inner(w, off, data))
     }
 
-    fn write_inner(&mut self, w: &Live, off: u64, data: &[u8]) -> Result<()> {
+    fn write_inner(&mut self, w: &Arc<Live>, off: u64, data: &[u8]) -> Result<()> {
         self.generation += 1;
         if let Some(e) = self.expanding.as_mut() {
             self.dirty = true;
@@ -560,24 +618,31 @@ impl FileData {
 
     /// Writes `data` at `off` into the staged content (never into an expansion); `may_start`:
     /// a compressed file written from its start may start being expanded.
-    fn write_bytes(&mut self, w: &Live, off: u64, data: &[u8], may_start: bool) -> Result<()> {
+    fn write_bytes(&mut self, w: &Arc<Live>, off: u64, data: &[u8], may_start: bool) -> Result<()> {
         let v = w.vault();
         self.load(w)?;
         self.unfinalize(v)?;
         self.dirty = true;
+        if self.flow.is_some() {
+            // Appends go on while the storing thread works; anything behind the tail needs
+            // the chunk table as it is.
+            let behind = off < self.tail_start();
+            self.take_in(w, behind)?;
+        }
         if off > self.size() {
             self.append_zeros(w, off - self.size())?;
         }
         let cl = self.chunked_len();
+        let ts = self.tail_start();
         let end = off + data.len() as u64;
         if off < cl {
             let e = end.min(cl);
             self.overlay_insert(off, &data[..(e - off) as usize]);
         }
-        if end > cl {
-            let s = off.max(cl);
+        if end > ts {
+            let s = off.max(ts);
             let part = &data[(s - off) as usize..];
-            let t = (s - cl) as usize;
+            let t = (s - ts) as usize;
             let overlap = (self.tail.len() - t).min(part.len());
             self.tail[t..t + overlap].copy_from_slice(&part[..overlap]);
             self.tail.extend_from_slice(&part[overlap..]);
@@ -592,6 +657,7 @@ impl FileData {
     /// Whether the whole file is the tail, starting with a container the expansion reads.
     fn may_expand(&self) -> bool {
         self.expanding.is_none()
+            && self.flow.is_none()
             && self.lazy.is_none()
             && self.chunked_len() == 0
             && self.paged.is_empty()
@@ -601,7 +667,7 @@ impl FileData {
 
     /// Hands the tail (the whole file so far) to a new expansion; its chunks go to the bulk
     /// packs.
-    fn start_expanding(&mut self, w: &Live) -> Result<()> {
+    fn start_expanding(&mut self, w: &Arc<Live>) -> Result<()> {
         self.bulk = true;
         self.expanding = Some(Box::new(Expanding {
             job: Job::start(w.vault().chunker_params()),
@@ -614,7 +680,7 @@ impl FileData {
         self.feed(w, tail)
     }
 
-    fn append_zeros(&mut self, w: &Live, mut n: u64) -> Result<()> {
+    fn append_zeros(&mut self, w: &Arc<Live>, mut n: u64) -> Result<()> {
         while n > 0 {
             let k = n.min(ZERO_BLOCK as u64) as usize;
             self.tail.resize(self.tail.len() + k, 0);
@@ -625,7 +691,7 @@ impl FileData {
     }
 
     /// Keeps memory bounded: chunks a long tail, rewrites chunks under a large overlay.
-    fn settle(&mut self, w: &Live) -> Result<()> {
+    fn settle(&mut self, w: &Arc<Live>) -> Result<()> {
         if self.overlay_bytes > OVERLAY_LIMIT {
             // Past the memory limits the file is a large one: its chunks stream into the bulk
             // packs, written as pack files at its close rather than copied into the journal.
@@ -633,13 +699,17 @@ impl FileData {
             self.materialize(w)?;
         }
         if self.tail.len() >= TAIL_LIMIT {
+            // A large file: its tails are stored by a thread of its own while the writer goes
+            // on (src/fs/flow.rs), into the bulk packs.
             self.bulk = true;
-            let mut c = StreamChunker::new(w.vault().chunker_params());
-            let mut batch = ChunkBatch::default();
-            c.push(&std::mem::take(&mut self.tail), &mut batch);
-            let refs = w.add_chunks(&batch, true)?;
-            self.append_chunks(w, &refs)?;
-            self.tail = c.into_pending();
+            if self.flow.is_none() {
+                self.flow = Some(Flow::start(w.clone(), w.vault().chunker_params())?);
+            }
+            self.take_in(w, false)?;
+            let Some(flow) = self.flow.as_mut() else { return Err(Error::invalid("no storing thread")) };
+            let next = flow.spare(TAIL_ROOM);
+            let full = std::mem::replace(&mut self.tail, next);
+            flow.hand_over(full)?;
         }
         Ok(())
     }
@@ -678,8 +748,12 @@ impl FileData {
     }
 
     /// Rewrites the chunks under the overlay (see the module doc).
-    fn materialize(&mut self, w: &Live) -> Result<()> {
+    fn materialize(&mut self, w: &Arc<Live>) -> Result<()> {
         let v = w.vault();
+        if self.overlay.is_empty() {
+            return Ok(());
+        }
+        self.drain(w)?;
         let (Some((&first, _)), Some((&lo, ld))) = (self.overlay.iter().next(), self.overlay.iter().next_back()) else {
             return Ok(());
         };
@@ -742,17 +816,18 @@ impl FileData {
         self.page_out(w)
     }
 
-    pub fn truncate(&mut self, w: &Live, size: u64) -> Result<()> {
+    pub fn truncate(&mut self, w: &Arc<Live>, size: u64) -> Result<()> {
         self.guarded(|f| f.truncate_inner(w, size))
     }
 
-    fn truncate_inner(&mut self, w: &Live, size: u64) -> Result<()> {
+    fn truncate_inner(&mut self, w: &Arc<Live>, size: u64) -> Result<()> {
         let v = w.vault();
         self.generation += 1;
         if size == 0 {
             // `O_TRUNC` of yesterday's dump: nothing of the old content is needed (an expanded
             // one is not recreated only to be cut).
             self.expanding = None;
+            self.flow = None;
             self.lazy = None;
             self.clear_table();
             self.tail = Vec::new();
@@ -767,6 +842,7 @@ impl FileData {
             }
             self.stop_expanding(w)?;
         }
+        self.drain(w)?;
         self.load(w)?;
         self.unfinalize(v)?;
         self.dirty = true;
@@ -793,11 +869,12 @@ impl FileData {
     }
 
     /// Cuts the whole content into stored chunks and records it as committed with `state`.
-    pub fn finalize(&mut self, w: &Live, state: FileState) -> Result<Committed> {
+    pub fn finalize(&mut self, w: &Arc<Live>, state: FileState) -> Result<Committed> {
         self.guarded(|f| f.finalize_inner(w, state))
     }
 
-    fn finalize_inner(&mut self, w: &Live, state: FileState) -> Result<Committed> {
+    fn finalize_inner(&mut self, w: &Arc<Live>, state: FileState) -> Result<Committed> {
+        self.drain(w)?;
         if self.dirty && self.tail.len() >= EXPAND_AT_CLOSE && self.may_expand() {
             // A compressed file smaller than the tail limit, whole in memory: expanded now.
             self.start_expanding(w)?;
@@ -820,7 +897,8 @@ impl FileData {
     }
 
     /// Cuts the whole staged content into stored chunks: its content record.
-    fn chunk_all(&mut self, w: &Live) -> Result<Content> {
+    fn chunk_all(&mut self, w: &Arc<Live>) -> Result<Content> {
+        self.drain(w)?;
         self.materialize(w)?;
         if !self.tail.is_empty() {
             let mut c = StreamChunker::new(w.vault().chunker_params());
@@ -836,7 +914,7 @@ impl FileData {
     }
 
     /// The content record of stored pages followed by `chunks` (pages written as they fill).
-    fn content(w: &Live, pages: &[PageRef], chunks: &[ChunkRef]) -> Result<Content> {
+    fn content(w: &Arc<Live>, pages: &[PageRef], chunks: &[ChunkRef]) -> Result<Content> {
         if pages.is_empty() && chunks.len() <= INLINE_CHUNKS {
             return Ok(Content::inline(chunks.to_vec()));
         }

@@ -38,6 +38,7 @@
 
 mod attr;
 pub mod file;
+mod flow;
 mod snaps;
 mod tree;
 
@@ -93,7 +94,7 @@ struct Handle {
 
 pub struct VaultFs {
     v: &'static Vault,
-    live: Option<Live>,
+    live: Option<Arc<Live>>,
     /// Held for the life of a writable mount: one writable mount per vault.
     _mount_lock: Option<vault::repo::lock::VaultLock>,
     tree: Mutex<Tree>,
@@ -147,7 +148,7 @@ impl VaultFs {
         let cur = v.clock().current();
         let fs = VaultFs {
             v,
-            live: if writable { Some(Live::new(v, "vaultfs mount", LOCK_WAIT)) } else { None },
+            live: if writable { Some(Arc::new(Live::new(v, "vaultfs mount", LOCK_WAIT))) } else { None },
             _mount_lock: mount_lock,
             tree: Mutex::new(Tree {
                 nodes: HashMap::new(),
@@ -203,7 +204,7 @@ impl VaultFs {
         self.cur.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn live(&self) -> Result<&Live> {
+    fn live(&self) -> Result<&Arc<Live>> {
         self.live.as_ref().ok_or_else(|| Error::read_only("the vault is mounted read-only"))
     }
 
