@@ -361,3 +361,49 @@ fn check_recreate_rebuilds_each_expanded_file_once_and_names_the_damaged_ones() 
     assert!(out.contains("/a.json.gz: recreating its original bytes"), "{out}");
     assert!(out.contains("/copy/a.json.gz: recreating its original bytes"), "{out}");
 }
+
+#[test]
+fn cat_gunzip_gives_the_content_of_gzip_files_stored_expanded_or_not() {
+    // `cat --gunzip` is `cat | gzip -dc` without recreating the gzip bytes when the file was
+    // stored expanded; a gzip stored as its bytes is inflated; anything else is refused.
+    let e = Env::new();
+    e.init();
+    let (d1, _) = archives();
+    let mut members = gnu_gzip(6, &d1[..d1.len() / 2]);
+    members.extend(gnu_gzip(9, &d1[d1.len() / 2..]));
+    let out = put(&e, "members.archive.gz", &members);
+    assert!(out.contains("expanded"), "{out}");
+    let tiny = gnu_gzip(6, b"a gzip stream too short to be expanded");
+    put(&e, "tiny.gz", &tiny);
+    put(&e, "zlib.bin", &python_zlib(6, &d1));
+    put(&e, "plain.archive", &d1);
+    let mut crc = members.clone();
+    let n = crc.len();
+    crc[n - 6] ^= 0x10;
+    put(&e, "crc.archive.gz", &crc);
+    put(&e, "cut.archive.gz", &members[..members.len() / 3]);
+
+    let o = e.run(&["cat", "--gunzip", "current/members.archive.gz"]);
+    assert!(o.status.success(), "{o:?}");
+    same(&o.stdout, &d1, "cat --gunzip of two members stored expanded");
+    let o = e.run(&["cat", "--gunzip", "current/tiny.gz"]);
+    assert!(o.status.success(), "{o:?}");
+    same(&o.stdout, b"a gzip stream too short to be expanded", "cat --gunzip of a gzip stored as it is");
+    for (name, says) in [
+        ("zlib.bin", "not a gzip file"),
+        ("plain.archive", "not a gzip file"),
+        ("crc.archive.gz", "CRC-32"),
+        ("cut.archive.gz", "cut.archive.gz"),
+    ] {
+        let o = e.run(&["cat", "--gunzip", &format!("current/{name}")]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{name}: {:?}\n{err}", o.status.code());
+        if says == "not a gzip file" {
+            assert!(o.stdout.is_empty(), "{name}: wrote {} bytes", o.stdout.len());
+        }
+    }
+    // The stored files are untouched: plain `cat` still gives their bytes.
+    let o = e.run(&["cat", "current/crc.archive.gz"]);
+    assert!(o.status.success(), "{o:?}");
+    same(&o.stdout, &crc, "cat of the damaged trailer");
+}

@@ -75,6 +75,9 @@ impl Read for TimedReader<'_, '_> {
         if let Some(c) = &mut self.content {
             let n = c.read(buf)?;
             self.busy += t.elapsed();
+            if let Some(k) = &self.kick {
+                let _ = k.try_send(());
+            }
             let done = if n == 0 { self.r.size() } else { c.original_done() };
             let d = done.saturating_sub(self.off);
             self.off += d;

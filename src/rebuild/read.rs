@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 /// Random access to the bytes of a stored stream (the expanded stream or the recipe).
 pub trait Source: Send + Sync {
     fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>>;
+    /// Fetches what a sequential reader will ask for next (from another thread); errors are
+    /// left for that read.
+    fn read_ahead(&self) {}
 }
 
 /// Bytes of the expanded stream copied per read.
@@ -152,6 +155,11 @@ pub struct Rebuilder<S: Source> {
 impl<S: Source> Rebuilder<S> {
     pub fn new(plan: Plan, expanded: S, recipe: S) -> Self {
         Rebuilder { plan, expanded, recipe, state: Mutex::new(State::default()) }
+    }
+
+    /// Fetches the expanded stream ahead of its last read (see [`Source::read_ahead`]).
+    pub fn read_ahead(&self) {
+        self.expanded.read_ahead();
     }
 
     pub fn size(&self) -> u64 {

@@ -532,11 +532,17 @@ impl<'v> FileReader<'v> {
         }
     }
 
-    /// Fetches ahead of the last read (see [`ChunkReader::read_ahead`]); a file stored
-    /// expanded is read ahead by its own reads.
+    /// `Read` over the file from its start (its original bytes), in reads of up to 1 MiB.
+    pub fn sequential(&self) -> FileRead<'_, 'v> {
+        FileRead { r: self, off: 0 }
+    }
+
+    /// Fetches ahead of the last read (see [`ChunkReader::read_ahead`]); for a file stored
+    /// expanded, ahead of the last read of its expanded stream.
     pub fn read_ahead(&self) {
-        if let Inner::Chunks(c) = &self.0 {
-            c.read_ahead();
+        match &self.0 {
+            Inner::Chunks(c) => c.read_ahead(),
+            Inner::Rebuilt(r) => r.read_ahead(),
         }
     }
 
@@ -586,6 +592,21 @@ fn write_pieces(w: &mut dyn Write, pieces: &[Piece]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// See [`FileReader::sequential`].
+pub struct FileRead<'a, 'v> {
+    r: &'a FileReader<'v>,
+    off: u64,
+}
+
+impl std::io::Read for FileRead<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let b = self.r.read_at(self.off, buf.len().min(1 << 20)).map_err(std::io::Error::other)?;
+        buf[..b.len()].copy_from_slice(&b);
+        self.off += b.len() as u64;
+        Ok(b.len())
+    }
+}
+
 /// `Read` over a [`Source`] from an offset.
 struct SourceRead<'a, S: Source> {
     src: &'a S,
@@ -604,6 +625,9 @@ impl<S: Source> std::io::Read for SourceRead<'_, S> {
 impl Source for ChunkReader<'_> {
     fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>> {
         ChunkReader::read_at(self, off, len)
+    }
+    fn read_ahead(&self) {
+        ChunkReader::read_ahead(self)
     }
 }
 

@@ -11,6 +11,11 @@ use vault::commands::browse;
 #[derive(clap::Args)]
 pub struct Args {
     spec: String,
+    /// Write the decompressed content of a gzip file (mongodump --gzip, gzip -c), checked
+    /// against each member's CRC-32: what `vaultctl cat ... | gzip -dc` gives. A gzip file
+    /// stored expanded is read as its stored content, without recreating or inflating it.
+    #[arg(long)]
+    gunzip: bool,
 }
 
 impl Args {
@@ -20,7 +25,11 @@ impl Args {
         // standard output's line buffering would split and copy.
         let fd = std::io::stdout().as_fd().try_clone_to_owned().context("standard output")?;
         let mut out = std::fs::File::from(fd);
-        browse::cat(&v, &self.spec, &mut out)?;
+        if self.gunzip {
+            browse::cat_gunzip(&v, &self.spec, &mut out)?;
+        } else {
+            browse::cat(&v, &self.spec, &mut out)?;
+        }
         out.flush().context("writing to standard output")?;
         Ok(ExitCode::SUCCESS)
     }
