@@ -184,16 +184,23 @@ impl<'v> WriteSession<'v> {
     pub fn store_stream(&mut self, input: &mut (dyn Read + Send)) -> Result<Stored> {
         let params = self.v.chunker_params();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Piece>>(2);
+        let (ids_tx, ids_rx) = std::sync::mpsc::sync_channel::<Result<Identified>>(2);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
         let mut stored = Stored::default();
         let pool = BatchPool::default();
+        let (v, pending) = (self.v, self.pending.clone());
         std::thread::scope(|scope| -> Result<()> {
             let thread_pool = &pool;
             scope.spawn(move || crate::rebuild::chunk_expanded(input, params, BATCH_BYTES, thread_pool, &tx));
+            // Identification runs a batch ahead of sealing and packing (three stages, both
+            // cores busy): the ids of the next batch are hashed and looked up meanwhile.
+            scope.spawn(move || identify(v, &pending, rx, &ids_tx, &done_rx));
             let mut builder = ContentBuilder::default();
             let mut recipe = ContentBuilder::default();
             let mut done = None;
-            for piece in rx {
-                let (batch, to) = match piece? {
+            for item in ids_rx {
+                let Identified { seq, piece, ids, todo } = item?;
+                let (batch, to) = match piece {
                     Piece::Expanded(batch) => (batch, &mut builder),
                     Piece::Recipe(batch) => (batch, &mut recipe),
                     Piece::Done(x) => {
@@ -201,10 +208,13 @@ impl<'v> WriteSession<'v> {
                         continue;
                     }
                 };
-                let (refs, new) = self.add_chunks_counted(&batch)?;
+                let sealed = self.v.seal_chunks(&batch, &ids, &todo);
+                let new = self.add_new(sealed, true)?;
+                // Its new chunks are pending now: the identifying stage may forget them.
+                let _ = done_tx.send(seq);
                 stored.new_chunks += new as u64;
-                stored.chunks += refs.len() as u64;
-                to.push(self, &refs)?;
+                stored.chunks += ids.len() as u64;
+                to.push(self, &chunk_refs(&batch, ids))?;
                 pool.give(batch);
             }
             let x = done.ok_or_else(|| Error::corrupt("the input reader stopped early"))?;
@@ -539,6 +549,55 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// A piece of a stream with its chunks identified: `todo` are the positions of the chunks to
+/// seal and pack (new to the vault, to the session and to the batches before it).
+struct Identified {
+    seq: u64,
+    piece: Piece,
+    ids: Vec<crate::id::ChunkId>,
+    todo: Vec<usize>,
+}
+
+/// The identifying stage of [`WriteSession::store_stream`]: hashes each batch and looks its
+/// chunks up, a batch or two ahead of the stage that seals and packs them. The chunks it sent
+/// to be packed are not pending yet when the next batch is looked up, so it remembers them
+/// until that stage says (`done`) that their batch was packed; it forgets a batch's only after
+/// that, and checks what it remembers before the pending set, so a chunk is sealed once.
+fn identify(
+    v: &Vault,
+    pending: &Pending,
+    rx: std::sync::mpsc::Receiver<Result<Piece>>,
+    tx: &std::sync::mpsc::SyncSender<Result<Identified>>,
+    done: &std::sync::mpsc::Receiver<u64>,
+) {
+    let mut claimed: std::collections::VecDeque<(u64, std::collections::HashSet<crate::id::ChunkId>)> =
+        std::collections::VecDeque::new();
+    for (seq, piece) in (0u64..).zip(rx) {
+        let item = piece.and_then(|piece| {
+            let batch = match &piece {
+                Piece::Expanded(b) | Piece::Recipe(b) => b,
+                Piece::Done(_) => return Ok(Identified { seq, piece, ids: Vec::new(), todo: Vec::new() }),
+            };
+            while let Ok(d) = done.try_recv() {
+                while claimed.front().is_some_and(|(s, _)| *s <= d) {
+                    claimed.pop_front();
+                }
+            }
+            let ids = v.chunk_ids(batch);
+            let sent: Vec<bool> = ids.iter().map(|id| claimed.iter().any(|(_, c)| c.contains(id))).collect();
+            let todo: Vec<usize> = v.unknown_chunks(&ids, pending)?.into_iter().filter(|&i| !sent[i]).collect();
+            if !todo.is_empty() {
+                claimed.push_back((seq, todo.iter().map(|&i| ids[i]).collect()));
+            }
+            Ok(Identified { seq, piece, ids, todo })
+        });
+        let failed = item.is_err();
+        if tx.send(item).is_err() || failed {
+            return;
+        }
+    }
 }
 
 fn chunk_refs(chunks: &ChunkBatch, ids: Vec<crate::id::ChunkId>) -> Vec<ChunkRef> {
