@@ -10,7 +10,9 @@
 # back (to /dev/null, then checked against its sha256), and next to it `gzip -dc` of the newest
 # day (the read goal) and the vault's peak RSS. Then, for the vault, a drill of the newest day
 # (`vaultctl drill --path dump`: gzip files stored expanded are read as their stored content)
-# and the same drill with `--original` (their gzip bytes recreated and inflated again).
+# and the same drill with `--original` (their gzip bytes recreated and inflated again), and for
+# the gzip inputs `vaultctl cat --gunzip` of the newest day (its decompressed content, checked
+# against `gzip -dc` of the file) next to `gzip -dc` itself.
 #
 # Environment (all optional):
 #   BENCH_DOCS     documents per day (default 50000: a day is about 35 MB plain, 11 MB gzipped)
@@ -174,7 +176,7 @@ for v in $VARIANTS; do
 done
 day_date() { date -u -d "2026-01-01 + $(($1 - 1)) days" +%F; }
 
-declare -A STORE_S STORED READ_S RSS DRILL_S DRILL_O
+declare -A STORE_S STORED READ_S RSS DRILL_S DRILL_O GUNZIP_S
 run_tool() { # TOOL VARIANT
     local tool="$1" v="$2" repo="$WORK/repo-$1-$2" t0 t1 kib=0 k d sha
     local log="$WORK/logs/$tool-$v.log"
@@ -216,6 +218,16 @@ run_tool() { # TOOL VARIANT
     [[ "$sha" == "$(sha256sum <"${LAST_FILE[$v]}" | cut -d' ' -f1)" ]] || die "$tool read back $v day $DAYS wrong"
     if [[ "$tool" == vault ]]; then
         faketime "$(day_date "$DAYS") 13:05:00" "$BIN/vaultctl" --repo "$repo" stats >"$WORK/logs/stats-$v.txt" 2>&1
+        if [[ "$v" == gzip6 || "$v" == gogzip ]]; then
+            # The decompressed content, read as stored: what `gzip -dc` of the file gives.
+            local gunzip=(faketime "$(day_date "$DAYS") 13:06:00" "$BIN/vaultctl" --repo "$repo" cat --gunzip current/dump)
+            t0="$(now)"
+            "${gunzip[@]}" >/dev/null 2>>"$log" || die "cat --gunzip of $v failed"
+            t1="$(now)"
+            GUNZIP_S[$v]="$(calc "$t1 - $t0" 6)"
+            [[ "$("${gunzip[@]}" 2>>"$log" | sha256sum)" == "$(gzip -dc "${LAST_FILE[$v]}" | sha256sum)" ]] ||
+                die "cat --gunzip of $v gave other bytes than gzip -dc"
+        fi
         local how
         for how in content original; do
             local extra=()
@@ -262,10 +274,12 @@ for v in $VARIANTS; do
 done
 if [[ " $TOOLS " == *" vault "* ]]; then
     echo
-    echo "| input | vault drill of the newest day s | drill --original s | ratio | gzip -dc s |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| input | vault drill of the newest day s | drill --original s | ratio | vault cat --gunzip s | gzip -dc s |"
+    echo "|---|---:|---:|---:|---:|---:|"
     for v in $VARIANTS; do
-        echo "| $v | $(calc "${DRILL_S[$v]}" 2) | $(calc "${DRILL_O[$v]}" 2) | $(calc "${DRILL_O[$v]} / ${DRILL_S[$v]}" 1) | $(gz_s "$v") |"
+        g="-"
+        [[ -n "${GUNZIP_S[$v]:-}" ]] && g="$(calc "${GUNZIP_S[$v]}" 2)"
+        echo "| $v | $(calc "${DRILL_S[$v]}" 2) | $(calc "${DRILL_O[$v]}" 2) | $(calc "${DRILL_O[$v]} / ${DRILL_S[$v]}" 1) | $g | $(gz_s "$v") |"
     done
     for v in $VARIANTS; do
         echo
