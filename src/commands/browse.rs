@@ -44,11 +44,14 @@ pub fn cat_gunzip(v: &Vault, spec: &str, out: &mut dyn Write) -> Result<u64> {
         return Err(Error::invalid(format!("{spec}: not a regular file")));
     }
     let reader = v.file_reader(&node)?;
-    let fail = |e: std::io::Error| -> Error {
-        match e.into_inner().map(|b| b.downcast::<Error>()) {
-            Some(Ok(e)) => e.context(&name),
-            Some(Err(b)) => Error::corrupt(format!("{name}: {b}")),
-            None => Error::corrupt(format!("{name}: damaged gzip data")),
+    let fail = |e: Copy| -> Error {
+        match e {
+            Copy::Write(e) => Error::io("writing output", e),
+            Copy::Read(e) => match e.into_inner().map(|b| b.downcast::<Error>()) {
+                Some(Ok(e)) => e.context(&name),
+                Some(Err(b)) => Error::corrupt(format!("{name}: {b}")),
+                None => Error::corrupt(format!("{name}: damaged gzip data")),
+            },
         }
     };
     if let Some(mut content) = reader.gzip_content() {
@@ -70,12 +73,19 @@ pub fn cat_gunzip(v: &Vault, spec: &str, out: &mut dyn Write) -> Result<u64> {
     copy_in_blocks(&mut flate2::read::MultiGzDecoder::new(raw), out, None).map_err(fail)
 }
 
+/// Where a copy failed: reading the file (damage) or writing the output (a closed pipe, a full
+/// disk).
+enum Copy {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
 /// Copies `r` to `out`; after each read, wakes the reading-ahead thread of `kick`, if any.
 fn copy_in_blocks(
     r: &mut dyn Read,
     out: &mut dyn Write,
     kick: Option<&std::sync::mpsc::SyncSender<()>>,
-) -> std::io::Result<u64> {
+) -> std::result::Result<u64, Copy> {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
@@ -83,13 +93,13 @@ fn copy_in_blocks(
             Ok(0) => return Ok(n),
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(Copy::Read(e)),
         };
         if let Some(kick) = kick {
             // Full means it is awake already.
             let _ = kick.try_send(());
         }
-        out.write_all(&buf[..k])?;
+        out.write_all(&buf[..k]).map_err(Copy::Write)?;
         n += k as u64;
     }
 }

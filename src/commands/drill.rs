@@ -308,10 +308,30 @@ pub fn drill_files(
                     }
                 }
                 // A second thread fetches and verifies the next bytes while these are checked.
+                // `tr` keeps the sender past a panic in the checker: the thread also stops when
+                // the scope's closure is left, unwinding included.
+                let stop = std::sync::atomic::AtomicBool::new(false);
                 let mut c = std::thread::scope(|sc| {
                     let (kick, woken) = std::sync::mpsc::sync_channel::<()>(1);
                     let ahead = &reader;
-                    sc.spawn(move || woken.iter().for_each(|()| ahead.read_ahead()));
+                    let stopped = &stop;
+                    sc.spawn(move || {
+                        use std::sync::mpsc::RecvTimeoutError;
+                        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                            match woken.recv_timeout(std::time::Duration::from_millis(50)) {
+                                Ok(()) => ahead.read_ahead(),
+                                Err(RecvTimeoutError::Timeout) => {}
+                                Err(RecvTimeoutError::Disconnected) => break,
+                            }
+                        }
+                    });
+                    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+                    impl Drop for Stop<'_> {
+                        fn drop(&mut self) {
+                            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    let _stop = Stop(stopped);
                     tr.kick = Some(kick);
                     let c = check_file(kind, wrapper, &reader, &mut tr, &mut rs, &label, &mut pg_wait);
                     tr.kick = None;

@@ -447,24 +447,31 @@ impl FileData {
 
     /// Takes in what the storing thread has done; with `wait`, all of it, and the thread
     /// ends (the chunk table and tail are then as if everything had been stored in place).
+    /// A failure loses what is staged (the bytes the thread had are gone, so the tail no longer
+    /// starts where the table ends): reads fail and the last close drops the file.
     fn take_in(&mut self, w: &Arc<Live>, wait: bool) -> Result<()> {
         let Some(flow) = self.flow.as_mut() else { return Ok(()) };
         let mut got = Vec::new();
         let r = flow.take(wait, &mut got);
-        if wait || r.is_err() {
+        if wait {
             self.flow = None;
         }
-        r?;
-        for t in got {
-            match t {
-                Taken::Chunks(refs) => self.append_chunks(w, &refs)?,
-                Taken::Rest(mut rest) => {
-                    rest.extend_from_slice(&self.tail);
-                    self.tail = rest;
+        let r = r.and_then(|()| {
+            for t in got {
+                match t {
+                    Taken::Chunks(refs) => self.append_chunks(w, &refs)?,
+                    Taken::Rest(mut rest) => {
+                        rest.extend_from_slice(&self.tail);
+                        self.tail = rest;
+                    }
                 }
             }
+            Ok(())
+        });
+        if r.is_err() {
+            self.lose_staged();
         }
-        Ok(())
+        r
     }
 
     /// Waits for the storing thread to store everything handed to it.
@@ -709,7 +716,10 @@ impl FileData {
             let Some(flow) = self.flow.as_mut() else { return Err(Error::invalid("no storing thread")) };
             let next = flow.spare(TAIL_ROOM);
             let full = std::mem::replace(&mut self.tail, next);
-            flow.hand_over(full)?;
+            if let Err(e) = flow.hand_over(full) {
+                self.lose_staged();
+                return Err(e);
+            }
         }
         Ok(())
     }

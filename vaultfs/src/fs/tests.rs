@@ -1154,11 +1154,23 @@ fn a_full_disk_while_a_large_file_is_stored_in_the_background_fails_a_later_writ
         fault.allow(n);
         let (a, fh) = fs.create(ROOT, b"dump", 0o644, 0, 0, 1).unwrap();
         let mut good = true;
+        let mut written = 0usize;
         for (i, block) in data.chunks(1 << 20).enumerate() {
             if let Err(e) = fs.write(fh, (i << 20) as u64, block) {
                 assert_eq!(e.kind(), ErrorKind::NoSpace, "step {n}, write {i}: {e}");
                 good = false;
                 break;
+            }
+            written += block.len();
+        }
+        if !good {
+            // Before the close: reads of the failed file fail, or give all of its bytes there
+            // that were written: never other bytes, never fewer.
+            for off in [0usize, (8 << 20) - 100, 12 << 20, 16 << 20, 30 << 20] {
+                if let Ok(got) = fs.read(a.ino, off as u64, 1 << 20) {
+                    let want = data[off.min(written)..(off + (1 << 20)).min(written)].to_vec();
+                    same(Some(&got), Some(&want), &format!("step {n}: read at {off} of {written} written"));
+                }
             }
         }
         let closed = fs.flush(fh, 1);
