@@ -56,21 +56,14 @@ pub fn cat_gunzip(v: &Vault, spec: &str, out: &mut dyn Write) -> Result<u64> {
     };
     if let Some(mut content) = reader.gzip_content() {
         // A second thread fetches and verifies the next chunks while these are written.
-        return std::thread::scope(|sc| {
-            let (kick, woken) = std::sync::mpsc::sync_channel::<()>(1);
-            let ahead = &reader;
-            sc.spawn(move || woken.iter().for_each(|()| ahead.read_ahead()));
-            let r = copy_in_blocks(&mut content, out, Some(&kick));
-            drop(kick);
-            r
-        })
-        .map_err(fail);
+        return reader.with_read_ahead(|kick| copy_in_blocks(&mut content, out, Some(&kick))).map_err(fail);
     }
     if reader.read_at(0, 2)? != [0x1f, 0x8b] {
         return Err(Error::invalid(format!("{name}: not a gzip file")));
     }
-    let raw = std::io::BufReader::with_capacity(1 << 20, reader.sequential());
-    copy_in_blocks(&mut flate2::read::MultiGzDecoder::new(raw), out, None).map_err(fail)
+    let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, reader.sequential()));
+    let copied = copy_in_blocks(&mut gz, out, None);
+    copied.map_err(fail)
 }
 
 /// Where a copy failed: reading the file (damage) or writing the output (a closed pipe, a full
@@ -84,7 +77,7 @@ enum Copy {
 fn copy_in_blocks(
     r: &mut dyn Read,
     out: &mut dyn Write,
-    kick: Option<&std::sync::mpsc::SyncSender<()>>,
+    kick: Option<&crate::repo::reader::Kick>,
 ) -> std::result::Result<u64, Copy> {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
@@ -96,8 +89,7 @@ fn copy_in_blocks(
             Err(e) => return Err(Copy::Read(e)),
         };
         if let Some(kick) = kick {
-            // Full means it is awake already.
-            let _ = kick.try_send(());
+            kick.kick();
         }
         out.write_all(&buf[..k]).map_err(Copy::Write)?;
         n += k as u64;

@@ -66,7 +66,7 @@ struct TimedReader<'a, 'v> {
     bytes: u64,
     progress: &'a dyn Progress,
     /// Wakes the thread that reads ahead of this reader while its bytes are checked.
-    kick: Option<std::sync::mpsc::SyncSender<()>>,
+    kick: Option<crate::repo::reader::Kick>,
 }
 
 impl Read for TimedReader<'_, '_> {
@@ -76,7 +76,7 @@ impl Read for TimedReader<'_, '_> {
             let n = c.read(buf)?;
             self.busy += t.elapsed();
             if let Some(k) = &self.kick {
-                let _ = k.try_send(());
+                k.kick();
             }
             let done = if n == 0 { self.r.size() } else { c.original_done() };
             let d = done.saturating_sub(self.off);
@@ -92,8 +92,7 @@ impl Read for TimedReader<'_, '_> {
         self.bytes += b.len() as u64;
         self.progress.advance(b.len() as u64);
         if let Some(k) = &self.kick {
-            // Full means it is awake already.
-            let _ = k.try_send(());
+            k.kick();
         }
         Ok(b.len())
     }
@@ -308,30 +307,7 @@ pub fn drill_files(
                     }
                 }
                 // A second thread fetches and verifies the next bytes while these are checked.
-                // `tr` keeps the sender past a panic in the checker: the thread also stops when
-                // the scope's closure is left, unwinding included.
-                let stop = std::sync::atomic::AtomicBool::new(false);
-                let mut c = std::thread::scope(|sc| {
-                    let (kick, woken) = std::sync::mpsc::sync_channel::<()>(1);
-                    let ahead = &reader;
-                    let stopped = &stop;
-                    sc.spawn(move || {
-                        use std::sync::mpsc::RecvTimeoutError;
-                        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                            match woken.recv_timeout(std::time::Duration::from_millis(50)) {
-                                Ok(()) => ahead.read_ahead(),
-                                Err(RecvTimeoutError::Timeout) => {}
-                                Err(RecvTimeoutError::Disconnected) => break,
-                            }
-                        }
-                    });
-                    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-                    impl Drop for Stop<'_> {
-                        fn drop(&mut self) {
-                            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                    let _stop = Stop(stopped);
+                let mut c = reader.with_read_ahead(|kick| {
                     tr.kick = Some(kick);
                     let c = check_file(kind, wrapper, &reader, &mut tr, &mut rs, &label, &mut pg_wait);
                     tr.kick = None;

@@ -533,8 +533,39 @@ impl<'v> FileReader<'v> {
     }
 
     /// `Read` over the file from its start (its original bytes), in reads of up to 1 MiB.
-    pub fn sequential(&self) -> FileRead<'_, 'v> {
-        FileRead { r: self, off: 0 }
+    pub fn sequential(&self) -> impl std::io::Read + '_ {
+        SourceRead { src: self, off: 0 }
+    }
+
+    /// Runs `f` with a second thread that calls [`FileReader::read_ahead`] each time `f`
+    /// kicks it (after each of its reads), so that the next bytes are fetched and verified
+    /// while `f` uses these. The thread ends when `f` returns or unwinds, even if `f` kept the
+    /// [`Kick`] somewhere that outlives it.
+    pub fn with_read_ahead<T>(&self, f: impl FnOnce(Kick) -> T) -> T {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::mpsc::RecvTimeoutError;
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|sc| {
+            let (kick, woken) = std::sync::mpsc::sync_channel::<()>(1);
+            let stopped = &stop;
+            sc.spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    match woken.recv_timeout(std::time::Duration::from_millis(50)) {
+                        Ok(()) => self.read_ahead(),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            });
+            let _stop = Stop(stopped);
+            f(Kick(kick))
+        })
     }
 
     /// Fetches ahead of the last read (see [`ChunkReader::read_ahead`]); for a file stored
@@ -592,18 +623,13 @@ fn write_pieces(w: &mut dyn Write, pieces: &[Piece]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// See [`FileReader::sequential`].
-pub struct FileRead<'a, 'v> {
-    r: &'a FileReader<'v>,
-    off: u64,
-}
+/// Wakes the thread of [`FileReader::with_read_ahead`].
+pub struct Kick(std::sync::mpsc::SyncSender<()>);
 
-impl std::io::Read for FileRead<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let b = self.r.read_at(self.off, buf.len().min(1 << 20)).map_err(std::io::Error::other)?;
-        buf[..b.len()].copy_from_slice(&b);
-        self.off += b.len() as u64;
-        Ok(b.len())
+impl Kick {
+    /// Asks for the next bytes to be fetched (a no-op when the thread is awake already).
+    pub fn kick(&self) {
+        let _ = self.0.try_send(());
     }
 }
 
@@ -619,6 +645,15 @@ impl<S: Source> std::io::Read for SourceRead<'_, S> {
         buf[..b.len()].copy_from_slice(&b);
         self.off += b.len() as u64;
         Ok(b.len())
+    }
+}
+
+impl Source for FileReader<'_> {
+    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>> {
+        FileReader::read_at(self, off, len)
+    }
+    fn read_ahead(&self) {
+        FileReader::read_ahead(self)
     }
 }
 
