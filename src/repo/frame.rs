@@ -70,12 +70,26 @@ thread_local! {
     /// than compressing a small one).
     static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+    /// Whether the last frame this thread compressed was stored as it is (did not compress):
+    /// the next one is then tried on a sample first.
+    static LAST_STORED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Bytes of a frame compressed first, as a sample, after a frame that did not compress (a run
+/// of incompressible data then costs an eighth of the compression attempts).
+const SAMPLE: usize = 8 << 10;
+
+/// Whether `n` compressed bytes of `raw` plaintext bytes are worth storing compressed.
+fn saves(n: usize, raw: usize) -> bool {
+    n + n / 32 < raw
 }
 
 /// `[room || flag || payload]`: `NONCE_LEN` bytes of room for [`Sealer::seal_in_place`], then
 /// zstd when it saves at least 1/32 of the size, else the plaintext stored. `joined` is the
 /// parts back to back when the caller has them so (consecutive chunks of one batch): they
-/// are then compressed without being copied together first.
+/// are then compressed without being copied together first. After a frame that did not
+/// compress, the thread first compresses the frame's first [`SAMPLE`] bytes; when they do
+/// not compress either, the frame is stored as it is without trying the rest.
 fn framed_in_room(level: i32, parts: &[&[u8]], joined: Option<&[u8]>) -> Vec<u8> {
     let raw: usize = parts.iter().map(|p| p.len()).sum();
     let room = NONCE_LEN + 1;
@@ -88,6 +102,19 @@ fn framed_in_room(level: i32, parts: &[&[u8]], joined: Option<&[u8]>) -> Vec<u8>
             *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
         }
         let (_, comp) = c.as_mut()?;
+        if raw > 2 * SAMPLE && LAST_STORED.get() {
+            let first = parts.first().copied().unwrap_or_default();
+            let sample = match joined {
+                Some(j) if j.len() == raw => &j[..SAMPLE],
+                _ if first.len() >= SAMPLE => &first[..SAMPLE],
+                _ => first,
+            };
+            let n = comp.compress_to_buffer(sample, spare(&mut out, sample.len())).ok()?;
+            out.truncate(room);
+            if !saves(n, sample.len()) {
+                return None;
+            }
+        }
         let n = match (parts, joined) {
             ([one], _) => comp.compress_to_buffer(one, spare(&mut out, raw)).ok()?,
             (_, Some(j)) if j.len() == raw => comp.compress_to_buffer(j, spare(&mut out, raw)).ok()?,
@@ -99,7 +126,9 @@ fn framed_in_room(level: i32, parts: &[&[u8]], joined: Option<&[u8]>) -> Vec<u8>
         out.truncate(room + n);
         Some(n)
     });
-    if compressed.is_some_and(|n| n + n / 32 < raw) {
+    let worth = compressed.is_some_and(|n| saves(n, raw));
+    LAST_STORED.set(!worth);
+    if worth {
         return out;
     }
     out.truncate(NONCE_LEN);
@@ -284,6 +313,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The compression flag of a sealed frame (the byte after its nonce, once opened).
+    fn flag_of(s: &Sealer, f: &SealedFrame) -> u8 {
+        let mut b = f.bytes.clone();
+        let d = match f.id {
+            Some(id) => s.open_in_place(Domain::DataFrame, &id, &mut b).unwrap(),
+            None => s.open_in_place(Domain::DataBlob, &f.members[0].0.id, &mut b).unwrap(),
+        };
+        d[0]
+    }
+
+    #[test]
+    fn after_a_frame_that_did_not_compress_a_sample_decides() {
+        let s = Sealer::new(&[3; 32]);
+        let mut r = 9u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (r >> 56) as u8
+                })
+                .collect()
+        };
+        let text: Vec<u8> =
+            (0..60_000u32).flat_map(|i| format!("{{\"n\": {i}}}\n").into_bytes()).take(60_000).collect();
+        // Noise first, the rest of the frame compressible: a frame on its own is compressed.
+        let mut mixed = noise(SAMPLE);
+        mixed.extend_from_slice(&text[..50_000]);
+        let id = |k: u8| BlobRef::data(crate::id::ChunkId([k; 32]));
+        let check = |f: &SealedFrame, want: &[&[u8]]| {
+            let e = f.entries(8);
+            let plain = open_frame(&s, &e[0], &f.bytes).unwrap();
+            assert_eq!(plain, want.concat());
+        };
+        let members = [(id(1), &mixed[..30_000]), (id(2), &mixed[30_000..])];
+        let alone = std::thread::scope(|sc| sc.spawn(|| seal_frame(&s, 3, &members)).join().unwrap());
+        assert_eq!(flag_of(&s, &alone), COMP_ZSTD);
+        check(&alone, &[&mixed[..30_000], &mixed[30_000..]]);
+        // On one thread: noise is stored; then the mixed frame's sample is noise, so it is
+        // stored as it is; compressible text is compressed again, and so is what follows it.
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let n = noise(40_000);
+                let one = seal_frame(&s, 3, &[(id(10), &n[..20_000]), (id(11), &n[20_000..])]);
+                assert_eq!(flag_of(&s, &one), COMP_NONE);
+                let m = seal_frame(&s, 3, &[(id(12), &mixed[..30_000]), (id(13), &mixed[30_000..])]);
+                assert_eq!(flag_of(&s, &m), COMP_NONE);
+                check(&m, &[&mixed[..30_000], &mixed[30_000..]]);
+                let t = seal_frame(&s, 3, &[(id(14), &text[..30_000]), (id(15), &text[30_000..])]);
+                assert_eq!(flag_of(&s, &t), COMP_ZSTD);
+                let m = seal_frame(&s, 3, &[(id(16), &mixed[..30_000]), (id(17), &mixed[30_000..])]);
+                assert_eq!(flag_of(&s, &m), COMP_ZSTD);
+                check(&m, &[&mixed[..30_000], &mixed[30_000..]]);
+            });
+        });
     }
 
     #[test]
