@@ -428,6 +428,52 @@ fn a_long_write_names_its_packs_while_the_index_cache_fills_behind_it() {
 }
 
 #[test]
+fn a_commit_names_packs_already_written_before_it_writes_the_open_ones() {
+    let m = Arc::new(MemoryStore::new());
+    Vault::init(m.clone(), &secret(), &small()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()) };
+    // About 20,000 new 1 KiB chunks: fewer than a session holds before it names its packs on
+    // its own, more than a commit names in an index file of their own before it writes the
+    // open packs (writer::EARLY_INDEX).
+    let d = data(20_000_000, 78);
+    {
+        let v = Vault::open(m.clone(), &secret(), &o).unwrap();
+        let mut w = v.begin_write("test", Duration::ZERO).unwrap();
+        let s = w.store_stream(&mut &d[..]).unwrap();
+        assert!(s.new_chunks > 1 << 13 && s.new_chunks < 1 << 16, "{} chunks", s.new_chunks);
+        assert!(m.list(ObjKind::Index).unwrap().is_empty(), "an index file before the commit");
+        assert!(w.buffered() > 64 << 10, "no open pack before the commit");
+        let comps = trees::split_path("f").unwrap();
+        let (root, _) = w.set_path(None, &comps, file_node(s.content, s.size)).unwrap();
+        w.commit("2026-11-20", None, root, 1, s.size).unwrap();
+        let files = m.list(ObjKind::Index).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        // The first names only packs written before the commit; the second the packs it wrote.
+        let mut sizes: Vec<usize> = files
+            .iter()
+            .map(|(name, _)| {
+                let id = crate::id::IndexId::from_hex(name).unwrap();
+                let b = m.get(ObjKind::Index, name).unwrap();
+                let plain = v.sealer.open(crate::crypto::Domain::IndexFile, id.as_bytes(), &b).unwrap();
+                crate::format::index::decode(&plain).unwrap().iter().map(|p| p.entries.len()).sum()
+            })
+            .collect();
+        sizes.sort_unstable();
+        assert!(sizes[0] > 0 && sizes[1] >= 1 << 13, "{sizes:?}");
+        assert!(v.index.len() >= s.new_chunks as usize, "{} entries in the cache", v.index.len());
+        assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    }
+    let v = Vault::open(m.clone(), &secret(), &o).unwrap();
+    let known = v.index.known_files().unwrap();
+    for (name, _) in m.list(ObjKind::Index).unwrap() {
+        assert!(known.contains(&crate::id::IndexId::from_hex(&name).unwrap()), "index file {name} not in the cache");
+    }
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    assert!(check::check(&v, true).unwrap().ok());
+}
+
+#[test]
 fn read_ahead_serves_concurrent_readers_and_reports_damage_only_where_read() {
     let (m, v) = new_vault();
     let big = data(6_000_000, 31);

@@ -36,6 +36,9 @@ const BATCH_BYTES: usize = 8 << 20;
 /// Blobs packed but not yet in an index file before the session flushes on its own
 /// (about 256 MiB of new data at the default chunk size).
 const MAX_PENDING: usize = 1 << 16;
+/// Entries of written packs from which a flush names them in an index file of their own
+/// before it writes the open packs (the cache is filled meanwhile).
+const EARLY_INDEX: usize = 1 << 13;
 
 pub struct WriteSession<'v> {
     v: &'v Vault,
@@ -340,13 +343,19 @@ impl<'v> WriteSession<'v> {
         Ok((self.write_tree(tree)?, old))
     }
 
-    /// Writes all open packs and one index file naming them; afterwards every blob of this
-    /// session is in the index.
+    /// Writes all open packs and an index file naming them; afterwards every blob of this
+    /// session is in the index. Packs already written get an index file of their own first
+    /// when they hold [`EARLY_INDEX`] entries or more (docs/DESIGN.md §10, step 3).
     /// On error nothing is lost: packs not written stay in memory, written ones stay listed
     /// for the next index file.
     pub fn flush(&mut self) -> Result<()> {
-        self.finish_indexing()?;
+        if self.packer.written().iter().map(|p| p.entries.len()).sum::<usize>() >= EARLY_INDEX {
+            // Many entries of packs already written: their index file first, so that the
+            // cache takes them on its thread while the open packs are written.
+            self.index_written()?;
+        }
         self.packer.flush()?;
+        self.finish_indexing()?;
         let written = self.packer.written().to_vec();
         if written.is_empty() {
             return Ok(());
