@@ -187,7 +187,8 @@ impl<'v> WriteSession<'v> {
     pub fn store_stream(&mut self, input: &mut (dyn Read + Send)) -> Result<Stored> {
         let params = self.v.chunker_params();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Piece>>(2);
-        let (ids_tx, ids_rx) = std::sync::mpsc::sync_channel::<Result<Identified>>(2);
+        let (ids_tx, ids_rx) = std::sync::mpsc::sync_channel::<Result<Identified>>(1);
+        let (sealed_tx, sealed_rx) = std::sync::mpsc::sync_channel::<Result<Identified>>(1);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
         let mut stored = Stored::default();
         let pool = BatchPool::default();
@@ -195,14 +196,17 @@ impl<'v> WriteSession<'v> {
         std::thread::scope(|scope| -> Result<()> {
             let thread_pool = &pool;
             scope.spawn(move || crate::rebuild::chunk_expanded(input, params, BATCH_BYTES, thread_pool, &tx));
-            // Identification runs a batch ahead of sealing and packing (three stages, both
-            // cores busy): the ids of the next batch are hashed and looked up meanwhile.
+            // Identification runs a batch ahead of sealing, and sealing a batch ahead of
+            // packing (four stages, both cores busy): the ids of the batch after next are
+            // hashed and looked up, and the next batch is compressed and sealed, while this
+            // one is packed.
             scope.spawn(move || identify(v, &pending, rx, &ids_tx, &done_rx));
+            scope.spawn(move || seal_stage(v, ids_rx, &sealed_tx));
             let mut builder = ContentBuilder::default();
             let mut recipe = ContentBuilder::default();
             let mut done = None;
-            for item in ids_rx {
-                let Identified { seq, piece, ids, todo } = item?;
+            for item in sealed_rx {
+                let Identified { seq, piece, ids, sealed, .. } = item?;
                 let (batch, to) = match piece {
                     Piece::Expanded(batch) => (batch, &mut builder),
                     Piece::Recipe(batch) => (batch, &mut recipe),
@@ -211,7 +215,6 @@ impl<'v> WriteSession<'v> {
                         continue;
                     }
                 };
-                let sealed = self.v.seal_chunks(&batch, &ids, &todo);
                 let new = self.add_new(sealed, true)?;
                 // Its new chunks are pending now: the identifying stage may forget them.
                 let _ = done_tx.send(seq);
@@ -561,12 +564,35 @@ pub fn hostname() -> String {
 }
 
 /// A piece of a stream with its chunks identified: `todo` are the positions of the chunks to
-/// seal and pack (new to the vault, to the session and to the batches before it).
+/// seal and pack (new to the vault, to the session and to the batches before it), `sealed`
+/// their frames once the sealing stage has been through.
 struct Identified {
     seq: u64,
     piece: Piece,
     ids: Vec<crate::id::ChunkId>,
     todo: Vec<usize>,
+    sealed: Vec<SealedFrame>,
+}
+
+/// The sealing stage of [`WriteSession::store_stream`]: compresses and seals the new chunks
+/// of each identified batch (on both cores) while the batch before it is packed.
+fn seal_stage(
+    v: &Vault,
+    rx: std::sync::mpsc::Receiver<Result<Identified>>,
+    tx: &std::sync::mpsc::SyncSender<Result<Identified>>,
+) {
+    for item in rx {
+        let item = item.map(|mut it| {
+            if let Piece::Expanded(b) | Piece::Recipe(b) = &it.piece {
+                it.sealed = v.seal_chunks(b, &it.ids, &it.todo);
+            }
+            it
+        });
+        let failed = item.is_err();
+        if tx.send(item).is_err() || failed {
+            return;
+        }
+    }
 }
 
 /// The identifying stage of [`WriteSession::store_stream`]: hashes each batch and looks its
@@ -587,7 +613,9 @@ fn identify(
         let item = piece.and_then(|piece| {
             let batch = match &piece {
                 Piece::Expanded(b) | Piece::Recipe(b) => b,
-                Piece::Done(_) => return Ok(Identified { seq, piece, ids: Vec::new(), todo: Vec::new() }),
+                Piece::Done(_) => {
+                    return Ok(Identified { seq, piece, ids: Vec::new(), todo: Vec::new(), sealed: Vec::new() })
+                }
             };
             while let Ok(d) = done.try_recv() {
                 while claimed.front().is_some_and(|(s, _)| *s <= d) {
@@ -600,7 +628,7 @@ fn identify(
             if !todo.is_empty() {
                 claimed.push_back((seq, todo.iter().map(|&i| ids[i]).collect()));
             }
-            Ok(Identified { seq, piece, ids, todo })
+            Ok(Identified { seq, piece, ids, todo, sealed: Vec::new() })
         });
         let failed = item.is_err();
         if tx.send(item).is_err() || failed {
