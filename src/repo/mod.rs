@@ -183,17 +183,26 @@ impl Vault {
             }
         })?;
         let cfg = ConfigFile::decode(&raw)?;
-        let (master, slot_id) = unlock(&*store, &cfg.vault_id, secret)?;
+        // The local index cache is opened on a second thread while the key is unlocked: opening
+        // it (reading its page table, replaying its log) takes about as long as Argon2id.
+        let cache_dir = o.cache_dir.as_ref().map(|d| d.join(hex::encode(cfg.vault_id)).join("index"));
+        let (unlocked, index) = std::thread::scope(|sc| {
+            let index = sc.spawn(|| cache_dir.as_deref().map(Index::open_cache));
+            let unlocked = unlock(&*store, &cfg.vault_id, secret);
+            (unlocked, index.join())
+        });
+        let (master, slot_id) = unlocked?;
+        let index = match index {
+            Ok(Some(index)) => index,
+            Ok(None) => Index::memory(),
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         let keys = Keys::derive(&master);
         let sealer = Arc::new(Sealer::new(keys.aead_key()));
         let settings = Settings::decode(
             &sealer.open(Domain::Settings, &cfg.vault_id, &cfg.sealed_settings).ctx("config: vault settings")?,
         )?;
         let clock = PeriodClock::new(settings.period, &settings.time_zone)?;
-        let index = match &o.cache_dir {
-            Some(dir) => Index::open_cache(&dir.join(hex::encode(cfg.vault_id)).join("index")),
-            None => Index::memory(),
-        };
         let v = Vault {
             store,
             keys,
