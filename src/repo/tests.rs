@@ -427,6 +427,47 @@ fn a_long_write_names_its_packs_while_the_index_cache_fills_behind_it() {
     assert!(check::check(&v, true).unwrap().ok());
 }
 
+/// Gives `ok` bytes of `data`, then fails every read.
+struct FailsAfter<'a> {
+    data: &'a [u8],
+    ok: usize,
+}
+
+impl std::io::Read for FailsAfter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.ok == 0 {
+            return Err(std::io::Error::other("the disk went away"));
+        }
+        let n = buf.len().min(self.ok).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        self.ok -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_input_that_fails_midway_ends_the_stream_with_its_error_and_the_session_goes_on() {
+    let (m, v) = new_vault();
+    let d = data(40_000_000, 79);
+    let mut w = v.begin_write("test", Duration::ZERO).unwrap();
+    // Fails after several batches have gone through every stage (read, identify, seal, pack).
+    for ok in [0, 5_000_000, 30_000_000] {
+        let err = w.store_stream(&mut FailsAfter { data: &d, ok }).unwrap_err();
+        assert!(err.to_string().contains("the disk went away"), "{err}");
+    }
+    // The same session stores the whole input afterwards and commits it.
+    let s = w.store_stream(&mut &d[..]).unwrap();
+    let comps = trees::split_path("f").unwrap();
+    let (root, _) = w.set_path(None, &comps, file_node(s.content, s.size)).unwrap();
+    w.commit("2026-11-20", None, root, 1, s.size).unwrap();
+    drop(w);
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    let v = Vault::open(m.clone(), &secret(), &OpenOptions::default()).unwrap();
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    assert!(check::check(&v, true).unwrap().ok());
+}
+
 #[test]
 fn a_commit_names_packs_already_written_before_it_writes_the_open_ones() {
     let m = Arc::new(MemoryStore::new());
