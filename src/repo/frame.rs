@@ -103,12 +103,8 @@ fn framed_in_room(level: i32, parts: &[&[u8]], joined: Option<&[u8]>) -> Vec<u8>
         }
         let (_, comp) = c.as_mut()?;
         if raw > 2 * SAMPLE && LAST_STORED.get() {
-            let first = parts.first().copied().unwrap_or_default();
-            let sample = match joined {
-                Some(j) if j.len() == raw => &j[..SAMPLE],
-                _ if first.len() >= SAMPLE => &first[..SAMPLE],
-                _ => first,
-            };
+            let head = joined.filter(|j| j.len() == raw).or(parts.first().copied()).unwrap_or_default();
+            let sample = &head[..head.len().min(SAMPLE)];
             let n = comp.compress_to_buffer(sample, spare(&mut out, sample.len())).ok()?;
             out.truncate(room);
             if !saves(n, sample.len()) {

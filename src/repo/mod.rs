@@ -187,15 +187,15 @@ impl Vault {
         // it (reading its page table, replaying its log) takes about as long as Argon2id.
         let cache_dir = o.cache_dir.as_ref().map(|d| d.join(hex::encode(cfg.vault_id)).join("index"));
         let (unlocked, index) = std::thread::scope(|sc| {
-            let index = sc.spawn(|| cache_dir.as_deref().map(Index::open_cache));
+            let index = cache_dir.as_deref().map(|d| sc.spawn(move || Index::open_cache(d)));
             let unlocked = unlock(&*store, &cfg.vault_id, secret);
-            (unlocked, index.join())
+            (unlocked, index.map(|h| h.join()))
         });
         let (master, slot_id) = unlocked?;
         let index = match index {
-            Ok(Some(index)) => index,
-            Ok(None) => Index::memory(),
-            Err(panic) => std::panic::resume_unwind(panic),
+            Some(Ok(index)) => index,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Index::memory(),
         };
         let keys = Keys::derive(&master);
         let sealer = Arc::new(Sealer::new(keys.aead_key()));
