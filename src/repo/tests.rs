@@ -56,6 +56,30 @@ fn store_in(v: &Vault, period: &str, path: &str, content: &[u8]) -> SnapshotInfo
     w.commit(period, base.as_ref(), root, files, logical).unwrap()
 }
 
+/// A new vault (small chunks and packs) opened with a sled index cache in a temporary directory.
+fn new_cached_vault() -> (Arc<MemoryStore>, tempfile::TempDir, OpenOptions) {
+    let m = Arc::new(MemoryStore::new());
+    Vault::init(m.clone(), &secret(), &small()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()) };
+    (m, cache, o)
+}
+
+/// Commits a stored stream as the only file `f` of a new period 2026-11-20.
+fn commit_as_f(w: &mut WriteSession<'_>, st: &writer::Stored) {
+    let comps = trees::split_path("f").unwrap();
+    let (root, _) = w.set_path(None, &comps, file_node(st.content.clone(), st.size)).unwrap();
+    w.commit("2026-11-20", None, root, 1, st.size).unwrap();
+}
+
+/// Every index file of the vault is recorded in `v`'s index cache.
+fn assert_cache_holds_every_index_file(m: &MemoryStore, v: &Vault) {
+    let known = v.index.known_files().unwrap();
+    for (name, _) in m.list(ObjKind::Index).unwrap() {
+        assert!(known.contains(&crate::id::IndexId::from_hex(&name).unwrap()), "index file {name} not in the cache");
+    }
+}
+
 fn read(v: &Vault, period: &str, path: &str) -> Result<Vec<u8>> {
     let info = v.resolve(period)?;
     let node = v.lookup(info.snap.root, &trees::split_path(path)?)?;
@@ -232,10 +256,7 @@ fn index_is_rebuilt_from_packs_alone() {
 
 #[test]
 fn sled_cache_can_be_deleted_at_any_time() {
-    let m = Arc::new(MemoryStore::new());
-    Vault::init(m.clone(), &secret(), &small()).unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()) };
+    let (m, cache, o) = new_cached_vault();
     let d = data(100_000, 3);
     {
         let v = Vault::open(m.clone(), &secret(), &o).unwrap();
@@ -390,10 +411,7 @@ pub(super) fn commit_failing_at_every_write(base: &MemoryStore, key: &Secret, da
 
 #[test]
 fn a_long_write_names_its_packs_while_the_index_cache_fills_behind_it() {
-    let m = Arc::new(MemoryStore::new());
-    Vault::init(m.clone(), &secret(), &small()).unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()) };
+    let (m, _cache, o) = new_cached_vault();
     // Random bytes at 1 KiB chunks: more new chunks than a session holds before it names its
     // packs in an index file (writer::MAX_PENDING), so the sled cache is filled on its thread
     // while the stream goes on.
@@ -410,19 +428,14 @@ fn a_long_write_names_its_packs_while_the_index_cache_fills_behind_it() {
         let again = w.store_stream(&mut &d[..]).unwrap();
         assert_eq!(again.new_chunks, 0);
         assert_eq!(again.content, first.content);
-        let comps = trees::split_path("f").unwrap();
-        let (root, _) = w.set_path(None, &comps, file_node(first.content, first.size)).unwrap();
-        w.commit("2026-11-20", None, root, 1, first.size).unwrap();
+        commit_as_f(&mut w, &first);
         assert!(m.list(ObjKind::Index).unwrap().len() >= 2);
         assert!(v.index.len() >= first.new_chunks as usize, "{} entries in the cache", v.index.len());
         assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
     }
     // The cache holds every index file: a new process reads from it without reloading.
     let v = Vault::open(m.clone(), &secret(), &o).unwrap();
-    let known = v.index.known_files().unwrap();
-    for (name, _) in m.list(ObjKind::Index).unwrap() {
-        assert!(known.contains(&crate::id::IndexId::from_hex(&name).unwrap()), "index file {name} not in the cache");
-    }
+    assert_cache_holds_every_index_file(&m, &v);
     assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
     assert!(check::check(&v, true).unwrap().ok());
 }
@@ -458,9 +471,7 @@ fn an_input_that_fails_midway_ends_the_stream_with_its_error_and_the_session_goe
     }
     // The same session stores the whole input afterwards and commits it.
     let s = w.store_stream(&mut &d[..]).unwrap();
-    let comps = trees::split_path("f").unwrap();
-    let (root, _) = w.set_path(None, &comps, file_node(s.content, s.size)).unwrap();
-    w.commit("2026-11-20", None, root, 1, s.size).unwrap();
+    commit_as_f(&mut w, &s);
     drop(w);
     assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
     let v = Vault::open(m.clone(), &secret(), &OpenOptions::default()).unwrap();
@@ -470,10 +481,7 @@ fn an_input_that_fails_midway_ends_the_stream_with_its_error_and_the_session_goe
 
 #[test]
 fn a_commit_names_packs_already_written_before_it_writes_the_open_ones() {
-    let m = Arc::new(MemoryStore::new());
-    Vault::init(m.clone(), &secret(), &small()).unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()) };
+    let (m, _cache, o) = new_cached_vault();
     // About 20,000 new 1 KiB chunks: fewer than a session holds before it names its packs on
     // its own, more than a commit names in an index file of their own before it writes the
     // open packs (writer::EARLY_INDEX).
@@ -485,9 +493,7 @@ fn a_commit_names_packs_already_written_before_it_writes_the_open_ones() {
         assert!(s.new_chunks > 1 << 13 && s.new_chunks < 1 << 16, "{} chunks", s.new_chunks);
         assert!(m.list(ObjKind::Index).unwrap().is_empty(), "an index file before the commit");
         assert!(w.buffered() > 64 << 10, "no open pack before the commit");
-        let comps = trees::split_path("f").unwrap();
-        let (root, _) = w.set_path(None, &comps, file_node(s.content, s.size)).unwrap();
-        w.commit("2026-11-20", None, root, 1, s.size).unwrap();
+        commit_as_f(&mut w, &s);
         let files = m.list(ObjKind::Index).unwrap();
         assert_eq!(files.len(), 2, "{files:?}");
         // The first names only packs written before the commit; the second the packs it wrote.
@@ -506,10 +512,7 @@ fn a_commit_names_packs_already_written_before_it_writes_the_open_ones() {
         assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
     }
     let v = Vault::open(m.clone(), &secret(), &o).unwrap();
-    let known = v.index.known_files().unwrap();
-    for (name, _) in m.list(ObjKind::Index).unwrap() {
-        assert!(known.contains(&crate::id::IndexId::from_hex(&name).unwrap()), "index file {name} not in the cache");
-    }
+    assert_cache_holds_every_index_file(&m, &v);
     assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
     assert!(check::check(&v, true).unwrap().ok());
 }
@@ -614,9 +617,7 @@ fn content_repeated_across_batches_is_sealed_once() {
     let distinct: std::collections::HashSet<_> = refs.iter().map(|c| c.id).collect();
     assert!(refs.len() > 2 * distinct.len(), "{} chunks, {} distinct", refs.len(), distinct.len());
     assert_eq!(st.new_chunks as usize, distinct.len(), "chunks packed vs distinct chunks of the stream");
-    let comps = trees::split_path("f").unwrap();
-    let (root, _) = w.set_path(None, &comps, file_node(st.content, st.size)).unwrap();
-    w.commit("2026-11-20", None, root, 1, st.size).unwrap();
+    commit_as_f(&mut w, &st);
     drop(w);
     assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
     // Each chunk is in exactly one pack entry.
