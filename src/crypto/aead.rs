@@ -7,7 +7,7 @@
 //! so even a repeated random nonce would only reveal equality of identical plaintexts.
 
 use crate::error::{Error, Result};
-use aes_gcm_siv::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm_siv::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
 use rand::RngCore;
 
@@ -78,7 +78,7 @@ impl Sealer {
         buf[..NONCE_LEN].copy_from_slice(&nonce);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad(domain, id), &mut buf[NONCE_LEN..])
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad(domain, id), (&mut buf[NONCE_LEN..]).into())
             // Encryption fails only for plaintexts over 2^36 bytes, far beyond any blob.
             .expect("plaintext within AES-GCM-SIV's limit");
         buf.extend_from_slice(&tag);
@@ -91,8 +91,9 @@ impl Sealer {
             return Err(Error::corrupt(format!("sealed object too short ({} bytes)", sealed.len())));
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_from(nonce).map_err(|_| Error::corrupt("nonce of the wrong length"))?;
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad(domain, id) })
+            .decrypt(&nonce, Payload { msg: ct, aad: &aad(domain, id) })
             .map_err(|_| Error::corrupt("authentication failed (damaged or tampered data)"))
     }
 
@@ -104,8 +105,10 @@ impl Sealer {
         }
         let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
         let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let nonce = Nonce::try_from(&nonce[..]).map_err(|_| Error::corrupt("nonce of the wrong length"))?;
+        let tag = Tag::try_from(&tag[..]).map_err(|_| Error::corrupt("tag of the wrong length"))?;
         self.cipher
-            .decrypt_in_place_detached(Nonce::from_slice(nonce), &aad(domain, id), ct, Tag::from_slice(tag))
+            .decrypt_inout_detached(&nonce, &aad(domain, id), ct.into(), &tag)
             .map_err(|_| Error::corrupt("authentication failed (damaged or tampered data)"))?;
         Ok(ct)
     }
@@ -140,6 +143,22 @@ mod tests {
             c[i] ^= 1 << bit;
             prop_assert!(s.open(Domain::TreeBlob, b"id", &c).is_err());
         }
+    }
+
+    /// RFC 8452, appendix C.2 (AEAD_AES_256_GCM_SIV), its first two vectors: what every vault
+    /// ever written was sealed with, whatever implementation of it is linked.
+    #[test]
+    fn rfc_8452_vector() {
+        let mut key = [0u8; 32];
+        key[0] = 1;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[0] = 3;
+        let c = Aes256GcmSiv::new(&key.into());
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let empty = c.encrypt(&Nonce::from(nonce), Payload { msg: b"", aad: b"" }).unwrap();
+        assert_eq!(hex(&empty), "07f5f4169bbf55a8400cd47ea6fd400f");
+        let eight = c.encrypt(&Nonce::from(nonce), Payload { msg: &[1, 0, 0, 0, 0, 0, 0, 0], aad: b"" }).unwrap();
+        assert_eq!(hex(&eight), "c2ef328e5c71c83b843122130f7364b761e0b97427e3df28");
     }
 
     #[test]
