@@ -102,6 +102,7 @@ pub fn expand(input: &mut dyn Read, sink: &mut dyn Sink) -> Result<Expanded> {
         sink,
         buf: Vec::new(),
         start: 0,
+        end: 0,
         eof: false,
         raw: 0,
         recipe_head: Some(MAGIC.to_vec()),
@@ -130,9 +131,11 @@ enum Found {
 struct Expander<'a> {
     input: &'a mut dyn Read,
     sink: &'a mut dyn Sink,
-    /// Bytes read and not yet passed on: `buf[start..]`.
+    /// Bytes read and not yet passed on: `buf[start..end]` (the buffer past `end` is
+    /// initialised, and reads go there without zeroing it again).
     buf: Vec<u8>,
     start: usize,
+    end: usize,
     eof: bool,
     /// Copied bytes not yet recorded in the recipe.
     raw: u64,
@@ -150,7 +153,7 @@ struct Expander<'a> {
 
 impl Expander<'_> {
     fn avail(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// Reads until `want` bytes are available or the input ends; returns what is available.
@@ -159,25 +162,22 @@ impl Expander<'_> {
             return Ok(self.avail());
         }
         if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
         }
         let target = want.max(SCAN);
-        while self.buf.len() < target {
-            let old = self.buf.len();
+        if self.buf.len() < target {
             self.buf.resize(target, 0);
-            match self.input.read(&mut self.buf[old..]) {
+        }
+        while self.end < target {
+            match self.input.read(&mut self.buf[self.end..target]) {
                 Ok(0) => {
-                    self.buf.truncate(old);
                     self.eof = true;
                     break;
                 }
-                Ok(n) => self.buf.truncate(old + n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(Error::io("reading input", e));
-                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("reading input", e)),
             }
         }
         Ok(self.avail())
@@ -240,7 +240,7 @@ impl Expander<'_> {
             };
             self.copy(i)?;
             self.fill(HEADER_MAX)?;
-            let here = &self.buf[self.start..];
+            let here = &self.buf[self.start..self.end];
             let found = match here.first() {
                 Some(0x1f) => gzip_header(here).map(Found::Gzip),
                 Some(b'P') => zip_header(here).map(Found::Zip),
@@ -418,7 +418,7 @@ impl Expander<'_> {
         if !self.framing {
             return None;
         }
-        let b = &self.buf[self.start..];
+        let b = &self.buf[self.start..self.end];
         let (mut out, mut splices) = (Vec::with_capacity(want), Vec::new());
         let (mut at, mut left) = (0usize, self.chunk_left);
         while out.len() < want {
@@ -445,7 +445,7 @@ impl Expander<'_> {
 
     /// Bytes left of the current chunk after `used` original bytes of a framed stream.
     fn chunk_left_after(&self, used: usize) -> usize {
-        let b = &self.buf[self.start..];
+        let b = &self.buf[self.start..self.end];
         let (mut at, mut left) = (0usize, self.chunk_left);
         while at < used {
             if left == 0 {
@@ -554,30 +554,51 @@ fn pg_archive(b: &[u8]) -> bool {
 }
 
 /// Offset of the first byte in `b` where a container may start (with `pg`, also the chunk
-/// length before a zlib header in a `pg_dump -Fc` archive).
+/// length before a zlib header in a `pg_dump -Fc` archive): a gzip member header's first four
+/// bytes, a zip local header signature, or, in the last three bytes, a byte that may begin
+/// either (the caller keeps those for the next read).
 fn find_signature(b: &[u8], at_start: bool, pg: bool) -> Option<usize> {
     if at_start && zlib_header(b) {
         return Some(0);
     }
+    if pg {
+        return find_signature_pg(b);
+    }
+    // Whole signatures are searched for as byte strings (a vectorised search that random
+    // data rarely stops), not byte by byte from each 0x1f or 'P'.
+    let zip = memchr::memmem::find(b, b"PK\x03\x04");
+    let before = zip.unwrap_or(b.len());
+    let gzip = memchr::memmem::find_iter(&b[..(before + 3).min(b.len())], b"\x1f\x8b\x08")
+        .find(|&p| b.get(p + 3).is_none_or(|f| f & 0xe0 == 0));
+    let tail = b.len().saturating_sub(3);
+    let partial = memchr::memchr2(0x1f, b'P', &b[tail..]).map(|j| tail + j);
+    [zip, gzip, partial].into_iter().flatten().min()
+}
+
+/// [`find_signature`] in a `pg_dump -Fc` archive, where a zlib header after a chunk length
+/// is looked for too.
+fn find_signature_pg(b: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < b.len() {
         let rest = &b[i..];
-        let j = if pg { memchr::memchr3(0x1f, b'P', 0x78, rest) } else { memchr::memchr2(0x1f, b'P', rest) }?;
+        let j = memchr::memchr3(0x1f, b'P', 0x78, rest)?;
         let at = &rest[j..];
         if at[0] == 0x78 {
             let k = i + j;
             if k >= PG_LEN && pg_chunk(&b[k - PG_LEN..]).is_some() {
                 return Some(k - PG_LEN);
             }
-        } else if at.len() < 4
-            || (at[0] == 0x1f && at[1] == 0x8b && at[2] == 8 && at[3] & 0xe0 == 0)
-            || at.starts_with(b"PK\x03\x04")
-        {
+        } else if signature_at(at) {
             return Some(i + j);
         }
         i += j + 1;
     }
     None
+}
+
+/// Whether a gzip or zip signature starts at `at[0]`, or may (fewer than four bytes left).
+fn signature_at(at: &[u8]) -> bool {
+    at.len() < 4 || (at[0] == 0x1f && at[1] == 0x8b && at[2] == 8 && at[3] & 0xe0 == 0) || at.starts_with(b"PK\x03\x04")
 }
 
 fn cstr_end(b: &[u8], from: usize) -> Option<usize> {

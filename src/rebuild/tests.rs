@@ -288,3 +288,20 @@ fn gzip_content_is_what_an_inflater_gives_and_only_for_whole_gzip_streams() {
     let e = content_of(&bad).unwrap().unwrap_err().to_string();
     assert!(e.contains("CRC-32"), "{e}");
 }
+
+/// The first offset where a signature starts or may start, found byte by byte.
+fn signature_by_bytes(b: &[u8]) -> Option<usize> {
+    (0..b.len()).find(|&p| matches!(b[p], 0x1f | b'P') && signature_at(&b[p..]))
+}
+
+proptest! {
+    #[test]
+    fn the_signature_search_stops_where_a_byte_by_byte_scan_does(
+        b in proptest::collection::vec(prop_oneof![
+            Just(0x1fu8), Just(0x8b), Just(8), Just(0), Just(b'P'), Just(b'K'), Just(3), Just(4),
+            Just(0xe0), Just(0x20), any::<u8>(),
+        ], 0..200),
+    ) {
+        prop_assert_eq!(find_signature(&b, false, false), signature_by_bytes(&b));
+    }
+}
