@@ -53,13 +53,16 @@ pub struct InitOptions {
 /// scattered daily churn (docs/PERFORMANCE.md).
 pub const DEFAULT_CHUNK_AVG: u32 = 4 * 1024;
 pub const DEFAULT_PACK_TARGET: u32 = 16 << 20;
+/// zstd level of a new vault: level 1 compresses dump text about 1.3 x as fast as level 3 for
+/// about 5 % more bytes, and its frames decode a little faster (docs/PERFORMANCE.md).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             chunk_avg: DEFAULT_CHUNK_AVG,
             pack_target: DEFAULT_PACK_TARGET,
-            zstd_level: 3,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
             period: PeriodKind::Day,
             time_zone: "UTC".into(),
             label: String::new(),

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     time_zone: Option<String>,
     /// zstd compression level.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = vault::repo::DEFAULT_ZSTD_LEVEL)]
     zstd_level: i32,
     /// Label of the first key slot.
     #[arg(long, default_value = "initial")]

@@ -31,7 +31,7 @@ struct Args {
     /// Frame target in bytes (0: one chunk per blob, the layout before frames).
     #[arg(long, default_value_t = 64 << 10)]
     frame_target: u32,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = vault::repo::DEFAULT_ZSTD_LEVEL)]
     zstd_level: i32,
     /// Runs of each measurement; the fastest is reported.
     #[arg(long, default_value_t = 3)]
