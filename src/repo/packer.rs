@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::codec::Writer;
 use crate::format::index::IndexPack;
 use crate::format::pack::{encode_header, frames, PackEntry, PREAMBLE};
-use crate::id::{BlobKind, BlobRef, PackId};
+use crate::id::{BlobKind, BlobRef, IdMap, PackId};
 use crate::store::{ObjKind, Store};
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
@@ -55,14 +55,14 @@ enum Loc {
 /// Blobs of a write session that no index file names yet, readable by the session's process.
 #[derive(Default)]
 pub struct Pending {
-    map: RwLock<HashMap<[u8; 33], Loc>>,
+    map: RwLock<IdMap<[u8; 33], Loc>>,
 }
 
 impl Pending {
-    fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<[u8; 33], Loc>> {
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, IdMap<[u8; 33], Loc>> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
-    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; 33], Loc>> {
+    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, IdMap<[u8; 33], Loc>> {
         self.map.write().unwrap_or_else(|e| e.into_inner())
     }
 

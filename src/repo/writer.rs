@@ -21,7 +21,7 @@ use crate::format::snapshot::{JournalMark, Snapshot};
 use crate::format::tree::{
     encode_list, ChunkRef, Content, Node, NodeKind, PageRef, Recipe, Tree, INLINE_CHUNKS, PAGE_CHUNKS,
 };
-use crate::id::{BlobRef, IndexId, ListId, SnapshotId, TreeId};
+use crate::id::{BlobRef, IdSet, IndexId, ListId, SnapshotId, TreeId};
 use crate::index::Indexing;
 use crate::rebuild::{Expanded, Piece};
 use crate::store::ObjKind;
@@ -607,8 +607,7 @@ fn identify(
     tx: &std::sync::mpsc::SyncSender<Result<Identified>>,
     done: &std::sync::mpsc::Receiver<u64>,
 ) {
-    let mut claimed: std::collections::VecDeque<(u64, std::collections::HashSet<crate::id::ChunkId>)> =
-        std::collections::VecDeque::new();
+    let mut claimed: std::collections::VecDeque<(u64, IdSet<crate::id::ChunkId>)> = std::collections::VecDeque::new();
     for (seq, piece) in (0u64..).zip(rx) {
         let item = piece.and_then(|piece| {
             let batch = match &piece {
@@ -662,7 +661,7 @@ impl Vault {
             })
             .collect::<Result<Vec<Vec<bool>>>>()?
             .concat();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = IdSet::default();
         Ok((0..ids.len()).filter(|&i| !known[i] && seen.insert(ids[i])).collect())
     }
 
