@@ -518,9 +518,17 @@ impl Live {
     /// Checkpoints and gives the writer lock back (the caller knows no file is open for
     /// writing). On failure the lock stays held.
     pub fn release(&self) -> Result<()> {
+        self.release_if(&|| true).map(|_| ())
+    }
+
+    /// [`Live::release`] when `idle()` holds once no change is in progress: it is asked under
+    /// the gate, so a caller that looked for open files before calling sees a file created or
+    /// opened for writing since (such a file is journaled only when it is closed). Returns
+    /// whether the lock was given back.
+    pub fn release_if(&self, idle: &dyn Fn() -> bool) -> Result<bool> {
         let _g = self.gate.write().unwrap_or_else(|e| e.into_inner());
-        if lock(&self.session).is_none() {
-            return Ok(());
+        if lock(&self.session).is_none() || !idle() {
+            return Ok(false);
         }
         self.checkpoint(&[])?;
         let clean = {
@@ -528,7 +536,7 @@ impl Live {
             j.ops.is_empty() && j.old.is_empty()
         };
         if !clean {
-            return Ok(());
+            return Ok(false);
         }
         // The current file holds no operation (only blobs of files nobody closed): drop it.
         let w = lock(&self.journal).writer.take();
@@ -539,7 +547,7 @@ impl Live {
             lock(&self.journal).generation += 1;
         }
         *lock(&self.session) = None;
-        Ok(())
+        Ok(true)
     }
 
     pub fn status(&self) -> LiveStatus {

@@ -581,9 +581,18 @@ impl VaultFs {
         }
         if (idle || force) && !self.any_writer() {
             self.log_dirty_dirs()?;
-            live.release()?;
+            self.release_when_idle(live)?;
         }
         Ok(())
+    }
+
+    /// Gives the vault's writer lock back unless a file is open for writing, looked at again
+    /// once no change is in progress. A file created or opened for writing after the caller's
+    /// look is journaled only at its close: were the lock given back meanwhile, taking it
+    /// again would reload the tree from the committed revisions and drop that file, and its
+    /// close would succeed with nothing to journal.
+    fn release_when_idle(&self, live: &Live) -> Result<bool> {
+        live.release_if(&|| !self.any_writer())
     }
 
     // ----- node access -------------------------------------------------------------------

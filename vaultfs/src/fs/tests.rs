@@ -367,6 +367,27 @@ fn a_copy_closed_elsewhere_after_the_writers_close_keeps_the_file_complete() {
 }
 
 #[test]
+fn a_file_opened_after_the_idle_check_keeps_the_writer_lock() {
+    // maintain() looks for files open for writing, then gives the writer lock back: a file
+    // created between the two must keep the lock (it is journaled only at its close).
+    let store = new_store();
+    let fs = VaultFs::new(vault(&store), true, 0, 0).unwrap();
+    let live = fs.live.as_ref().unwrap();
+    let (_, fh) = fs.create(ROOT, b"today", 0o644, 0, 0, 100).unwrap();
+    assert!(fs.holds_lock());
+    assert!(!fs.release_when_idle(live).unwrap(), "the lock was given back with a file open for writing");
+    assert!(fs.holds_lock());
+    fs.write(fh, 0, b"a dump that started just after the idle check").unwrap();
+    fs.flush(fh, 100).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(committed(&store, "today").unwrap(), b"a dump that started just after the idle check");
+    assert!(fs.release_when_idle(live).unwrap());
+    assert!(!fs.holds_lock());
+    let ino = fs.lookup(ROOT, b"today").unwrap().ino;
+    assert_eq!(read_all(&fs, ino), b"a dump that started just after the idle check");
+}
+
+#[test]
 fn long_files_page_their_chunk_table_out_and_back() {
     // 40 MiB at 1 KiB chunks: ~40k chunks, so the table pages out while writing; rewrites,
     // reads and truncation inside the stored pages bring them back.
