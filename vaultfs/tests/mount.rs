@@ -23,6 +23,17 @@ struct Mount {
 
 const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
+/// Waits out the last five minutes of a UTC day: a mount at the real date shows the current
+/// day at its root, and a test that ran across midnight would find its files under the
+/// previous day's directory instead (the mount's promise, not a failure).
+fn away_from_midnight() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let left = 86_400 - now % 86_400;
+    if left < 300 {
+        std::thread::sleep(std::time::Duration::from_secs(left + 2));
+    }
+}
+
 fn secret() -> vault::crypto::Secret {
     vault::crypto::Secret::raw_key_from_hex(KEY).unwrap()
 }
@@ -30,6 +41,7 @@ fn secret() -> vault::crypto::Secret {
 impl Mount {
     fn new() -> Mount {
         assert!(Path::new("/dev/fuse").exists(), "these tests need /dev/fuse");
+        away_from_midnight();
         let dir = tempfile::tempdir().unwrap();
         let vault = dir.path().join("vault");
         let mnt = dir.path().join("mnt");
