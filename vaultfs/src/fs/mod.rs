@@ -1264,25 +1264,25 @@ impl VaultFs {
     /// whose writes failed loses what was staged: it keeps its last committed content, or
     /// disappears if it never had any.
     pub fn release(&self, fh: Fh) -> Result<()> {
+        // A writer's handle goes under the gate, which is kept until its file is committed:
+        // the writer lock is given back only when no file is open for writing
+        // ([`VaultFs::release_when_idle`]), never between the two.
+        let gate = self.write_handle(fh).map(|_| self.begin());
         let Some(h) = self.drop_handle(fh) else { return Ok(()) };
-        if !h.write {
-            return Ok(());
-        }
-        let Some(f) = &h.file else { return Ok(()) };
+        let Some((f, gate)) = h.file.as_ref().zip(gate) else { return Ok(()) };
         let (last, failed) = {
             let d = f.data();
             (d.writers == 0, d.failed.is_some())
         };
         let mut res = Ok(());
+        if last && !failed {
+            res = gate.and_then(|_g| self.commit_file(h.ino, f, FileState::Complete, true));
+        } else {
+            drop(gate);
+        }
         if last {
-            if failed {
+            if failed || res.is_err() {
                 self.drop_failed(h.ino, f);
-            } else {
-                let g = self.begin();
-                res = g.and_then(|_g| self.commit_file(h.ino, f, FileState::Complete, true));
-                if res.is_err() {
-                    self.drop_failed(h.ino, f);
-                }
             }
             f.data().unload();
         }
