@@ -105,16 +105,15 @@ impl Indexing {
 fn sled_add(blobs: &sled::Tree, files: &sled::Tree, id: IndexId, packs: &[IndexPack]) -> Result<()> {
     // In key order, so that consecutive inserts land in the same leaves of the tree (ids are
     // random: in file order, every insert would fetch another leaf once the tree outgrows
-    // sled's cache); in bounded batches, as sled's memory grows with the size of one batch.
+    // sled's cache); one insert at a time: sled keeps memory for every page a batch touched
+    // (786,432 entries in batches of 1,024 left a process at 1.3 GiB, inserted one by one at
+    // 108 MiB, and faster; docs/PERFORMANCE.md). Nothing needs the file's entries to appear at
+    // once: the file is recorded as loaded after the last of them.
     let mut all: Vec<([u8; 33], IndexEntry)> =
         packs.iter().flat_map(|p| p.entries.iter().map(|e| (e.blob.key(), IndexEntry::new(p.pack, e)))).collect();
     all.sort_unstable_by_key(|a| a.0);
-    for part in all.chunks(1024) {
-        let mut batch = sled::Batch::default();
-        for (k, e) in part {
-            batch.insert(&k[..], e.encode());
-        }
-        blobs.apply_batch(batch).map_err(sled_err)?;
+    for (k, e) in &all {
+        blobs.insert(&k[..], e.encode()).map_err(sled_err)?;
     }
     files.insert(id.as_bytes(), &[][..]).map_err(sled_err)?;
     Ok(())
