@@ -67,7 +67,7 @@ impl IndexEntry {
 }
 
 enum Backend {
-    Sled { db: sled::Db, blobs: sled::Tree, files: sled::Tree },
+    Sled { db: sled::Db, blobs: sled::Tree, files: sled::Tree, frames: sled::Tree },
     Memory { blobs: RwLock<HashMap<[u8; 33], IndexEntry>>, files: RwLock<HashSet<IndexId>> },
 }
 
@@ -100,9 +100,15 @@ impl Indexing {
     }
 }
 
-/// Inserts the entries of `packs` (in key order, in bounded batches), then records `id` as
-/// loaded.
-fn sled_add(blobs: &sled::Tree, files: &sled::Tree, id: IndexId, packs: &[IndexPack]) -> Result<()> {
+/// Inserts the entries of `packs` and the member lists of their frames (each in key order, one
+/// at a time), then records `id` as loaded.
+fn sled_add(
+    blobs: &sled::Tree,
+    files: &sled::Tree,
+    frames: &sled::Tree,
+    id: IndexId,
+    packs: &[IndexPack],
+) -> Result<()> {
     // In key order, so that consecutive inserts land in the same leaves of the tree (ids are
     // random: in file order, every insert would fetch another leaf once the tree outgrows
     // sled's cache); one insert at a time: sled keeps memory for every page a batch touched
@@ -115,8 +121,88 @@ fn sled_add(blobs: &sled::Tree, files: &sled::Tree, id: IndexId, packs: &[IndexP
     for (k, e) in &all {
         blobs.insert(&k[..], e.encode()).map_err(sled_err)?;
     }
+    let mut recs: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+    for p in packs {
+        let mut at = 0;
+        while at < p.entries.len() {
+            let Some(m) = p.entries[at].member else {
+                at += 1;
+                continue;
+            };
+            let n = p.entries[at..].iter().take_while(|e| e.member.map(|x| x.frame) == Some(m.frame)).count();
+            recs.push((m.frame, FrameRecord::encode(p.pack, &p.entries[at..at + n])));
+            at += n;
+        }
+    }
+    recs.sort_unstable_by_key(|r| r.0);
+    for (k, v) in recs {
+        frames.insert(&k[..], v).map_err(sled_err)?;
+    }
     files.insert(id.as_bytes(), &[][..]).map_err(sled_err)?;
     Ok(())
+}
+
+/// Key in the `files` tree saying that the cache holds the member lists of frames (a cache
+/// without it was written before them and is rebuilt).
+const FRAMES_MARK: &[u8] = b"frames-v1";
+
+/// Frames whose member lists a lookup of many blobs keeps at hand.
+const RECENT_FRAMES: usize = 8;
+
+/// The members of one frame, as the `frames` tree of the cache holds them: the entries of the
+/// frame's members without asking the cache for each (the chunks of a file that follow one
+/// another are mostly members of the same frame).
+struct FrameRecord {
+    frame: [u8; 32],
+    members: Vec<([u8; 33], IndexEntry)>,
+}
+
+impl FrameRecord {
+    /// `pack 32 ‖ offset u32 ‖ length u32 ‖ raw length u32 ‖` per member `blob key 33 ‖ start
+    /// u32 ‖ len u32`; `entries` are the members of one frame, in the pack's order.
+    fn encode(pack: PackId, entries: &[PackEntry]) -> Vec<u8> {
+        let f = &entries[0];
+        let mut v = Vec::with_capacity(44 + 41 * entries.len());
+        v.extend_from_slice(pack.as_bytes());
+        v.extend_from_slice(&f.offset.to_le_bytes());
+        v.extend_from_slice(&f.length.to_le_bytes());
+        v.extend_from_slice(&f.raw_length.to_le_bytes());
+        for e in entries {
+            let m = e.member.unwrap_or(Member { frame: [0; 32], start: 0, len: 0 });
+            v.extend_from_slice(&e.blob.key());
+            v.extend_from_slice(&m.start.to_le_bytes());
+            v.extend_from_slice(&m.len.to_le_bytes());
+        }
+        v
+    }
+
+    fn decode(frame: [u8; 32], b: &[u8]) -> Result<Self> {
+        if b.len() < 44 || !(b.len() - 44).is_multiple_of(41) {
+            return Err(Error::corrupt("index cache: bad frame record length"));
+        }
+        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut p = [0u8; 32];
+        p.copy_from_slice(&b[..32]);
+        let (offset, length, raw_length) = (u(32), u(36), u(40));
+        let members = b[44..]
+            .chunks_exact(41)
+            .map(|r| {
+                let mut key = [0u8; 33];
+                key.copy_from_slice(&r[..33]);
+                let member = Some(Member {
+                    frame,
+                    start: u32::from_le_bytes([r[33], r[34], r[35], r[36]]),
+                    len: u32::from_le_bytes([r[37], r[38], r[39], r[40]]),
+                });
+                (key, IndexEntry { pack: PackId(p), offset, length, raw_length, member })
+            })
+            .collect();
+        Ok(FrameRecord { frame, members })
+    }
+
+    fn get(&self, key: &[u8; 33]) -> Option<IndexEntry> {
+        self.members.iter().find(|(k, _)| k == key).map(|(_, e)| *e)
+    }
 }
 
 fn sled_err(e: sled::Error) -> Error {
@@ -169,7 +255,15 @@ impl Index {
             .map_err(sled_err)?;
         let blobs = db.open_tree("blobs").map_err(sled_err)?;
         let files = db.open_tree("files").map_err(sled_err)?;
-        Ok(Index { backend: Backend::Sled { db, blobs, files } })
+        let frames = db.open_tree("frames").map_err(sled_err)?;
+        if !files.contains_key(FRAMES_MARK).map_err(sled_err)? {
+            // Empty, or written before frame records: filled again from the index files.
+            files.clear().map_err(sled_err)?;
+            blobs.clear().map_err(sled_err)?;
+            frames.clear().map_err(sled_err)?;
+            files.insert(FRAMES_MARK, &[][..]).map_err(sled_err)?;
+        }
+        Ok(Index { backend: Backend::Sled { db, blobs, files, frames } })
     }
 
     pub fn is_persistent(&self) -> bool {
@@ -191,7 +285,31 @@ impl Index {
     /// Entries of many blobs at once (one lock for the in-memory index), in order.
     pub fn get_many(&self, blobs: &[BlobRef]) -> Result<Vec<Option<IndexEntry>>> {
         match &self.backend {
-            Backend::Sled { .. } => blobs.iter().map(|b| self.get(b)).collect(),
+            Backend::Sled { frames, .. } => {
+                // The member lists of the last few frames met answer for the blobs that follow.
+                let mut recent: std::collections::VecDeque<FrameRecord> = std::collections::VecDeque::new();
+                let mut out = Vec::with_capacity(blobs.len());
+                for b in blobs {
+                    let key = b.key();
+                    if let Some(e) = recent.iter().find_map(|f| f.get(&key)) {
+                        out.push(Some(e));
+                        continue;
+                    }
+                    let e = self.get(b)?;
+                    if let Some(m) = e.as_ref().and_then(|e| e.member) {
+                        if !recent.iter().any(|f| f.frame == m.frame) {
+                            if let Some(v) = frames.get(m.frame).map_err(sled_err)? {
+                                if recent.len() == RECENT_FRAMES {
+                                    recent.pop_back();
+                                }
+                                recent.push_front(FrameRecord::decode(m.frame, &v)?);
+                            }
+                        }
+                    }
+                    out.push(e);
+                }
+                Ok(out)
+            }
             Backend::Memory { blobs: m, .. } => {
                 let m = m.read().unwrap_or_else(|e| e.into_inner());
                 Ok(blobs.iter().map(|b| m.get(&b.key()).copied()).collect())
@@ -221,7 +339,7 @@ impl Index {
     /// its entries, so a crash in between makes the next open load it again.
     pub fn add_file(&self, id: IndexId, packs: &[IndexPack]) -> Result<()> {
         match &self.backend {
-            Backend::Sled { blobs, files, .. } => sled_add(blobs, files, id, packs)?,
+            Backend::Sled { blobs, files, frames, .. } => sled_add(blobs, files, frames, id, packs)?,
             Backend::Memory { blobs, files } => {
                 let mut m = blobs.write().unwrap_or_else(|e| e.into_inner());
                 for p in packs {
@@ -240,10 +358,10 @@ impl Index {
     /// the entries: the caller keeps them where its own reads find them.
     pub fn add_file_in_background(&self, id: IndexId, packs: Vec<IndexPack>) -> Indexing {
         match &self.backend {
-            Backend::Sled { db, blobs, files } => {
-                let (db, blobs, files) = (db.clone(), blobs.clone(), files.clone());
+            Backend::Sled { db, blobs, files, frames } => {
+                let (db, blobs, files, frames) = (db.clone(), blobs.clone(), files.clone(), frames.clone());
                 let spawned = std::thread::Builder::new().name("index".into()).spawn(move || {
-                    sled_add(&blobs, &files, id, &packs)?;
+                    sled_add(&blobs, &files, &frames, id, &packs)?;
                     db.flush().map_err(sled_err)?;
                     Ok(())
                 });
@@ -258,9 +376,11 @@ impl Index {
 
     pub fn clear(&self) -> Result<()> {
         match &self.backend {
-            Backend::Sled { blobs, files, .. } => {
+            Backend::Sled { blobs, files, frames, .. } => {
                 files.clear().map_err(sled_err)?;
                 blobs.clear().map_err(sled_err)?;
+                frames.clear().map_err(sled_err)?;
+                files.insert(FRAMES_MARK, &[][..]).map_err(sled_err)?;
             }
             Backend::Memory { blobs, files } => {
                 files.write().unwrap_or_else(|e| e.into_inner()).clear();
@@ -349,6 +469,112 @@ mod tests {
         assert_eq!(IndexEntry::decode(&m.encode()).unwrap(), m);
         assert!(IndexEntry::decode(&old[..43]).is_err());
         assert!(IndexEntry::decode(&m.encode()[..83]).is_err());
+    }
+
+    /// Index files of packs holding frames of `sizes[k]` members (1: a lone blob), with blob
+    /// ids drawn from `ids` (so that some blobs are in two frames, as after an interrupted
+    /// write stored them twice), and every place each blob has.
+    #[allow(clippy::type_complexity)]
+    fn framed_files(sizes: &[usize], ids: &[u8]) -> (Vec<Vec<IndexPack>>, HashMap<[u8; 33], Vec<IndexEntry>>) {
+        let (mut files, mut places) = (Vec::new(), HashMap::<[u8; 33], Vec<IndexEntry>>::new());
+        let mut next = ids.iter().cycle();
+        for (f, group) in sizes.chunks(5).enumerate() {
+            let pack = PackId([f as u8 + 1; 32]);
+            let mut entries = Vec::new();
+            let mut offset = 8u32;
+            for (k, &n) in group.iter().enumerate() {
+                let frame = [(f * 16 + k) as u8; 32];
+                let raw = 100 * n as u32;
+                for j in 0..n {
+                    let blob = BlobRef::data(crate::id::ChunkId([*next.next().unwrap(); 32]));
+                    let member = (n > 1).then_some(Member { frame, start: 100 * j as u32, len: 100 });
+                    entries.push(PackEntry { blob, offset, length: raw / 2 + 16, raw_length: raw, member });
+                }
+                offset += raw / 2 + 16;
+            }
+            for e in &entries {
+                places.entry(e.blob.key()).or_default().push(IndexEntry::new(pack, e));
+            }
+            files.push(vec![IndexPack { pack, size: offset as u64, entries }]);
+        }
+        (files, places)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Lookups of many blobs at once (answered from the member lists of frames where they
+        /// can be) give what one lookup at a time gives, or another place the blob really has.
+        #[test]
+        fn many_lookups_answer_what_single_lookups_do(
+            sizes in proptest::collection::vec(1usize..20, 1..30),
+            ids in proptest::collection::vec(0u8..200, 1..400),
+            order in proptest::collection::vec(0usize..1000, 0..300),
+        ) {
+            let (files, places) = framed_files(&sizes, &ids);
+            let d = tempfile::tempdir().unwrap();
+            let i = Index::open_cache(&d.path().join("idx"));
+            proptest::prop_assert!(i.is_persistent());
+            for (k, f) in files.iter().enumerate() {
+                i.add_file(IndexId([k as u8; 32]), f).unwrap();
+            }
+            // Runs of blobs in pack order (as a file reads them), blobs out of order, unknown ones.
+            let all: Vec<BlobRef> = files.iter().flatten().flat_map(|p| p.entries.iter().map(|e| e.blob)).collect();
+            let mut want: Vec<BlobRef> = all.clone();
+            for &o in &order {
+                want.push(match o % 3 {
+                    0 => all[o % all.len()],
+                    1 => BlobRef::data(crate::id::ChunkId([200 + (o % 50) as u8; 32])),
+                    _ => BlobRef::tree(crate::id::TreeId(all[o % all.len()].id)),
+                });
+            }
+            let many = i.get_many(&want).unwrap();
+            for (b, got) in want.iter().zip(many) {
+                let one = i.get(b).unwrap();
+                match (&got, places.get(&b.key())) {
+                    (None, None) => proptest::prop_assert_eq!(one, None),
+                    (Some(g), Some(p)) => {
+                        proptest::prop_assert!(p.contains(g), "{:?} is not a place of {:?}", g, b);
+                        if p.len() == 1 {
+                            proptest::prop_assert_eq!(Some(*g), one);
+                        }
+                    }
+                    _ => proptest::prop_assert!(false, "{:?}: many gave {:?}, the files hold {:?}", b, got, places.get(&b.key())),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_cache_written_before_frame_records_is_filled_again() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("idx");
+        {
+            // What a cache of the previous build holds: entries and a loaded file, no mark.
+            let db = sled::Config::new().path(&p).open().unwrap();
+            let blobs = db.open_tree("blobs").unwrap();
+            blobs
+                .insert(
+                    BlobRef::data(crate::id::ChunkId([1; 32])).key(),
+                    IndexEntry::new(PackId([5; 32]), &sample()[0].entries[0]).encode(),
+                )
+                .unwrap();
+            db.open_tree("files").unwrap().insert([9u8; 32], &[][..]).unwrap();
+            db.flush().unwrap();
+        }
+        let mut i = Index::open_cache(&p);
+        for _ in 0..100 {
+            if i.is_persistent() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            i = Index::open_cache(&p);
+        }
+        assert!(i.is_persistent());
+        assert!(i.known_files().unwrap().is_empty(), "the old cache's files would not be loaded again");
+        assert!(i.is_empty());
+        i.add_file(IndexId([9; 32]), &sample()).unwrap();
+        assert_eq!(i.len(), 2);
+        assert_eq!(i.known_files().unwrap().len(), 1);
     }
 
     #[test]
