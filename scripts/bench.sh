@@ -245,6 +245,8 @@ done
 LAST="$WORK/days/day$DAYS"
 LAST_BYTES="$(stat -c %s "$LAST")"
 LAST_SHA="$(sha256sum <"$LAST" | cut -d' ' -f1)"
+# The inputs just written are flushed now, not during the first tool's timed run.
+sync
 
 declare -A STORE_S STORED_B READ_S RSS_KIB
 
@@ -632,6 +634,7 @@ if [[ "$NEW" == 1 ]]; then
     "$DUMPGEN" --seed "$SEED" --docs $((NEW_MB * 1000000 / 707)) --day 0 --churn "$CHURN" \
         --collections "$COLLECTIONS" -o "$WORK/firstday.bin" || die "dumpgen failed for the first-day dump"
     FIRSTDAY_BYTES="$(stat -c %s "$WORK/firstday.bin")"
+    sync
     bench_new random "$WORK/random.bin"
     bench_new firstday "$WORK/firstday.bin"
     echo
