@@ -544,6 +544,21 @@ mod tests {
         }
     }
 
+    /// The sled cache at `p` opened again once the previous handle let go of it (sled releases
+    /// its lock asynchronously after a drop).
+    fn reopen(p: &Path) -> Index {
+        let mut i = Index::open_cache(p);
+        for _ in 0..100 {
+            if i.is_persistent() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            i = Index::open_cache(p);
+        }
+        assert!(i.is_persistent());
+        i
+    }
+
     #[test]
     fn a_cache_written_before_frame_records_is_filled_again() {
         let d = tempfile::tempdir().unwrap();
@@ -561,15 +576,7 @@ mod tests {
             db.open_tree("files").unwrap().insert([9u8; 32], &[][..]).unwrap();
             db.flush().unwrap();
         }
-        let mut i = Index::open_cache(&p);
-        for _ in 0..100 {
-            if i.is_persistent() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            i = Index::open_cache(&p);
-        }
-        assert!(i.is_persistent());
+        let i = reopen(&p);
         assert!(i.known_files().unwrap().is_empty(), "the old cache's files would not be loaded again");
         assert!(i.is_empty());
         i.add_file(IndexId([9; 32]), &sample()).unwrap();
@@ -588,16 +595,7 @@ mod tests {
             let second = Index::open_cache(&p);
             assert!(!second.is_persistent());
         }
-        // sled lets go of its lock asynchronously after a drop.
-        let mut i = Index::open_cache(&p);
-        for _ in 0..100 {
-            if i.is_persistent() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            i = Index::open_cache(&p);
-        }
-        assert!(i.is_persistent());
+        let i = reopen(&p);
         assert_eq!(i.len(), 2);
     }
 }
