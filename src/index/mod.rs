@@ -298,11 +298,14 @@ impl Index {
                     let e = self.get(b)?;
                     if let Some(m) = e.as_ref().and_then(|e| e.member) {
                         if !recent.iter().any(|f| f.frame == m.frame) {
-                            if let Some(v) = frames.get(m.frame).map_err(sled_err)? {
+                            // A record that does not decode is only a shortcut lost: the
+                            // blobs that follow are looked up one by one.
+                            let rec = frames.get(m.frame).map_err(sled_err)?;
+                            if let Some(r) = rec.and_then(|v| FrameRecord::decode(m.frame, &v).ok()) {
                                 if recent.len() == RECENT_FRAMES {
                                     recent.pop_back();
                                 }
-                                recent.push_front(FrameRecord::decode(m.frame, &v)?);
+                                recent.push_front(r);
                             }
                         }
                     }
@@ -542,6 +545,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_damaged_frame_record_only_costs_lookups() {
+        let (files, _) = framed_files(&[4, 6, 1, 3], &(0..14).collect::<Vec<u8>>());
+        let d = tempfile::tempdir().unwrap();
+        let i = Index::open_cache(&d.path().join("idx"));
+        i.add_file(IndexId([1; 32]), &files[0]).unwrap();
+        let Backend::Sled { frames, .. } = &i.backend else { panic!("not the sled cache") };
+        let first = files[0][0].entries[0].member.unwrap().frame;
+        frames.insert(first, &b"short"[..]).unwrap();
+        let blobs: Vec<BlobRef> = files[0][0].entries.iter().map(|e| e.blob).collect();
+        let one: Vec<Option<IndexEntry>> = blobs.iter().map(|b| i.get(b).unwrap()).collect();
+        assert!(one.iter().all(Option::is_some));
+        assert_eq!(i.get_many(&blobs).unwrap(), one);
     }
 
     /// The sled cache at `p` opened again once the previous handle let go of it (sled releases
