@@ -37,23 +37,9 @@ command -v fusermount3 >/dev/null || die "fusermount3 missing: run scripts/insta
 command -v faketime >/dev/null || die "faketime missing: run scripts/install-deps.sh"
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
 
-if [ "$BUILD" = 1 ]; then
-    (cd "$ROOT" && cargo build --release --locked -p vault -p vaultfs >&2)
-fi
-BIN="$ROOT/target/release"
-[ -x "$BIN/vaultctl" ] && [ -x "$BIN/vaultfs" ] || die "release binaries missing (run without BENCH_BUILD=0)"
-
-W="${BENCH_DIR:-$(mktemp -d /var/tmp/vault-bench-mount.XXXXXX)}"
-mkdir -p "$W"
-MNT="$W/mnt"
-mkdir -p "$MNT"
-cleanup() {
-    fusermount3 -uz "$MNT" 2>/dev/null || true
-    if [ "$KEEP" != 1 ]; then rm -rf "$W"; fi
-}
-trap cleanup EXIT
-
-for v in $(env | grep -o '^VAULT_[A-Z_]*' || true); do unset "$v"; done
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
+bench_setup mount
 export VAULT_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export VAULT_CACHE_DIR="$W/cache"
 export TZ=UTC
