@@ -284,7 +284,7 @@ impl Index {
 
     /// Entries of many blobs at once, in order: one lock for the in-memory index; in the sled
     /// cache, the blobs that follow a member of a frame are answered from the frame's member
-    /// list while they are members of one of the last [`RECENT_FRAMES`] frames met.
+    /// list while they are members of one of the last eight frames met.
     pub fn get_many(&self, blobs: &[BlobRef]) -> Result<Vec<Option<IndexEntry>>> {
         match &self.backend {
             Backend::Sled { frames, .. } => {
