@@ -108,6 +108,11 @@ impl Keys {
     pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(&self.chunk_id, data).as_bytes())
     }
+    /// [`Keys::chunk_id`] of every input, hashed together (several times faster for chunks
+    /// of a few KiB: see [`super::many`]).
+    pub fn chunk_ids(&self, data: &[&[u8]]) -> Vec<ChunkId> {
+        super::many::keyed_hash_many(&self.chunk_id, data).into_iter().map(ChunkId).collect()
+    }
     pub fn tree_id(&self, encoded: &[u8]) -> TreeId {
         TreeId(*blake3::keyed_hash(&self.tree_id, encoded).as_bytes())
     }

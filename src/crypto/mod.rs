@@ -6,6 +6,7 @@
 
 pub mod aead;
 pub mod keys;
+pub mod many;
 pub mod slot;
 pub mod source;
 

@@ -23,6 +23,9 @@ const WINDOWS_AHEAD: usize = 2;
 const COALESCE_GAP: u64 = 64 << 10;
 /// Largest coalesced ranged read.
 const MAX_RANGE: u64 = 8 << 20;
+/// Most frames opened and verified by one parallel task of a read (their data chunks are
+/// hashed together: [`crate::crypto::many`]).
+const FRAMES_PER_TASK: usize = 8;
 /// Decrypted frames kept for single-blob reads (a reader of one chunk of a frame usually
 /// wants the next ones too).
 const FRAME_CACHE: usize = 16;
@@ -178,6 +181,35 @@ impl Vault {
         Ok(Piece { frame, start, len })
     }
 
+    /// The verified members `at` of opened frames, in order: the data chunks of all of them
+    /// hashed together ([`crate::crypto::Keys::chunk_ids`]), other blobs one by one.
+    fn pieces(&self, frames: &[(&Arc<Vec<u8>>, &[(usize, PackEntry)])]) -> Vec<Result<Piece>> {
+        let sliced: Vec<(&PackEntry, &Arc<Vec<u8>>, Result<&[u8]>)> =
+            frames.iter().flat_map(|(f, at)| at.iter().map(move |(_, e)| (e, *f, member_of(e, f)))).collect();
+        let data: Vec<&[u8]> = sliced
+            .iter()
+            .filter_map(|(e, _, m)| match m {
+                Ok(m) if e.blob.kind == BlobKind::Data => Some(*m),
+                _ => None,
+            })
+            .collect();
+        let mut ids = self.keys.chunk_ids(&data).into_iter();
+        sliced
+            .into_iter()
+            .map(|(e, frame, m)| {
+                let m = m?;
+                if e.blob.kind == BlobKind::Data {
+                    if ids.next().map(|id| id.0) != Some(e.blob.id) {
+                        return Err(Error::corrupt("content does not match its id"));
+                    }
+                } else {
+                    self.verify_content(e.blob, m)?;
+                }
+                Ok(Piece { frame: frame.clone(), start: m.as_ptr() as usize - frame.as_ptr() as usize, len: m.len() })
+            })
+            .collect()
+    }
+
     /// The inner error is a blob the index does not know or whose pack is gone.
     fn try_read_blob(&self, blob: BlobRef) -> Result<Result<Piece>> {
         let pending = self.pending.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -301,10 +333,8 @@ impl Vault {
             .par_iter()
             .flat_map_iter(|(f, at)| {
                 at.iter()
-                    .map(|(i, e)| {
-                        let r = self.piece(e, f.clone()).map_err(|err| err.context(e.blob.describe()));
-                        (*i, r, false)
-                    })
+                    .zip(self.pieces(&[(f, &at[..])]))
+                    .map(|((i, e), r)| (*i, r.map_err(|err| err.context(e.blob.describe())), false))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -373,29 +403,42 @@ impl Vault {
                 }
             }
         }
-        type Done = (Vec<(usize, Result<Piece>, bool)>, Option<([u8; 32], Arc<Vec<u8>>)>);
+        // A few frames per task, so that their data chunks are hashed together.
+        let per_task = (tasks.len() / (rayon::current_num_threads() * 4)).clamp(1, FRAMES_PER_TASK);
+        type Done = (Vec<(usize, Result<Piece>, bool)>, Vec<([u8; 32], Arc<Vec<u8>>)>);
         let done: Vec<Done> = tasks
             .into_par_iter()
-            .map(|(k, e, at, sealed)| {
-                let pack = &jobs[k].0;
-                let frame =
-                    sealed.and_then(|mut sealed| open_frame_in_place(&self.sealer, e, sealed.bytes())).map(Arc::new);
-                let res = at
-                    .iter()
-                    .map(|(i, me)| {
-                        let r = match &frame {
-                            Ok(f) => self.piece(me, f.clone()),
+            .chunks(per_task)
+            .map(|group| {
+                let opened: Vec<(usize, &PackEntry, &At, Result<Arc<Vec<u8>>>)> = group
+                    .into_iter()
+                    .map(|(k, e, at, sealed)| {
+                        let frame = sealed
+                            .and_then(|mut sealed| open_frame_in_place(&self.sealer, e, sealed.bytes()))
+                            .map(Arc::new);
+                        (k, e, at, frame)
+                    })
+                    .collect();
+                let good: Vec<(&Arc<Vec<u8>>, &[(usize, PackEntry)])> =
+                    opened.iter().filter_map(|(_, _, at, f)| f.as_ref().ok().map(|f| (f, &at[..]))).collect();
+                let mut verified = self.pieces(&good).into_iter();
+                let mut res = Vec::new();
+                let mut keep = Vec::new();
+                for (k, e, at, frame) in &opened {
+                    let pack = &jobs[*k].0;
+                    for (i, me) in at.iter() {
+                        let r = match frame {
+                            Ok(_) => verified.next().unwrap_or_else(|| Err(Error::corrupt("a chunk was not verified"))),
                             Err(err) => Err(err.clone_shallow()),
                         };
                         let r =
                             r.map_err(|err| err.context(format!("{} in pack {}", me.blob.describe(), pack.short())));
-                        (*i, r, false)
-                    })
-                    .collect();
-                let keep = match (&frame, &e.member) {
-                    (Ok(f), Some(m)) => Some((m.frame, f.clone())),
-                    _ => None,
-                };
+                        res.push((*i, r, false));
+                    }
+                    if let (Ok(f), Some(m)) = (frame, &e.member) {
+                        keep.push((m.frame, f.clone()));
+                    }
+                }
                 (res, keep)
             })
             .collect();

@@ -630,3 +630,54 @@ fn content_repeated_across_batches_is_sealed_once() {
     assert_eq!(data_entries, distinct.len(), "data blobs in the packs vs distinct chunks");
     assert!(check::check(&v, true).unwrap().ok());
 }
+
+#[test]
+fn a_member_whose_frame_holds_other_bytes_is_refused_alone() {
+    let (_m, v) = new_vault();
+    let content = data(200_000, 9);
+    store_in(&v, "2026-11-20", "f", &content);
+    let info = v.resolve("2026-11-20").unwrap();
+    let node = v.lookup(info.snap.root, &trees::split_path("f").unwrap()).unwrap();
+    let NodeKind::File { content: stored, .. } = &node.kind else { panic!("not a file") };
+    let mut chunks = Vec::new();
+    ChunkReader::new(&v, stored)
+        .for_each_chunk(&mut |c| {
+            chunks.push(*c);
+            Ok(())
+        })
+        .unwrap();
+    // Two chunks of one frame: the index is told that the first lies where the second does.
+    let entry = |k: usize| v.index.get(&crate::id::BlobRef::data(chunks[k].id)).unwrap().unwrap();
+    let k = (1..chunks.len())
+        .find(|&k| entry(k).member.is_some() && entry(k).offset == entry(k + 1).offset)
+        .expect("two chunks in one frame");
+    let (wrong, there) = (entry(k), entry(k + 1));
+    let fake = crate::format::pack::PackEntry {
+        blob: crate::id::BlobRef::data(chunks[k].id),
+        offset: there.offset,
+        length: there.length,
+        raw_length: there.raw_length,
+        member: there.member,
+    };
+    assert_eq!(wrong.pack, there.pack);
+    let pack = crate::format::index::IndexPack { pack: there.pack, size: 0, entries: vec![fake] };
+    v.index.add_file(crate::id::IndexId::random(), &[pack]).unwrap();
+    // Every other chunk reads; that one is refused as not its content.
+    let got = v.read_run(&chunks);
+    for (i, r) in got.iter().enumerate() {
+        match r {
+            Ok(p) => assert_ne!(i, k, "chunk {i} was accepted with another chunk's bytes: {:?}", p.len()),
+            Err(e) => {
+                assert_eq!(i, k, "chunk {i}: {e}");
+                assert_eq!(e.kind(), ErrorKind::Corrupt);
+                assert!(e.to_string().contains("does not match its id"), "{e}");
+            }
+        }
+    }
+    // A whole-file read stops there, having written exactly the bytes before it.
+    let mut out = Vec::new();
+    let reader = v.file_reader(&node).unwrap();
+    assert_eq!(reader.copy_to(&mut out).unwrap_err().kind(), ErrorKind::Corrupt);
+    let before: usize = chunks[..k].iter().map(|c| c.len as usize).sum();
+    assert_eq!(out, content[..before]);
+}

@@ -636,15 +636,19 @@ fn identify(
     }
 }
 
+/// Chunks hashed together by [`Vault::chunk_ids`]: enough to fill the hash's lanes at every
+/// piece of a chunk, few enough that a batch of 8 MiB gives both cores several runs.
+pub(crate) const ID_RUN: usize = 256;
+
 fn chunk_refs(chunks: &ChunkBatch, ids: Vec<crate::id::ChunkId>) -> Vec<ChunkRef> {
     ids.into_iter().zip(chunks.iter()).map(|(id, c)| ChunkRef { id, len: c.len() as u32 }).collect()
 }
 
 impl Vault {
-    /// Keyed ids of a batch of chunks (in parallel).
+    /// Keyed ids of a batch of chunks (runs of [`ID_RUN`] hashed together, in parallel).
     pub fn chunk_ids(&self, chunks: &ChunkBatch) -> Vec<crate::id::ChunkId> {
-        let keys = &self.keys;
-        (0..chunks.len()).into_par_iter().map(|i| keys.chunk_id(chunks.get(i))).collect()
+        let all: Vec<&[u8]> = chunks.iter().collect();
+        all.par_chunks(ID_RUN).flat_map_iter(|run| self.keys.chunk_ids(run)).collect()
     }
 
     /// Positions of the chunks that neither the index nor `pending` has, each id once. The
