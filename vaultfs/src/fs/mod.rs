@@ -867,16 +867,7 @@ impl VaultFs {
                 None => true,
             };
             if valid {
-                let out = r.read_at(off, len);
-                // The next chunks are fetched and verified on the pool while the kernel takes
-                // these (a no-op when enough is held ahead or a fetch is under way).
-                let h = h.clone();
-                rayon::spawn(move || {
-                    if let Some((r, _)) = &h.reader {
-                        r.read_ahead();
-                    }
-                });
-                return out;
+                return r.read_at(off, len);
             }
         }
         match &h.file {
