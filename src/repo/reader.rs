@@ -500,8 +500,18 @@ fn not_indexed(blob: BlobRef) -> Error {
     ))
 }
 
-/// Bytes fetched ahead of a sequential reader (served by later `read_at` calls).
+/// Bytes fetched ahead of a reader (served by later `read_at` calls): from
+/// `READ_AHEAD_BYTES` at the first read, doubled at each miss of a sequential reader up to
+/// `MAX_AHEAD_BYTES` (fewer, larger batches: a read through the mount of the bench's newest
+/// day took 0.43-0.48 s with 8 MiB against 0.49-0.64 s with 2 MiB), and `RANDOM_AHEAD_BYTES`
+/// after a read away from the last one (a random reader does not wait for megabytes it will
+/// not read).
 const READ_AHEAD_BYTES: u64 = 2 << 20;
+const MAX_AHEAD_BYTES: u64 = 8 << 20;
+const RANDOM_AHEAD_BYTES: u64 = 256 << 10;
+/// A read that starts this far after the end of the last one still counts as sequential (the
+/// kernel's requests for one file arrive a little out of order, over several threads).
+const SEQUENTIAL_SLACK: u64 = 2 << 20;
 /// Bytes behind the latest read whose chunks are kept (the kernel's requests for one file
 /// may be answered a little out of order).
 const KEEP_BEHIND_BYTES: u64 = 1 << 20;
@@ -609,6 +619,14 @@ impl<'v> FileReader<'v> {
             let _stop = Stop(stopped);
             f(Kick(kick))
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn held_ahead(&self) -> u64 {
+        match &self.0 {
+            Inner::Chunks(c) => c.held_ahead(),
+            Inner::Rebuilt(_) => 0,
+        }
     }
 
     /// Fetches ahead of the last read (see [`ChunkReader::read_ahead`]); for a file stored
@@ -731,12 +749,16 @@ pub struct ChunkReader<'v> {
 /// What a [`ChunkReader`] holds for the reads to come.
 #[derive(Default)]
 struct Ahead {
-    /// Verified chunks by global chunk index (about `READ_AHEAD_BYTES` past the last read).
+    /// Verified chunks by global chunk index (up to `window` bytes past the last read).
     pieces: BTreeMap<usize, Piece>,
     /// Chunks being fetched right now (one fetch at a time; the lock is not held meanwhile).
     fetching: Option<std::ops::Range<usize>>,
     /// Chunk after the last one read (where read-ahead goes on from).
     next: usize,
+    /// End offset of the last read, and the bytes fetched ahead of a read at a miss (0 before
+    /// the first read).
+    last_end: u64,
+    window: u64,
 }
 
 impl<'v> ChunkReader<'v> {
@@ -861,7 +883,13 @@ impl<'v> ChunkReader<'v> {
             // A miss: fetch the rest of the range and read ahead of it. Errors beyond the
             // requested range are reported when that range is read.
             let (_, last_start) = self.chunk(last)?;
-            let want = self.missing(&a.pieces, first, last_start + READ_AHEAD_BYTES)?;
+            let sequential = off + KEEP_BEHIND_BYTES >= a.last_end && off <= a.last_end + SEQUENTIAL_SLACK;
+            a.window = match a.window {
+                0 => READ_AHEAD_BYTES,
+                w if sequential => (w * 2).clamp(READ_AHEAD_BYTES, MAX_AHEAD_BYTES),
+                _ => RANDOM_AHEAD_BYTES,
+            };
+            let want = self.missing(&a.pieces, first, last_start + a.window)?;
             let got;
             (a, got) = self.fetch(a, want);
             for (i, r) in got {
@@ -871,6 +899,7 @@ impl<'v> ChunkReader<'v> {
             }
         }
         a.next = last + 1;
+        a.last_end = end;
         drop(a);
         let mut out = Vec::with_capacity((end - off) as usize);
         for (i, b) in (first..=last).zip(have) {
@@ -885,7 +914,7 @@ impl<'v> ChunkReader<'v> {
     }
 
     /// Fetches the next chunks after the last read when fewer than half of
-    /// `READ_AHEAD_BYTES` are held ahead of it and no fetch is under way. Called by a thread
+    /// the read-ahead window are held ahead of it and no fetch is under way. Called by a thread
     /// beside the reader (the drill's), so that the next reads find their chunks decrypted;
     /// errors are left for the read of those chunks to report.
     pub fn read_ahead(&self) {
@@ -895,11 +924,20 @@ impl<'v> ChunkReader<'v> {
         }
         let Ok((_, from)) = self.chunk(a.next) else { return };
         let held: u64 = a.pieces.range(a.next..).map(|(_, p)| p.len() as u64).sum();
-        if held >= READ_AHEAD_BYTES / 2 {
+        let window = a.window.max(READ_AHEAD_BYTES);
+        if held >= window / 2 {
             return;
         }
-        let Ok(want) = self.missing(&a.pieces, a.next, from + READ_AHEAD_BYTES) else { return };
+        let Ok(want) = self.missing(&a.pieces, a.next, from + window) else { return };
         drop(self.fetch(a, want).0);
+    }
+
+    /// Bytes of the verified chunks held right after the last read (up to the first chunk not
+    /// held).
+    #[cfg(test)]
+    pub(crate) fn held_ahead(&self) -> u64 {
+        let a = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        (a.next..).map_while(|i| a.pieces.get(&i).map(|p| p.len() as u64)).sum()
     }
 
     /// Chunks from `first` on that start before `limit` and are not held.

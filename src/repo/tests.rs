@@ -681,3 +681,32 @@ fn a_member_whose_frame_holds_other_bytes_is_refused_alone() {
     let before: usize = chunks[..k].iter().map(|c| c.len as usize).sum();
     assert_eq!(out, content[..before]);
 }
+
+#[test]
+fn read_ahead_grows_for_a_sequential_reader_and_shrinks_for_a_random_one() {
+    let (_m, v) = new_vault();
+    let big = data(24_000_000, 41);
+    let s = store_in(&v, "2099-01-20", "big", &big);
+    let node = v.lookup(s.snap.root, &[b"big".to_vec()]).unwrap();
+    let r = v.file_reader(&node).unwrap();
+    const REQ: usize = 128 << 10;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    // The first read fetches 2 MiB ahead.
+    assert_eq!(r.read_at(0, REQ).unwrap(), &big[..REQ]);
+    let first = r.held_ahead();
+    assert!((1 << 20..=3 << 20).contains(&first), "{:.2} MiB ahead after the first read", mib(first));
+    // A sequential reader's misses fetch more and more, up to 8 MiB.
+    let (mut off, mut most) = (REQ, first);
+    while off + REQ < 16_000_000 {
+        assert_eq!(r.read_at(off as u64, REQ).unwrap(), &big[off..off + REQ]);
+        most = most.max(r.held_ahead());
+        off += REQ;
+    }
+    assert!(most >= 6 << 20, "at most {:.2} MiB ahead of a sequential reader", mib(most));
+    // A read elsewhere fetches a little only; reads around it go on being right.
+    for at in [2_000_000usize, 23_000_000, 9_000_000] {
+        assert_eq!(r.read_at(at as u64, 4096).unwrap(), &big[at..at + 4096]);
+        let held = r.held_ahead();
+        assert!(held <= 600 << 10, "{:.2} MiB ahead of a random read at {at}", mib(held));
+    }
+}
