@@ -340,13 +340,42 @@ fn create_locked_bucket(port: u16, bucket: &str) {
 /// The clock of a moto server started under libfaketime, moved by writing an offset
 /// ("+0", "+5d") to a file the library reads again every second: retention dates expire on
 /// the server without waiting days.
-struct ServerClock(std::path::PathBuf);
+/// The clock of a moto server started by [`moto_with_clock`]: the file its libfaketime reads,
+/// and its port.
+struct ServerClock(std::path::PathBuf, u16);
 
 impl ServerClock {
-    fn set(&self, offset: &str) {
-        std::fs::write(&self.0, format!("{offset}\n")).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+    /// Moves the server's clock `days` ahead of the real one, and waits until the server's own
+    /// answers show it (the Date header of a ListBuckets): libfaketime reads the file again only
+    /// when its cache time has passed, counted in whole seconds, so a fixed pause can be short.
+    fn set_days(&self, days: i64) {
+        std::fs::write(&self.0, format!("+{days}d\n")).unwrap();
+        let want = unix_now() + days * 86_400 - 3_600;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = None;
+        while std::time::Instant::now() < deadline {
+            seen = server_date(self.1);
+            if seen.is_some_and(|t| t >= want) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("the server's clock did not move {days} days ahead in 30 s (its Date: {seen:?})");
     }
+}
+
+/// The time in the Date header of the server's answer to a ListBuckets (unix seconds).
+fn server_date(port: u16) -> Option<i64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp);
+    let head = text.split("\r\n\r\n").next()?;
+    let date = head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("date")))?.1;
+    chrono::DateTime::parse_from_rfc2822(date.trim()).ok().map(|d| d.timestamp())
 }
 
 fn moto_with_clock(dir: &Path) -> (Server, ServerClock) {
@@ -368,7 +397,8 @@ fn moto_with_clock(dir: &Path) -> (Server, ServerClock) {
             ("DONT_FAKE_MONOTONIC", "1"),
         ],
     );
-    (server, ServerClock(file))
+    let port = server.port;
+    (server, ServerClock(file, port))
 }
 
 /// vaultctl with its clock moved by `offset` ("+5d"), like the server's.
@@ -524,7 +554,7 @@ fn s3_object_lock_survives_an_attack_and_follows_the_vault() {
 
     // Five days later (on the server and for vaultctl): everything in use is retained again
     // for 3 days + 1, the unused revision's retention has ended and it is gone, versions and all.
-    clock.set("+5d");
+    clock.set_days(5);
     let out = ok(cmd_shifted(&e, &r, "+5d", &["sync", "lk"]).output().unwrap(), &["sync +5d"]);
     assert!(out.contains("0 unused objects retained"), "{out}");
     let pruned =
