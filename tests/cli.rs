@@ -272,6 +272,8 @@ fn key_commands() {
     let list = e.ok(&["key", "list"]);
     assert_eq!(list.lines().count(), 2, "{list}");
     assert!(list.contains("backup-operator") && list.contains("(used now)"), "{list}");
+    let operator = list.lines().find(|l| l.contains("backup-operator")).unwrap();
+    assert!(operator.contains("[Argon2id 64 MiB, 3 passes, 4 lanes]"), "{list}");
 
     let mut other = Env { secret: ("VAULT_PASSPHRASE".into(), "second passphrase".into()), ..Env::new() };
     other.repo = e.repo.clone();

@@ -43,14 +43,21 @@ impl Args {
             }
             KeyCmd::List => {
                 for s in keys::list(&v)? {
+                    // A passphrase slot's cost, so that slots made with older parameters show.
+                    let kdf = if s.m_cost_kib > 0 {
+                        format!("  [Argon2id {} MiB, {} passes, {} lanes]", s.m_cost_kib / 1024, s.t_cost, s.p_cost)
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "{}  {:10}  {}  {}{}",
+                        "{}  {:10}  {}  {}{}{}",
                         &s.id.to_hex()[..12],
                         s.kind,
                         chrono::DateTime::from_timestamp(s.created_unix, 0)
                             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                             .unwrap_or_default(),
                         s.label,
+                        kdf,
                         if s.current { "  (used now)" } else { "" }
                     );
                 }
