@@ -205,6 +205,15 @@ impl FrameRecord {
     }
 }
 
+/// Empties the cache (no index file loaded) and marks it as one that keeps frame records.
+fn sled_reset(blobs: &sled::Tree, files: &sled::Tree, frames: &sled::Tree) -> Result<()> {
+    files.clear().map_err(sled_err)?;
+    blobs.clear().map_err(sled_err)?;
+    frames.clear().map_err(sled_err)?;
+    files.insert(FRAMES_MARK, &[][..]).map_err(sled_err)?;
+    Ok(())
+}
+
 fn sled_err(e: sled::Error) -> Error {
     Error::new(crate::ErrorKind::Io, format!("index cache: {e}"))
 }
@@ -258,10 +267,7 @@ impl Index {
         let frames = db.open_tree("frames").map_err(sled_err)?;
         if !files.contains_key(FRAMES_MARK).map_err(sled_err)? {
             // Empty, or written before frame records: filled again from the index files.
-            files.clear().map_err(sled_err)?;
-            blobs.clear().map_err(sled_err)?;
-            frames.clear().map_err(sled_err)?;
-            files.insert(FRAMES_MARK, &[][..]).map_err(sled_err)?;
+            sled_reset(&blobs, &files, &frames)?;
         }
         Ok(Index { backend: Backend::Sled { db, blobs, files, frames } })
     }
@@ -381,12 +387,7 @@ impl Index {
 
     pub fn clear(&self) -> Result<()> {
         match &self.backend {
-            Backend::Sled { blobs, files, frames, .. } => {
-                files.clear().map_err(sled_err)?;
-                blobs.clear().map_err(sled_err)?;
-                frames.clear().map_err(sled_err)?;
-                files.insert(FRAMES_MARK, &[][..]).map_err(sled_err)?;
-            }
+            Backend::Sled { blobs, files, frames, .. } => sled_reset(blobs, files, frames)?,
             Backend::Memory { blobs, files } => {
                 files.write().unwrap_or_else(|e| e.into_inner()).clear();
                 blobs.write().unwrap_or_else(|e| e.into_inner()).clear();
