@@ -173,12 +173,8 @@ impl Vault {
 
     /// The verified member `e` of an opened frame.
     fn piece(&self, e: &PackEntry, frame: Arc<Vec<u8>>) -> Result<Piece> {
-        let (start, len) = {
-            let m = member_of(e, &frame)?;
-            self.verify_content(e.blob, m)?;
-            (m.as_ptr() as usize - frame.as_ptr() as usize, m.len())
-        };
-        Ok(Piece { frame, start, len })
+        let one = [(0, *e)];
+        self.pieces(&[(&frame, &one[..])]).pop().unwrap_or_else(|| Err(Error::corrupt("a chunk was not verified")))
     }
 
     /// The verified members `at` of opened frames, in order: the data chunks of all of them
@@ -200,7 +196,7 @@ impl Vault {
                 let m = m?;
                 if e.blob.kind == BlobKind::Data {
                     if ids.next().map(|id| id.0) != Some(e.blob.id) {
-                        return Err(Error::corrupt("content does not match its id"));
+                        return Err(not_its_content());
                     }
                 } else {
                     self.verify_content(e.blob, m)?;
@@ -468,7 +464,7 @@ impl Vault {
             BlobKind::Tree | BlobKind::List => self.keys.tree_id(plain).0,
         };
         if actual != blob.id {
-            return Err(Error::corrupt("content does not match its id"));
+            return Err(not_its_content());
         }
         Ok(())
     }
@@ -491,6 +487,10 @@ impl Vault {
             _ => Err(Error::invalid(format!("{} is not a regular file", String::from_utf8_lossy(&node.name)))),
         }
     }
+}
+
+fn not_its_content() -> Error {
+    Error::corrupt("content does not match its id")
 }
 
 fn not_indexed(blob: BlobRef) -> Error {
