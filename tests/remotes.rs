@@ -366,14 +366,7 @@ impl ServerClock {
 
 /// The time in the Date header of the server's answer to a ListBuckets (unix seconds).
 fn server_date(port: u16) -> Option<i64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    let text = String::from_utf8_lossy(&resp);
-    let head = text.split("\r\n\r\n").next()?;
+    let (_, head, _) = common::http_exchange(port, "GET", "/", &[], b"").ok()?;
     let date = head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("date")))?.1;
     chrono::DateTime::parse_from_rfc2822(date.trim()).ok().map(|d| d.timestamp())
 }

@@ -265,6 +265,17 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(u16, String), String> {
+    http_exchange(port, method, path, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// `http_request` that also gives the response's header lines (status line first).
+pub fn http_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String, String), String> {
     use std::io::{Read, Write};
     let timeout = Some(std::time::Duration::from_secs(10));
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
@@ -284,8 +295,8 @@ pub fn http_request(
         .and_then(|r| r.get(..3))
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((status, head.to_string(), body.to_string()))
 }
 
 /// `http_request`, retried while the transport fails (a server that has just started may
