@@ -684,6 +684,27 @@ fn write_pieces(w: &mut dyn Write, pieces: &[Piece]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes the verified chunks of `batch` up to the first damaged one, many at a time; the
+/// bytes written, or the damage after writing what came before it.
+fn write_verified(w: &mut dyn Write, batch: Vec<Result<Piece>>) -> Result<u64> {
+    let mut ok = Vec::with_capacity(batch.len());
+    let mut damaged = None;
+    for b in batch {
+        match b {
+            Ok(p) => ok.push(p),
+            Err(e) => {
+                damaged = Some(e);
+                break;
+            }
+        }
+    }
+    write_pieces(w, &ok).map_err(|e| Error::io("writing output", e))?;
+    match damaged {
+        Some(e) => Err(e),
+        None => Ok(ok.iter().map(|p| p.len() as u64).sum()),
+    }
+}
+
 /// Wakes the thread of [`FileReader::with_read_ahead`].
 pub struct Kick(std::sync::mpsc::SyncSender<()>);
 
@@ -990,9 +1011,19 @@ impl<'v> ChunkReader<'v> {
 
     /// Writes the whole content to `w`. A thread looks up, reads and verifies windows of the
     /// file on both cores ([`Vault::read_run`]) while this one writes them out in order; at
-    /// most `WINDOWS_AHEAD` + 2 windows are in memory. Stops at the first damaged chunk:
-    /// bytes before it have been written, none after.
+    /// most `WINDOWS_AHEAD` + 2 windows are in memory. A file of one window or less is read on
+    /// this thread (a thread per file would cost a restore of many small files more than
+    /// their bytes). Stops at the first damaged chunk: bytes before it have been written,
+    /// none after.
     pub fn copy_to(&self, w: &mut dyn Write) -> Result<u64> {
+        let size = self.seg_starts.last().copied().unwrap_or(0);
+        if size <= WINDOW_BYTES {
+            let mut window: Vec<ChunkRef> = Vec::new();
+            for k in 0..self.segs.len() {
+                window.extend_from_slice(&self.seg(k)?.chunks);
+            }
+            return write_verified(w, self.vault.read_run_with(&window, &mut Carry::default()));
+        }
         let mut written = 0u64;
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Result<Piece>>>>(WINDOWS_AHEAD);
@@ -1025,23 +1056,7 @@ impl<'v> ChunkReader<'v> {
                 }
             });
             for batch in rx {
-                // The verified chunks up to the first damaged one, written many at a time.
-                let mut ok = Vec::new();
-                let mut damaged = None;
-                for b in batch? {
-                    match b {
-                        Ok(p) => ok.push(p),
-                        Err(e) => {
-                            damaged = Some(e);
-                            break;
-                        }
-                    }
-                }
-                write_pieces(w, &ok).map_err(|e| Error::io("writing output", e))?;
-                written += ok.iter().map(|p| p.len() as u64).sum::<u64>();
-                if let Some(e) = damaged {
-                    return Err(e);
-                }
+                written += write_verified(w, batch?)?;
             }
             Ok(())
         })?;
