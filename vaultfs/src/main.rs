@@ -125,6 +125,13 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     }
     let cache = cache_dir(&a);
     let daemon_child = std::env::var_os("VAULTFS_DAEMON").is_some();
+    if a.foreground || daemon_child {
+        // Before any thread exists (opening the vault starts some: key derivation, the index
+        // cache): a thread started with the signals unblocked would take a SIGTERM and die
+        // of it, with nothing committed and the mount left dangling. Signals that arrive
+        // before the signal thread waits for them stay pending until it does.
+        block_signals();
+    }
     mountpoint::prepare(&a.mountpoint, vdir.as_deref(), cache.as_deref())?;
     let given = if daemon_child {
         let mut s = Zeroizing::new(String::new());
@@ -171,7 +178,6 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
         log(&m);
     }
 
-    block_signals();
     let mut options = vec![fuser::MountOption::FSName("vault".into()), fuser::MountOption::Subtype("vaultfs".into())];
     if a.read_only {
         options.push(fuser::MountOption::RO);
@@ -296,7 +302,7 @@ fn signal_set() -> libc::sigset_t {
 }
 
 /// Blocks the termination signals in this thread and every thread started after it, so
-/// that only the signal thread receives them.
+/// that only the signal thread receives them. Called before the process starts any thread.
 fn block_signals() {
     let set = signal_set();
     // SAFETY: masks signals of the calling thread with a valid set.

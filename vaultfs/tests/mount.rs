@@ -404,6 +404,41 @@ fn kill_9_mid_write_keeps_closed_files_and_never_shows_a_short_file() {
 }
 
 #[test]
+fn sigterm_and_sigint_commit_everything_and_unmount() {
+    for sig in ["TERM", "INT"] {
+        let mut m = Mount::new();
+        m.mount();
+        let mut data = vec![0u8; 3 << 20];
+        Gen(5).fill(&mut data);
+        fs::write(m.p("today"), &data).unwrap();
+        let pid = m.pid.take().expect("daemon pid");
+        Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+        let gone = (0..2400).any(|_| {
+            let gone = !Path::new(&format!("/proc/{pid}")).exists()
+                || fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true);
+            if !gone {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            gone
+        });
+        assert!(gone, "SIG{sig}: the daemon did not exit\n{}", m.log());
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            !mounts.lines().any(|l| l.split(' ').nth(1) == Some(m.mnt.to_str().unwrap())),
+            "SIG{sig}: the mount point is still mounted\n{}",
+            m.log()
+        );
+        let log = m.log();
+        assert!(log.contains("committing and unmounting") && log.contains("unmounted"), "SIG{sig}: {log}");
+        // Committed by the daemon itself: a reader finds the file without any journal replay.
+        let mut out = Vec::new();
+        vault::commands::browse::cat(&m.open(), "current/today", &mut out)
+            .unwrap_or_else(|e| panic!("SIG{sig}: the file was not committed: {e}\n{log}"));
+        assert!(out == data, "SIG{sig}: committed content differs");
+    }
+}
+
+#[test]
 fn tampered_pack_gives_eio_and_a_log_line() {
     let mut m = Mount::new();
     m.mount();
