@@ -57,6 +57,26 @@ fn round_trip_of_every_read_command() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let e = Env::new();
+    e.init();
+    e.put_bytes("f", &data(300_000, 2));
+    for args in [&["snapshots"][..], &["cat", "current/f"], &["ls", "current"], &["status"], &["stats"]] {
+        let mut c = e.cmd(args);
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        // The reader goes away before the command prints (it is still unlocking the vault).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        use std::os::unix::process::ExitStatusExt;
+        // Ended by SIGPIPE (13) like any Unix tool, or done before the reader left.
+        assert!(out.status.signal() == Some(13) || out.status.success(), "{args:?}: {:?} {err}", out.status);
+    }
+}
+
+#[test]
 fn init_refuses_non_empty_directory() {
     let e = Env::new();
     std::fs::create_dir_all(&e.repo).unwrap();

@@ -136,6 +136,15 @@ pub static JEMALLOC_CONF: &[u8; 85] =
 fn main() -> ExitCode {
     vault::tune_allocator();
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Drill(_)) {
+        // Like any Unix tool: output into a pipe whose reader went away (`vaultctl snapshots |
+        // head -1`) ends the process quietly instead of a panic at the next print. Not for
+        // `drill`, which writes into restore tools and reports their failures itself.
+        // SAFETY: sets the disposition of one signal before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let ctx = ctx::Ctx {
         repo: cli.repo,
         cache_dir: cli.cache_dir,
