@@ -76,6 +76,81 @@ fn output_into_a_closed_pipe_ends_quietly() {
     }
 }
 
+/// Flips one byte in the middle of `path`; returns its original bytes.
+fn flip_middle(path: &std::path::Path) -> Vec<u8> {
+    let orig = std::fs::read(path).unwrap();
+    let mut b = orig.clone();
+    let at = b.len() / 2;
+    b[at] ^= 1;
+    std::fs::write(path, &b).unwrap();
+    orig
+}
+
+/// The largest file of a vault sub directory.
+fn largest_in(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir).unwrap().flatten().max_by_key(|e| e.metadata().unwrap().len()).unwrap().path()
+}
+
+#[test]
+fn a_damaged_snapshot_or_index_file_costs_only_what_it_names() {
+    let e = Env::new();
+    e.init();
+    let (a, b) = (data(400_000, 5), data(300_000, 6));
+    let (fa, fb) = (e.path("a"), e.path("b"));
+    std::fs::write(&fa, &a).unwrap();
+    std::fs::write(&fb, &b).unwrap();
+    e.ok_at("2026-11-18 10:00:00", &["put", "a", fa.to_str().unwrap()]);
+    e.ok_at("2026-11-19 10:00:00", &["put", "b", fb.to_str().unwrap()]);
+    e.ok_at("2026-11-20 10:00:00", &["put", "a", fa.to_str().unwrap()]);
+    let periods = |out: &str| out.lines().filter(|l| l.starts_with("2026-")).count();
+
+    // One snapshot revision damaged: the other periods read as before, `snapshots` and
+    // `check` name it and exit 4, writes refuse.
+    let snap = largest_in(&e.repo.join("snapshots"));
+    let orig = flip_middle(&snap);
+    let hex = snap.file_name().unwrap().to_string_lossy().into_owned();
+    let o = e.run(&["snapshots"]);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(4), "{out}{err}");
+    assert_eq!(periods(&out), 2, "{out}");
+    assert!(err.contains(&hex) && err.contains("offsite copy"), "{err}");
+    let mut read = 0;
+    for (spec, want) in [("2026-11-18/a", &a), ("2026-11-19/b", &b), ("2026-11-20/a", &a)] {
+        let o = e.run(&["cat", spec]);
+        if o.status.success() {
+            assert!(o.stdout == *want, "{spec}");
+            read += 1;
+        }
+    }
+    assert_eq!(read, 2, "the two intact periods read back");
+    let o = e.run(&["check"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains(&hex) && out.contains("checked 2 snapshots"), "{out}");
+    let err = e.fails(&["put", "c", fa.to_str().unwrap()], 4);
+    assert!(err.contains("offsite copy"), "{err}");
+    std::fs::write(&snap, orig).unwrap();
+    assert_eq!(periods(&e.ok(&["snapshots"])), 3);
+
+    // The largest index file damaged (and the local cache gone, as on a new machine): every
+    // command still opens the vault and says what to do; rebuild-index mends it.
+    flip_middle(&largest_in(&e.repo.join("index")));
+    std::fs::remove_dir_all(&e.cache).unwrap();
+    let o = e.run(&["ls"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rebuild-index"));
+    let o = e.run(&["check"]);
+    assert_eq!(o.status.code(), Some(4));
+    let err = e.fails(&["prune", "--keep-last", "1"], 4);
+    assert!(err.contains("rebuild-index"), "{err}");
+    e.ok(&["rebuild-index"]);
+    assert_eq!(e.cat("2026-11-18/a"), a);
+    assert_eq!(e.cat("2026-11-19/b"), b);
+    assert_eq!(e.cat("2026-11-20/a"), a);
+    let o = e.run(&["check", "--read-data"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).is_empty(), "{o:?}");
+}
+
 #[test]
 fn init_refuses_non_empty_directory() {
     let e = Env::new();

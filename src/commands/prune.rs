@@ -228,8 +228,12 @@ pub fn plan(v: &Vault, o: &Options) -> Result<Plan> {
 
     let index_ids: Vec<IndexId> =
         v.store.list(ObjKind::Index)?.into_iter().filter_map(|(n, _)| IndexId::from_hex(&n).ok()).collect();
-    let index_files: Vec<(IndexId, Vec<IndexPack>)> =
-        index_ids.par_iter().map(|id| Ok((*id, v.read_index_file(id)?))).collect::<Result<_>>()?;
+    // Every index file, or nothing: the packs of one left out would look unreferenced.
+    let index_files: Vec<(IndexId, Vec<IndexPack>)> = index_ids
+        .par_iter()
+        .map(|id| Ok((*id, v.read_index_file(id)?)))
+        .collect::<Result<_>>()
+        .map_err(|e| e.context("prune needs every index file (run `vaultctl rebuild-index` first)"))?;
     let listed: HashMap<PackId, u64> =
         v.store.list(ObjKind::Pack)?.into_iter().filter_map(|(n, s)| Some((PackId::from_hex(&n).ok()?, s))).collect();
 

@@ -103,7 +103,7 @@ pub fn report(v: &Vault, o: &Options) -> Result<Report> {
     let log: Vec<&Record> = whole_log.iter().filter(|r| r.time_unix() >= o.since_unix).collect();
     let since = DateTime::from_timestamp(o.since_unix, 0).unwrap_or(now);
     let first_period = v.clock().name_at(since);
-    let snaps = v.snapshots()?;
+    let snaps = v.readable_snapshots()?.0;
     let mut memo = HashMap::new();
     let mut periods = Vec::new();
     let mut prev_write: Option<i64> = None;

@@ -48,7 +48,9 @@ impl Status {
 }
 
 pub fn status(v: &Vault) -> Result<Status> {
-    let snaps = v.snapshots()?;
+    // A damaged revision is for `check` to report (and is named when the vault is opened);
+    // the age of the newest backup is still known from the others.
+    let snaps = v.readable_snapshots()?.0;
     let mut s = Status { now_unix_ns: crate::repo::now_unix_ns(), ..Status::default() };
     if let Some(newest) = snaps.iter().max_by_key(|x| x.snap.updated_unix_ns) {
         s.newest_period = Some(newest.snap.period.clone());

@@ -101,6 +101,8 @@ pub struct Vault {
     /// Decoded snapshot revisions by id (revisions are immutable once named).
     pub(crate) snap_cache:
         std::sync::Mutex<std::collections::HashMap<crate::id::SnapshotId, crate::format::snapshot::Snapshot>>,
+    /// Index files that could not be read at the last [`Vault::sync_index`], with the reason.
+    damaged_index: std::sync::Mutex<Vec<(IndexId, Error)>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -222,6 +224,7 @@ impl Vault {
             frame_cache: Default::default(),
             read_buffers: Default::default(),
             snap_cache: Default::default(),
+            damaged_index: Default::default(),
         };
         v.sync_index()?;
         Ok(v)
@@ -252,7 +255,11 @@ impl Vault {
     }
 
     /// Brings the local index cache in line with the vault's index files: loads the ones it
-    /// has not seen; if it knows a file the vault no longer has, it starts over.
+    /// has not seen; if it knows a file the vault no longer has, it starts over. An index file
+    /// that cannot be read (damaged, unreadable) is left out and listed by
+    /// [`Vault::damaged_index_files`] (loaded again at the next open): the blobs only it names
+    /// read as missing until `rebuild-index`, everything else works. Prune and check read every
+    /// index file themselves and refuse or report it.
     pub fn sync_index(&self) -> Result<()> {
         let _one = self.index_sync.lock().unwrap_or_else(|e| e.into_inner());
         let listed: std::collections::HashSet<IndexId> =
@@ -263,15 +270,28 @@ impl Vault {
             known.clear();
         }
         let missing: Vec<IndexId> = listed.difference(&known).copied().collect();
-        let loaded: Vec<(IndexId, Vec<index_format::IndexPack>)> =
-            missing.par_iter().map(|id| Ok((*id, self.read_index_file(id)?))).collect::<Result<_>>()?;
-        for (id, packs) in loaded {
-            self.index.add_file(id, &packs)?;
+        let read: Vec<(IndexId, Result<Vec<index_format::IndexPack>>)> =
+            missing.par_iter().map(|id| (*id, self.read_index_file(id))).collect();
+        let mut damaged = Vec::new();
+        for (id, packs) in read {
+            match packs {
+                Ok(packs) => self.index.add_file(id, &packs)?,
+                // A store that cannot be read at all fails the open; one bad file does not.
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => damaged.push((id, e)),
+                Err(e) => return Err(e),
+            }
         }
+        *self.damaged_index.lock().unwrap_or_else(|e| e.into_inner()) = damaged;
         if !missing.is_empty() {
             self.index.flush()?;
         }
         Ok(())
+    }
+
+    /// Index files the last [`Vault::sync_index`] could not read, with the reason.
+    pub fn damaged_index_files(&self) -> Vec<(IndexId, Error)> {
+        let d = self.damaged_index.lock().unwrap_or_else(|e| e.into_inner());
+        d.iter().map(|(id, e)| (*id, e.clone_shallow())).collect()
     }
 
     pub(crate) fn read_index_file(&self, id: &IndexId) -> Result<Vec<index_format::IndexPack>> {

@@ -20,14 +20,46 @@ pub struct SnapshotInfo {
 
 impl Vault {
     /// Every period's current revision, oldest period first. A revision that fails to
-    /// decrypt is an error: snapshot metadata is never skipped silently.
+    /// decrypt is an error: what writes (a commit choosing its base, prune choosing what
+    /// stays) never skips snapshot metadata.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let (snaps, damaged) = self.readable_snapshots()?;
+        match damaged.into_iter().next() {
+            Some((id, e)) => Err(Error::new(
+                e.kind(),
+                format!(
+                    "{e} (restore snapshots/{} from an offsite copy; or move it out of snapshots/ to go on \
+                     without that revision)",
+                    id.to_hex()
+                ),
+            )),
+            None => Ok(snaps),
+        }
+    }
+
+    /// [`Vault::snapshots`] for reading: the revisions that decrypt, and apart the ones that
+    /// do not (their period cannot be known: a damaged newest revision of a period leaves the
+    /// revision before it current here). Reads of the rest go on.
+    #[allow(clippy::type_complexity)]
+    pub fn readable_snapshots(&self) -> Result<(Vec<SnapshotInfo>, Vec<(SnapshotId, Error)>)> {
         let names = self.store.list(ObjKind::Snapshot)?;
-        let revs: Vec<(SnapshotId, Snapshot)> = names
+        let read: Vec<(SnapshotId, Result<Snapshot>)> = names
             .par_iter()
             .filter_map(|(n, _)| SnapshotId::from_hex(n).ok())
-            .map(|id| Ok((id, self.read_snapshot(&id)?)))
-            .collect::<Result<_>>()?;
+            .map(|id| (id, self.read_snapshot(&id)))
+            .collect();
+        let mut revs = Vec::new();
+        let mut damaged = Vec::new();
+        for (id, r) in read {
+            match r {
+                Ok(s) => revs.push((id, s)),
+                Err(e) if matches!(e.kind(), crate::ErrorKind::Corrupt | crate::ErrorKind::NotFound) => {
+                    damaged.push((id, e))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        damaged.sort_by_key(|(id, _)| *id);
         let mut by_period: BTreeMap<String, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
         for (id, s) in revs {
             by_period.entry(s.period.clone()).or_default().push((id, s));
@@ -39,7 +71,7 @@ impl Vault {
             let (id, snap) = revs.pop().ok_or_else(|| Error::corrupt("empty period"))?;
             out.push(SnapshotInfo { id, snap, superseded: revs.into_iter().map(|(id, _)| id).collect() });
         }
-        Ok(out)
+        Ok((out, damaged))
     }
 
     pub(crate) fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
@@ -66,7 +98,7 @@ impl Vault {
     /// Resolves `latest` (newest sealed), `today`/`current` (the current period) or a period
     /// name.
     pub fn resolve(&self, spec: &str) -> Result<SnapshotInfo> {
-        let all = self.snapshots()?;
+        let all = self.readable_snapshots()?.0;
         let found = match spec {
             "latest" => all.into_iter().rev().find(|s| s.snap.sealed),
             "current" => {

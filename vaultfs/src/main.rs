@@ -177,6 +177,14 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     for m in fs.take_notices() {
         log(&m);
     }
+    for (_, e) in v.damaged_index_files() {
+        log(&format!("warning: {e}; what only it names reads as missing until `vaultctl rebuild-index`"));
+    }
+    if let Ok((_, damaged)) = v.readable_snapshots() {
+        for (id, e) in damaged {
+            log(&format!("warning: snapshots/{}: {e}; not shown (restore it from an offsite copy)", id.to_hex()));
+        }
+    }
 
     let mut options = vec![fuser::MountOption::FSName("vault".into()), fuser::MountOption::Subtype("vaultfs".into())];
     if a.read_only {

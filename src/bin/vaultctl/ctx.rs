@@ -98,7 +98,9 @@ impl Ctx {
     pub fn open(&self) -> anyhow::Result<Vault> {
         let store = self.open_store()?;
         let secret = read_secret("VAULT_", false)?;
-        Ok(Vault::open(store, &secret, &OpenOptions { cache_dir: self.cache_dir() })?)
+        let v = Vault::open(store, &secret, &OpenOptions { cache_dir: self.cache_dir() })?;
+        warn_of_damage(&v);
+        Ok(v)
     }
 
     /// The vault that names the remote given by `--repo NAME` (see [`home_of_remote_name`]).
@@ -107,6 +109,8 @@ impl Ctx {
     }
 
     /// Opens the vault at `url` (the home of a remote) with the same secret.
+    ///
+    /// (Damage is named by [`Ctx::open`] of the vault the command works on.)
     pub fn open_url(&self, url: &str) -> anyhow::Result<Vault> {
         let s = remote::open_store(url)?;
         Ok(Vault::open(s, &read_secret("VAULT_", false)?, &OpenOptions { cache_dir: self.cache_dir() })?)
@@ -130,4 +134,25 @@ fn home_of_remote_name(repo: &str) -> Option<String> {
 /// (vault::crypto::source, shared with vaultfs).
 pub fn read_secret(prefix: &str, confirm: bool) -> anyhow::Result<Secret> {
     Ok(source::read(prefix, confirm)?.to_secret()?)
+}
+
+/// Names on standard error what of the vault's metadata cannot be read, and what still works:
+/// reads go on without it (docs/OPERATIONS.md, "Damage").
+fn warn_of_damage(v: &Vault) {
+    for (_, e) in v.damaged_index_files() {
+        eprintln!(
+            "vaultctl: warning: {e}; what only it names reads as missing until `vaultctl rebuild-index` \
+             (which indexes the packs again from their own headers)"
+        );
+    }
+    if let Ok((_, damaged)) = v.readable_snapshots() {
+        for (id, e) in damaged {
+            eprintln!(
+                "vaultctl: warning: snapshots/{} cannot be read ({e}); the other snapshots are read without it (if \
+                 it was a period's newest revision, the one before it is shown). Restore the file from an offsite \
+                 copy: writes refuse to go on until then",
+                id.to_hex()
+            );
+        }
+    }
 }

@@ -21,12 +21,16 @@ impl Args {
         let v = ctx.open()?;
         match &self.spec {
             None if self.json => {
-                let list: Vec<Value> =
-                    v.snapshots()?.iter().map(|s| json!({"period": s.snap.period, "sealed": s.snap.sealed})).collect();
+                let list: Vec<Value> = v
+                    .readable_snapshots()?
+                    .0
+                    .iter()
+                    .map(|s| json!({"period": s.snap.period, "sealed": s.snap.sealed}))
+                    .collect();
                 println!("{}", json!({"schema": 1, "snapshots": list}));
             }
             None => {
-                for s in v.snapshots()? {
+                for s in v.readable_snapshots()?.0 {
                     println!("{}{}", s.snap.period, if s.snap.sealed { "" } else { "  (open)" });
                 }
             }

@@ -178,7 +178,8 @@ impl VaultFs {
                 live.release()?;
             }
             None => {
-                let snaps = v.snapshots()?;
+                // Read-only: a revision that cannot be read leaves out only itself.
+                let snaps = v.readable_snapshots()?.0;
                 lock(&fs.snaps).apply_periods(&fs.next_ino, &snaps, false);
             }
         }
@@ -780,7 +781,7 @@ impl VaultFs {
                 }
             }
             None => {
-                let snaps = self.v.snapshots()?;
+                let snaps = self.v.readable_snapshots()?.0;
                 lock(&self.snaps).apply_periods(&self.next_ino, &snaps, false);
             }
         }
