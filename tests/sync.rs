@@ -60,8 +60,29 @@ fn verify_finds_damage_and_the_next_sync_repairs_it() {
     assert!(e.ok(&["sync", "nas", "--verify"]).contains("all match"));
     let (pack, _) = packs_by_size(&remote)[0].clone();
     let mut b = std::fs::read(&pack).unwrap();
+    // By URL, without the key and without the vault: the copy against its own manifest,
+    // nothing changed on it.
+    let url = format!("file://{}", remote.display());
+    let keyless = |args: &[&str]| {
+        let mut c = e.cmd(args);
+        c.env_remove(&e.secret.0).env_remove("VAULT_REPO");
+        c.output().unwrap()
+    };
+    let o = keyless(&["sync", &url, "--verify"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("all match"), "{o:?}");
+    let manifest = std::fs::read(remote.join("manifest")).unwrap();
     b[200] ^= 0x10;
     std::fs::write(&pack, &b).unwrap();
+    let o = keyless(&["sync", &url, "--verify"]);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&pack.file_name().unwrap().to_string_lossy()[..16]) && out.contains("without the key"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(remote.join("manifest")).unwrap(), manifest);
+    let err = fails(keyless(&["sync", &url]), &["sync", &url], 1);
+    assert!(err.contains("only for --verify"), "{err}");
     let o = e.run(&["sync", "nas", "--verify"]);
     assert_eq!(o.status.code(), Some(4));
     let out = String::from_utf8_lossy(&o.stdout);

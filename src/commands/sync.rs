@@ -735,8 +735,9 @@ pub struct VerifyReport {
 }
 
 /// Checks every object of a remote against its manifest (no key needed), and compares the
-/// copy's listing with the manifest (and with the vault, when given). Damaged or missing
-/// objects are dropped from the manifest, so that the next sync sends them again.
+/// copy's listing with the manifest (and with the vault, when given). With the vault, damaged
+/// or missing objects are dropped from the manifest, so that the next sync sends them again;
+/// without it (a check by URL, without the key) nothing on the copy is changed.
 pub fn verify(v: Option<&Vault>, remote: &Remote, dst: &Arc<dyn Store>, o: &SyncOptions) -> Result<VerifyReport> {
     let list = read_manifest(&**dst)?;
     let results: Vec<(Entry, Option<String>, u64)> = o.pool()?.install(|| {
@@ -780,7 +781,7 @@ pub fn verify(v: Option<&Vault>, remote: &Remote, dst: &Arc<dyn Store>, o: &Sync
         r.not_in_vault = list.iter().filter(|e| !local.contains(&(e.kind, e.name.clone()))).count();
         r.not_synced = local.iter().filter(|(k, n)| !named.contains(&(*k, n.as_str()))).count();
     }
-    if !r.bad.is_empty() {
+    if !r.bad.is_empty() && v.is_some() {
         let _lock = o.lock_remote(remote, dst, "vaultctl sync --verify")?;
         keep.sort_by(|a, b| (a.kind.code(), &a.name).cmp(&(b.kind.code(), &b.name)));
         let bytes = manifest::encode(&keep);

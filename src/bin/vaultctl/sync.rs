@@ -12,7 +12,8 @@ use vault::units::{human, parse_size};
 /// Copy to a remote what it lacks (packs, index, snapshots, then the manifest last).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Remote name (see `vaultctl remote list`).
+    /// Remote name (see `vaultctl remote list`); with --verify also a remote's URL, which
+    /// needs no key (the copy is checked against its own manifest, nothing is changed).
     name: String,
     /// Check every object of the remote against its manifest (no upload); damaged objects
     /// are sent again by the next sync.
@@ -47,11 +48,21 @@ impl Args {
             state_dir: ctx.cache_dir().map(|d| d.join("sync")),
             lock_wait: ctx.wait(),
         };
-        let v = ctx.open()?;
-        let r = remote::find(&v, &self.name)?;
+        // `--verify URL`: the copy alone, against its manifest (plaintext): no key, no vault.
+        let by_url = remote::is_remote_url(&self.name) || self.name.starts_with("file://");
+        if by_url && !self.verify {
+            bail!("{}: a URL is only for --verify; sync names a remote (`vaultctl remote list`)", self.name);
+        }
+        let (v, r) = if by_url {
+            (None, vault::format::remotes::Remote::new(&self.name, &self.name))
+        } else {
+            let v = ctx.open()?;
+            let r = remote::find(&v, &self.name)?;
+            (Some(v), r)
+        };
         let dst = remote::open_store(&r.url)?;
         if self.verify {
-            let rep = sync::verify(Some(&v), &r, &dst, &o)?;
+            let rep = sync::verify(v.as_ref(), &r, &dst, &o)?;
             for b in &rep.bad {
                 println!("damaged: {b}");
             }
@@ -72,14 +83,18 @@ impl Args {
                 rep.checked,
                 human(rep.bytes),
                 r.name,
-                if rep.bad.is_empty() {
-                    "all match the manifest".to_string()
-                } else {
-                    format!("{} missing or damaged; the next sync sends them again", rep.bad.len())
+                match (rep.bad.len(), &v) {
+                    (0, _) => "all match the manifest".to_string(),
+                    (n, Some(_)) => format!("{n} missing or damaged; the next sync sends them again"),
+                    (n, None) => format!(
+                        "{n} missing or damaged (checked without the key, nothing changed: `vaultctl sync REMOTE \
+                         --verify` on the vault's machine has the next sync send them again)"
+                    ),
                 }
             );
             return Ok(if rep.bad.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(4) });
         }
+        let Some(v) = v else { unreachable!("a URL is only taken with --verify") };
         if self.dry_run {
             let p = sync::plan(&v, &r, &*dst, &o)?;
             if let Some(why) = &p.manifest_untrusted {
