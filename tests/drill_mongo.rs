@@ -144,6 +144,12 @@ fn fixture_archives_restore_with_matching_counts_and_the_scratch_db_is_dropped()
     assert_eq!(j["restore"]["documents"], 26);
     assert!(j["rto_seconds"].as_f64().unwrap() > 0.0);
     assert!(!m.databases().contains(&"capstone_db_restore_test".to_string()), "dropped at the end");
+    // As on the product's first page, without a scratch name: a new one is made up.
+    let j = drill_json(&e, T2, &["--mongo-uri", &m.uri], 0);
+    let db = j["restore"]["database"].as_str().unwrap().to_string();
+    assert!(db.starts_with("vault_drill_") && db.len() == 20, "{j}");
+    assert_eq!(j["restore"]["documents"], 26);
+    assert!(!m.databases().contains(&db), "dropped at the end");
 
     // The same namespace from two archives of one snapshot cannot share the scratch database:
     // refused, by name, and the drill fails.

@@ -23,15 +23,16 @@ pub struct Args {
     json: bool,
     /// Also restore every mongodump archive into a scratch database on this server
     /// (mongodb://...) and compare the counts per collection.
-    #[arg(long, value_name = "URI", requires = "restore_db")]
+    #[arg(long, value_name = "URI")]
     mongo_uri: Option<String>,
     /// Also restore every pg_dump dump into a scratch database on this server
     /// (postgresql://...; the password goes to psql/pg_restore through their environment)
     /// and compare the rows per table.
-    #[arg(long, value_name = "URI", requires = "restore_db")]
+    #[arg(long, value_name = "URI")]
     pg_uri: Option<String>,
     /// The scratch database: must not exist (see --drop-existing); dropped at the end.
-    /// Further PostgreSQL dumps of the snapshot go to NAME_2, NAME_3, ...
+    /// Further PostgreSQL dumps of the snapshot go to NAME_2, NAME_3, ... Default:
+    /// `vault_drill_` and 8 random hex digits (a name no database has yet).
     #[arg(long, value_name = "NAME", requires = "server")]
     restore_db: Option<String>,
     /// Keep the scratch database after the drill.
@@ -52,7 +53,9 @@ impl Args {
         let v = ctx.open()?;
         // Connect first: an unreachable server or an existing scratch database stops the
         // drill before anything is read (exit 1), and is not a failed drill.
-        let mut restorer = match (&self.mongo_uri, &self.restore_db) {
+        let restore_db =
+            Some(self.restore_db.clone().unwrap_or_else(|| format!("vault_drill_{:08x}", rand::random::<u32>())));
+        let mut restorer = match (&self.mongo_uri, &restore_db) {
             (Some(uri), Some(db)) => {
                 let mut o = RestoreOptions::new(uri, db);
                 o.keep = self.keep;
@@ -61,7 +64,7 @@ impl Args {
             }
             _ => None,
         };
-        let mut pg = match (&self.pg_uri, &self.restore_db) {
+        let mut pg = match (&self.pg_uri, &restore_db) {
             (Some(uri), Some(db)) => {
                 let mut o = PgRestoreOptions::new(uri, db);
                 o.keep = self.keep;
