@@ -152,6 +152,20 @@ fn a_damaged_snapshot_or_index_file_costs_only_what_it_names() {
 }
 
 #[test]
+fn a_clock_behind_the_vault_cannot_backdate_a_snapshot() {
+    let e = Env::new();
+    e.init();
+    let f = e.path("f");
+    std::fs::write(&f, b"the newest backup").unwrap();
+    e.ok_at("2026-11-20 10:00:00", &["put", "today", f.to_str().unwrap()]);
+    let o = e.cmd_at(Some("2026-11-18 10:00:00"), &["put", "today", f.to_str().unwrap()]).output().unwrap();
+    let err = fails(o, &["put"], 1);
+    assert!(err.contains("2026-11-20") && err.contains("refusing to write into the past"), "{err}");
+    let snaps = e.ok_at("2026-11-20 11:00:00", &["snapshots"]);
+    assert!(!snaps.contains("2026-11-18") && snaps.contains("2026-11-20"), "{snaps}");
+}
+
+#[test]
 fn init_refuses_non_empty_directory() {
     let e = Env::new();
     std::fs::create_dir_all(&e.repo).unwrap();

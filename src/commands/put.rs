@@ -54,7 +54,9 @@ pub fn put(v: &Vault, o: &PutOptions, input: &mut (dyn Read + Send)) -> Result<P
     // The period is fixed when the write starts: a put running across midnight stays in the
     // period it began in.
     let period = v.clock().current();
-    let base = v.snapshots()?.into_iter().find(|s| s.snap.period == period);
+    let snaps = v.snapshots()?;
+    crate::repo::snapshots::refuse_backdating(&snaps, &period)?;
+    let base = snaps.into_iter().find(|s| s.snap.period == period);
     if let Some(b) = &base {
         if b.snap.sealed {
             return Err(Error::read_only(format!(

@@ -114,6 +114,19 @@ impl Vault {
     }
 }
 
+/// Refuses new content for `period` when the vault already holds a later period: the clock of
+/// this machine is behind the vault's, and writing would backdate a snapshot (sealing an ended
+/// period is not new content and does not come here).
+pub fn refuse_backdating(snaps: &[SnapshotInfo], period: &str) -> Result<()> {
+    match snaps.iter().map(|s| s.snap.period.as_str()).filter(|p| *p > period).max() {
+        Some(newest) => Err(Error::invalid(format!(
+            "this machine's clock says the period is {period}, but the vault already holds {newest}: refusing to \
+             write into the past (a snapshot's date comes from the clock; check it, e.g. `timedatectl`)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Splits `PERIOD[/PATH]` into its two parts.
 pub fn split_spec(spec: &str) -> (&str, &str) {
     match spec.split_once('/') {

@@ -297,7 +297,9 @@ impl VaultFs {
         if t.live_roots.contains_key(period) {
             return Ok(());
         }
-        let base = self.v.snapshots()?.into_iter().find(|s| s.snap.period == period);
+        let snaps = self.v.snapshots()?;
+        vault::repo::snapshots::refuse_backdating(&snaps, period)?;
+        let base = snaps.into_iter().find(|s| s.snap.period == period);
         {
             let mut sn = lock(&self.snaps);
             sn.period_ino(&self.next_ino, period);
