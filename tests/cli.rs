@@ -166,6 +166,39 @@ fn a_clock_behind_the_vault_cannot_backdate_a_snapshot() {
 }
 
 #[test]
+fn stats_counts_what_the_expansion_of_a_gzip_file_saved() {
+    let e = Env::new();
+    e.init();
+    let text: Vec<u8> = (0..40_000u32)
+        .flat_map(|i| {
+            format!("{{\"_id\": {i}, \"name\": \"user{}\", \"score\": {}}}\n", i * 7919 % 1000, i % 97).into_bytes()
+        })
+        .collect();
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&text).unwrap();
+    let gz = gz.finish().unwrap();
+    e.put_bytes("dump.json", &text);
+    let out = e.put_bytes("dump.json.gz", &gz);
+    assert!(out.contains("expanded"), "{out}");
+    let stats = e.ok(&["stats"]);
+    let line = stats.lines().find(|l| l.starts_with("expansion saved:")).unwrap_or_else(|| panic!("{stats}"));
+    // The expanded content is the plain file's: the whole gzip file is saved (less its recipe).
+    assert!(!line.contains(" -"), "{line}");
+    let saved = line.split_whitespace().nth(2).unwrap().parse::<f64>().unwrap();
+    let unit = line.split_whitespace().nth(3).unwrap();
+    let saved_bytes = saved
+        * if unit.starts_with("KiB") {
+            1024.0
+        } else if unit.starts_with("MiB") {
+            1048576.0
+        } else {
+            1.0
+        };
+    assert!(saved_bytes > gz.len() as f64 * 0.8, "{line} (gzip file {} bytes)", gz.len());
+}
+
+#[test]
 fn init_refuses_non_empty_directory() {
     let e = Env::new();
     std::fs::create_dir_all(&e.repo).unwrap();

@@ -28,7 +28,7 @@ pub struct Stats {
     /// Files stored expanded (src/rebuild), counted like `files`.
     pub expanded: Expansion,
     /// Distinct contents stored expanded: their original sizes, and the sealed bytes of the
-    /// chunks they use (expanded streams and recipes).
+    /// chunks they use (expanded streams and recipes) that no file stored as it is uses.
     pub expanded_distinct: u64,
     pub expanded_distinct_original: u64,
     pub expanded_distinct_stored: u64,
@@ -96,11 +96,20 @@ pub fn stats(v: &Vault) -> Result<Stats> {
     let mut memo = HashMap::new();
     let mut distinct = HashSet::new();
     let mut expanded_chunks = HashSet::new();
+    let mut plain_chunks = HashSet::new();
     for snap in v.snapshots()? {
-        let mut track: Distinct<'_> = Some((&mut distinct, &mut expanded_chunks, &mut s));
+        let mut track: Distinct<'_> = Some(Track {
+            distinct: &mut distinct,
+            expanded_chunks: &mut expanded_chunks,
+            plain_chunks: &mut plain_chunks,
+            stats: &mut s,
+        });
         let e = expansion(v, snap.snap.root, &mut memo, &mut track)?;
         s.expanded.add(&e);
     }
+    // Chunks that files stored as they are use too would be stored anyway: not a cost of
+    // the expansion.
+    expanded_chunks.retain(|k| !plain_chunks.contains(k));
     let mut seen = HashSet::new();
     for (name, _) in v.store().list(ObjKind::Index)? {
         let Ok(id) = IndexId::from_hex(&name) else { continue };
@@ -145,9 +154,15 @@ pub fn expanded_files(v: &Vault, t: TreeId, memo: &mut HashMap<TreeId, Expansion
     expansion(v, t, memo, &mut None)
 }
 
-/// What `stats` records of the distinct expanded contents on the way: their keys, the chunks
-/// they use, and the totals.
-type Distinct<'a> = Option<(&'a mut HashSet<[u8; 33]>, &'a mut HashSet<[u8; 33]>, &'a mut Stats)>;
+/// What `stats` records on the way: the keys of the distinct expanded contents, the chunks
+/// they use, the chunks of the files stored as they are, and the totals.
+struct Track<'a> {
+    distinct: &'a mut HashSet<[u8; 33]>,
+    expanded_chunks: &'a mut HashSet<[u8; 33]>,
+    plain_chunks: &'a mut HashSet<[u8; 33]>,
+    stats: &'a mut Stats,
+}
+type Distinct<'a> = Option<Track<'a>>;
 
 /// The files stored expanded under tree `t` (each tree summed once); with `track`, records
 /// every distinct expanded content and the chunks it uses.
@@ -169,7 +184,17 @@ fn expansion(
                 sum.add(&e);
             }
             NodeKind::File { content, .. } => {
-                let Some(r) = &content.recipe else { continue };
+                let Some(r) = &content.recipe else {
+                    if let Some(t) = track.as_mut() {
+                        for (inline, pages) in content.lists() {
+                            t.plain_chunks.extend(inline.iter().map(|c| BlobRef::data(c.id).key()));
+                            for p in pages {
+                                t.plain_chunks.extend(v.load_list(p)?.iter().map(|c| BlobRef::data(c.id).key()));
+                            }
+                        }
+                    }
+                    continue;
+                };
                 let recipe = r.content();
                 sum.add(&Expansion {
                     files: 1,
@@ -177,7 +202,7 @@ fn expansion(
                     expanded: content.chunk_bytes(),
                     recipe: recipe.chunk_bytes(),
                 });
-                let Some((distinct, chunks, s)) = track.as_mut() else { continue };
+                let Some(Track { distinct, expanded_chunks: chunks, stats: s, .. }) = track.as_mut() else { continue };
                 // A content is known by its expanded stream's and its recipe's chunk lists.
                 let mut h = blake3::Hasher::new();
                 for (inline, pages) in content.lists() {
