@@ -129,8 +129,26 @@ fn a_damaged_snapshot_or_index_file_costs_only_what_it_names() {
     assert!(out.contains(&hex) && out.contains("checked 2 snapshots"), "{out}");
     let err = e.fails(&["put", "c", fa.to_str().unwrap()], 4);
     assert!(err.contains("offsite copy"), "{err}");
+    // Monitoring still works: the age of the newest backup is known from the others.
+    let o = e.run(&["status", "--json"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"newest_backup\":{"), "{o:?}");
+    assert!(e.run(&["stats"]).status.success());
     std::fs::write(&snap, orig).unwrap();
     assert_eq!(periods(&e.ok(&["snapshots"])), 3);
+
+    // A damaged log entry: status and report say so, check names it.
+    e.ok(&["run", "--", "true"]);
+    let log = largest_in(&e.repo.join("logs"));
+    let orig = flip_middle(&log);
+    let name = log.file_name().unwrap().to_string_lossy().into_owned();
+    let o = e.run(&["status"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 log entries cannot be read"), "{o:?}");
+    let report = e.ok(&["report", "--format", "md"]);
+    assert!(report.contains("log entries cannot be read"), "{report}");
+    let o = e.run(&["check"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&name));
+    std::fs::write(&log, orig).unwrap();
 
     // The largest index file damaged (and the local cache gone, as on a new machine): every
     // command still opens the vault and says what to do; rebuild-index mends it.

@@ -81,6 +81,10 @@ pub fn check_all(
             r.errors.push(format!("key slot {}: {e}", id.short()));
         }
     }
+    // The log is the evidence `status` and `report` are made of.
+    for e in crate::repo::log::readable_entries(v)?.1 {
+        r.errors.push(e.to_string());
+    }
 
     // Index files, read afresh from the vault (not from the local cache).
     let mut entries: HashMap<[u8; 33], IndexEntry> = HashMap::new();

@@ -99,7 +99,7 @@ pub struct Options {
 pub fn report(v: &Vault, o: &Options) -> Result<Report> {
     let now = Utc::now();
     let settings = v.settings();
-    let whole_log = crate::repo::log::entries(v)?;
+    let (whole_log, damaged_log) = crate::repo::log::readable_entries(v)?;
     let log: Vec<&Record> = whole_log.iter().filter(|r| r.time_unix() >= o.since_unix).collect();
     let since = DateTime::from_timestamp(o.since_unix, 0).unwrap_or(now);
     let first_period = v.clock().name_at(since);
@@ -224,6 +224,16 @@ pub fn report(v: &Vault, o: &Options) -> Result<Report> {
         }
     }
     flush(&mut run, &mut gaps);
+    if !damaged_log.is_empty() {
+        gaps.push(Gap {
+            kind: "damaged_log",
+            what: format!(
+                "{} log entries cannot be read (damaged; `vaultctl check` names them): the jobs, syncs, drills or \
+                 prunes they recorded are missing from this report",
+                damaged_log.len()
+            ),
+        });
+    }
     for p in &periods {
         for j in p.jobs.iter().filter(|j| !j.ok) {
             gaps.push(Gap {

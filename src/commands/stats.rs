@@ -87,7 +87,9 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 pub fn stats(v: &Vault) -> Result<Stats> {
     let mut s = Stats::default();
-    for snap in v.snapshots()? {
+    // What cannot be read is left out (named when the vault is opened; `check` reports it).
+    let (snaps, _) = v.readable_snapshots()?;
+    for snap in &snaps {
         s.snapshots += 1;
         s.sealed += snap.snap.sealed as usize;
         s.files += snap.snap.files;
@@ -97,7 +99,7 @@ pub fn stats(v: &Vault) -> Result<Stats> {
     let mut distinct = HashSet::new();
     let mut expanded_chunks = HashSet::new();
     let mut plain_chunks = HashSet::new();
-    for snap in v.snapshots()? {
+    for snap in &snaps {
         let mut track: Distinct<'_> = Some(Track {
             distinct: &mut distinct,
             expanded_chunks: &mut expanded_chunks,
@@ -113,7 +115,12 @@ pub fn stats(v: &Vault) -> Result<Stats> {
     let mut seen = HashSet::new();
     for (name, _) in v.store().list(ObjKind::Index)? {
         let Ok(id) = IndexId::from_hex(&name) else { continue };
-        for p in v.read_index_file(&id)? {
+        let packs = match v.read_index_file(&id) {
+            Ok(p) => p,
+            Err(e) if matches!(e.kind(), crate::ErrorKind::Corrupt | crate::ErrorKind::NotFound) => continue,
+            Err(e) => return Err(e),
+        };
+        for p in packs {
             for e in p.entries {
                 if !seen.insert(e.blob.key()) {
                     continue;

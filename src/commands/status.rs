@@ -29,6 +29,9 @@ pub struct Status {
     pub last_file_drill: Option<DrillRecord>,
     /// The newest backup job (see commands/run.rs).
     pub last_job: Option<JobRecord>,
+    /// Log entries that cannot be read (`check` names them): what they recorded is missing
+    /// from the figures above.
+    pub damaged_log_entries: usize,
 }
 
 /// The snapshot of the current period, when something was written in it.
@@ -67,7 +70,8 @@ pub fn status(v: &Vault) -> Result<Status> {
         files: x.snap.files,
         logical_bytes: x.snap.logical_bytes,
     });
-    let log = crate::repo::log::entries(v)?;
+    let (log, damaged) = crate::repo::log::readable_entries(v)?;
+    s.damaged_log_entries = damaged.len();
     for r in super::remote::list(v)? {
         let last = log.iter().rev().find_map(|e| match e {
             Record::Sync(x) if x.remote == r.name => Some(x.clone()),

@@ -159,6 +159,13 @@ fn print_text(vault: &str, current_period: &str, s: &Status, max_age_hours: f64,
         }
         None => println!("last job:        none recorded (`vaultctl run`)"),
     }
+    if s.damaged_log_entries > 0 {
+        println!(
+            "WARNING: {} log entries cannot be read (damaged; `vaultctl check` names them): what they recorded \
+             is missing above",
+            s.damaged_log_entries
+        );
+    }
     match alert {
         Some(Alert::JobFailed) => println!("ALERT: the last backup job failed"),
         Some(Alert::Stale) => println!("ALERT: no backup in the last {max_age_hours} h"),

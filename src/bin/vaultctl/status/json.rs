@@ -64,6 +64,7 @@ pub fn render(vault: &str, current_period: &str, s: &Status, max_age_hours: f64,
             "files": j.files.iter().map(|f| json!({"period": f.period, "path": f.path, "size": f.size}))
                 .collect::<Vec<_>>(),
         })),
+        "damaged_log_entries": s.damaged_log_entries,
         "max_age_hours": max_age_hours,
         "alert": alert.map(Alert::name),
     })
