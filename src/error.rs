@@ -145,3 +145,36 @@ mod tests {
         assert_eq!(e.to_string(), "pack 00ff: bad tag");
     }
 }
+
+/// An error and its causes on one line, `outer: inner: ...`, leaving out a cause whose text
+/// the line already holds (the engine's errors name their cause in their own message).
+pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_named_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::new(Error::io("reading secret file /x", io)).context("opening the vault");
+        assert_eq!(
+            chain_text(&*e),
+            "opening the vault: reading secret file /x: No such file or directory (os error 2)"
+        );
+    }
+}

@@ -89,8 +89,8 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vaultfs: error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("vaultfs: error: {}", vault::error::chain_text(&*e));
+            ExitCode::from(exit_code(&e))
         }
     }
 }
@@ -222,6 +222,32 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// vaultctl's exit codes (docs/OPERATIONS.md): 3 wrong passphrase or key, 4 damage, 5 locked,
+/// else 1; a daemon that did not start passes its own on.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(DaemonExit(code)) = e.downcast_ref::<DaemonExit>() {
+        return *code;
+    }
+    match e.chain().find_map(|c| c.downcast_ref::<vault::Error>()).map(|v| v.kind()) {
+        Some(vault::ErrorKind::WrongKey) => 3,
+        Some(vault::ErrorKind::Corrupt) => 4,
+        Some(vault::ErrorKind::Locked) => 5,
+        _ => 1,
+    }
+}
+
+/// The exit code of a daemon that did not start (its message is in the error's text).
+#[derive(Debug)]
+struct DaemonExit(u8);
+
+impl std::fmt::Display for DaemonExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the daemon exited with status {}", self.0)
+    }
+}
+
+impl std::error::Error for DaemonExit {}
+
 fn spawn_daemon(a: &MountArgs, kind: &str, value: &str, cache: Option<&Path>, vault_id: &str) -> anyhow::Result<()> {
     let log_path = match &a.log {
         Some(p) => p.clone(),
@@ -284,7 +310,8 @@ fn spawn_daemon(a: &MountArgs, kind: &str, value: &str, cache: Option<&Path>, va
         let _ = f.read_to_string(&mut tail);
     }
     let last: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-    bail!("the daemon did not start ({:?}):\n{}", status, last.join("\n"))
+    let code = status.and_then(|s| s.code()).and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0).unwrap_or(1);
+    Err(anyhow::Error::new(DaemonExit(code)).context(format!("the daemon did not start:\n{}", last.join("\n"))))
 }
 
 fn redirect_stdout_to_null() {

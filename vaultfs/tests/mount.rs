@@ -404,6 +404,41 @@ fn kill_9_mid_write_keeps_closed_files_and_never_shows_a_short_file() {
 }
 
 #[test]
+fn a_wrong_key_or_a_clock_behind_the_vault_exits_like_vaultctl_and_mounts_nothing() {
+    let mut m = Mount::new();
+    let (vault, mnt, cache) = (m.vault.clone(), m.mnt.clone(), m.cache.clone());
+    let run = |key: &str, faketime: Option<&str>| {
+        let mut c = match faketime {
+            Some(t) => {
+                let mut c = Command::new("faketime");
+                c.arg("-f").arg(t).arg(vaultfs_bin());
+                c
+            }
+            None => Command::new(vaultfs_bin()),
+        };
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VAULT_") {
+                c.env_remove(k);
+            }
+        }
+        c.arg("mount").arg(&vault).arg(&mnt).arg("--cache-dir").arg(&cache);
+        c.env("VAULT_KEY", key).env("TZ", "UTC").stdin(Stdio::null()).output().unwrap()
+    };
+    let o = run(&"11".repeat(32), None);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong"), "{o:?}");
+    // A write in a later period than the clock of the next mount says.
+    m.mount_at(Some("@2026-11-20 10:00:00"));
+    fs::write(m.p("today"), b"x").unwrap();
+    m.unmount();
+    let o = run(KEY, Some("@2026-11-18 10:00:00"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to write into the past"), "{o:?}");
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(m.mnt.to_str().unwrap()), "nothing stays mounted");
+}
+
+#[test]
 fn sigterm_and_sigint_commit_everything_and_unmount() {
     for sig in ["TERM", "INT"] {
         let mut m = Mount::new();

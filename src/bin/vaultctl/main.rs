@@ -180,7 +180,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vaultctl: error: {e:#}");
+            eprintln!("vaultctl: error: {}", vault::error::chain_text(&*e));
             let kind = e.chain().find_map(|c| c.downcast_ref::<vault::Error>()).map(|v| v.kind());
             ExitCode::from(match kind {
                 Some(ErrorKind::WrongKey) => 3,
