@@ -79,6 +79,12 @@ fn textfile_holds_every_metric_for_prometheus_and_is_replaced_atomically() {
     // An older file, hard-linked: replacing it by rename leaves the old inode untouched.
     std::fs::write(&prom, "# old\n").unwrap();
     std::fs::hard_link(&prom, e.path("old.prom")).unwrap();
+    // A name the collector would never read is refused, before anything is written.
+    let txt = dir.join("vault.txt");
+    let o = e.cmd_at(Some(DAY2), &["status", "--textfile", txt.to_str().unwrap()]).output().unwrap();
+    let err = fails(o, &["status", "--textfile"], 1);
+    assert!(err.contains(".prom"), "{err}");
+    assert!(!txt.exists());
     let out = e.ok_at(DAY2, &["status", "--textfile", prom.to_str().unwrap()]);
     assert!(out.contains("last job:        OK"), "{out}");
     assert_eq!(std::fs::read_to_string(e.path("old.prom")).unwrap(), "# old\n", "written in place");

@@ -65,6 +65,15 @@ impl Alert {
 
 impl Args {
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+        if let Some(p) = &self.textfile {
+            // The textfile collector reads `*.prom` only: any other name is never scraped.
+            if p.extension().is_none_or(|e| e != "prom") {
+                anyhow::bail!(
+                    "--textfile {}: node_exporter's textfile collector reads only files ending in .prom",
+                    p.display()
+                );
+            }
+        }
         let v = ctx.open()?;
         let s = status::status(&v)?;
         let alert = Alert::of(&s, self.max_age_hours);
