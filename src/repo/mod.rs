@@ -179,10 +179,17 @@ impl Vault {
     pub fn open(store: Arc<dyn Store>, secret: &Secret, o: &OpenOptions) -> Result<Vault> {
         let raw = store.get(ObjKind::Config, "config").map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
-                Error::not_found(format!(
-                    "{} is not a vault (no config file); create one with `vaultctl init`",
-                    store.describe()
-                ))
+                // The config is the last object a first sync sends (docs/DESIGN.md §12).
+                let partial = store.list(ObjKind::Pack).is_ok_and(|p| !p.is_empty());
+                Error::not_found(if partial {
+                    format!(
+                        "{} holds packs but no config file: an offsite copy whose first sync has not finished \
+                         (run `vaultctl sync` to it again), or a vault whose config file was lost",
+                        store.describe()
+                    )
+                } else {
+                    format!("{} is not a vault (no config file); create one with `vaultctl init`", store.describe())
+                })
             } else {
                 e.context("reading the vault config")
             }
