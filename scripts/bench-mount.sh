@@ -2,7 +2,9 @@
 # The mount at directory scale, in one run, on this machine's disk:
 #   1. `tar -x` of an uploads tree (files of 1-64 KiB in 50 directories) into the mount and into
 #      a plain directory on the same disk; objects in the vault directory per 1,000 files after
-#      unmount; `ls -lR` of the result through a fresh mount and of the plain directory.
+#      unmount; `ls -lR` of the result through a fresh mount and of the plain directory;
+#      `vaultctl restore` of the tree next to `restic restore` of the same tree (when restic is
+#      installed), each into a new directory, with peak RSS.
 #   2. One 1 GiB dump written through the mount, then two at once (two files, two writers).
 #   3. The latency of `stat` + `ls` of a sealed snapshot every 10 ms while a prune and a
 #      1.5 GiB write run (p50, p99, max).
@@ -80,6 +82,7 @@ for i in range(n):
 EOF
 }
 
+restore_rows=()
 if part 1; then
     echo "## tar -x of an uploads tree: into the mount and into a plain directory (same disk)"
     echo
@@ -111,11 +114,39 @@ if part 1; then
         diff -r "$W/plain" "$MNT/$(ls "$MNT" | grep '^20' | head -1)" >/dev/null || die "the tree read back differs"
         unmount_vault
         echo "| $n | $mb | $plain | $vt | $(ratio "$vt" "$plain") | $obj | $per | $pls | $vls |"
+        # Restores of the same tree, each into a new directory (written durably: the vault
+        # syncs at its end, restic's is followed by a `sync`).
+        period=$("$BIN/vaultctl" --repo "$W/vault" ls | head -1 | cut -c1-10)
+        sync
+        t0=$(now)
+        /usr/bin/time -f %M -o "$W/rss" "$BIN/vaultctl" --repo "$W/vault" restore "$period" "$W/restored" >/dev/null
+        t1=$(now)
+        restore_rows+=("| $n | vault | $(secs "$t0" "$t1") | $(( $(cat "$W/rss") / 1024 )) |")
+        diff -r "$W/plain" "$W/restored" >/dev/null || die "the restored tree differs"
+        rm -rf "$W/restored"
+        if command -v restic >/dev/null; then
+            export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="$W/restic"
+            restic init -q >/dev/null
+            (cd "$W/plain" && restic backup -q . >/dev/null)
+            sync
+            t0=$(now)
+            /usr/bin/time -f %M -o "$W/rss" restic restore -q latest --target "$W/restored" >/dev/null
+            sync
+            t1=$(now)
+            restore_rows+=("| $n | restic $(restic version | cut -d' ' -f2) | $(secs "$t0" "$t1") | $(( $(cat "$W/rss") / 1024 )) |")
+            rm -rf "$W/restored" "$W/restic"
+        fi
         rm -rf "$W/plain" "$W/uploads.tar"
     done
     echo
     echo "(tar -x into the mount returns once every file is closed, i.e. durable; the plain"
     echo "directory is timed up to a following \`sync\`.)"
+    echo
+    echo "## Restore of the tree"
+    echo
+    echo "| files | tool | s | peak RSS MiB |"
+    echo "|---:|---|---:|---:|"
+    printf '%s\n' "${restore_rows[@]}"
     echo
 fi
 
