@@ -472,8 +472,11 @@ fn periods_roll_over_and_seal_by_the_vault_clock() {
     let mut d2 = data(100_000, 1);
     d2[500] ^= 1;
     std::fs::write(&f, &d2).unwrap();
-    let out = e.ok_at(day2, &["put", "today", f.to_str().unwrap()]);
+    let o = e.cmd_at(Some(day2), &["put", "today", f.to_str().unwrap()]).output().unwrap();
+    let out = ok(o.clone(), &["put"]);
     assert!(out.contains("2026-11-21/today"), "{out}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("sealed period 2026-11-20"), "{err}");
     let snaps = e.ok_at(day2, &["snapshots"]);
     assert!(snaps.contains("2026-11-20  sealed") && snaps.contains("2026-11-21  open"), "{snaps}");
     assert_eq!(e.cat("latest/today"), data(100_000, 1));
@@ -484,6 +487,10 @@ fn periods_roll_over_and_seal_by_the_vault_clock() {
     assert!(err.contains("sealed"), "{err}");
     assert!(e.ok_at(day2, &["seal"]).contains("nothing to seal"));
     assert_eq!(e.cat("latest/today"), d2);
+    // A period left open when it ended is sealed by the next `seal`, which says so.
+    e.ok_at("2026-11-22 09:00:00", &["put", "today", f.to_str().unwrap()]);
+    let out = e.ok_at("2026-11-24 09:00:00", &["seal"]);
+    assert!(out.contains("sealed 2026-11-22") && !out.contains("nothing to seal"), "{out}");
 }
 
 #[test]

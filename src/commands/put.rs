@@ -49,7 +49,8 @@ pub fn validate_new_path(path: &str) -> Result<Vec<Vec<u8>>> {
 
 pub fn put(v: &Vault, o: &PutOptions, input: &mut (dyn Read + Send)) -> Result<PutReport> {
     let comps = validate_new_path(&o.path)?;
-    let mut w = v.begin_write("vaultctl put", o.lock_wait)?;
+    // Ended periods are sealed here, not by `begin_write`, to report which.
+    let mut w = v.begin_write_keeping_ended("vaultctl put", o.lock_wait)?;
     let sealed_periods = w.seal_ended_periods()?;
     // The period is fixed when the write starts: a put running across midnight stays in the
     // period it began in.
@@ -104,7 +105,7 @@ pub fn put(v: &Vault, o: &PutOptions, input: &mut (dyn Read + Send)) -> Result<P
 
 /// Seals the current period (and any ended one). Returns what was sealed.
 pub fn seal(v: &Vault, lock_wait: Duration) -> Result<Vec<SnapshotInfo>> {
-    let mut w = v.begin_write("vaultctl seal", lock_wait)?;
+    let mut w = v.begin_write_keeping_ended("vaultctl seal", lock_wait)?;
     let mut out = Vec::new();
     for name in w.seal_ended_periods()? {
         if let Ok(s) = v.resolve(&name) {
