@@ -507,6 +507,11 @@ fn tampered_pack_gives_eio_and_a_log_line() {
         fs::read_dir(&m.cache).unwrap().flatten().find(|e| e.file_name().to_string_lossy().ends_with(".log")).unwrap();
     let text = fs::read_to_string(log.path()).unwrap();
     assert!(text.contains("authentication failed"), "{text}");
+    // The line names the file.
+    assert!(
+        text.lines().any(|l| l.contains("authentication failed") && l.contains(&format!("{period}/x.bin"))),
+        "{text}"
+    );
 }
 
 fn libc_eio() -> i32 {

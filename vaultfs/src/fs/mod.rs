@@ -861,6 +861,17 @@ impl VaultFs {
     /// the file model, so reads never wait for writers, commits or the writer lock.
     pub fn read_fh(&self, fh: Fh, off: u64, len: usize) -> Result<Vec<u8>> {
         let h = lock(&self.handles).get(&fh).cloned().ok_or_else(|| Error::invalid("bad file handle"))?;
+        self.read_handle(&h, off, len).map_err(|e| {
+            // The log line names the file, not only its inode.
+            let path = if h.ino.is_snap() { lock(&self.snaps).path_of(h.ino) } else { lock(&self.tree).path_of(h.ino) };
+            match path {
+                Some(p) => e.context(p),
+                None => e,
+            }
+        })
+    }
+
+    fn read_handle(&self, h: &Handle, off: u64, len: usize) -> Result<Vec<u8>> {
         if let Some((r, generation)) = &h.reader {
             let valid = match &h.file {
                 Some(f) => {

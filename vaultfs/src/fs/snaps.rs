@@ -54,6 +54,24 @@ impl Snaps {
         ino
     }
 
+    /// `PERIOD/path` of a snapshot inode, for messages: its directory entries followed back to
+    /// its period (a scan: only for errors). A hard-linked file gives one of its names.
+    pub fn path_of(&self, ino: Ino) -> Option<String> {
+        let mut parts: Vec<String> = Vec::new();
+        let mut cur = ino;
+        for _ in 0..4096 {
+            if let Some(SNode::Period(p)) = self.nodes.get(&cur) {
+                parts.push(p.clone());
+                parts.reverse();
+                return Some(parts.join("/"));
+            }
+            let ((parent, name), _) = self.children.iter().find(|(_, i)| **i == cur)?;
+            parts.push(String::from_utf8_lossy(name).into_owned());
+            cur = *parent;
+        }
+        None
+    }
+
     pub fn latest(&self) -> Option<String> {
         self.sealed_roots.keys().filter(|p| !self.live.contains(*p)).max().cloned()
     }

@@ -118,6 +118,29 @@ pub(super) struct Tree {
     pub deferred: Vec<(String, Op)>,
 }
 
+impl Tree {
+    /// `PERIOD/path` of a live inode, for messages: the directories holding it followed back to
+    /// a period's root (a scan: only for errors).
+    pub fn path_of(&self, ino: Ino) -> Option<String> {
+        let mut parts: Vec<String> = Vec::new();
+        let mut cur = ino;
+        for _ in 0..4096 {
+            if let Some((p, _)) = self.live_roots.iter().find(|(_, r)| **r == cur) {
+                parts.push(p.clone());
+                parts.reverse();
+                return Some(parts.join("/"));
+            }
+            let (parent, name) = self.nodes.iter().find_map(|(i, n)| match &n.body {
+                Body::Dir { children } => children.iter().find(|(_, c)| **c == cur).map(|(name, _)| (*i, name)),
+                _ => None,
+            })?;
+            parts.push(String::from_utf8_lossy(name).into_owned());
+            cur = parent;
+        }
+        None
+    }
+}
+
 pub(super) fn stale() -> Error {
     Error::not_found("stale inode")
 }
