@@ -53,7 +53,8 @@ impl Mount {
         Mount { _dir: dir, vault, mnt, cache, pid: None }
     }
 
-    fn mount_at(&mut self, faketime: Option<&str>) {
+    /// `vaultfs mount` of this vault with `key`, at the date `faketime` gives (or now).
+    fn mount_cmd(&self, faketime: Option<&str>, key: &str) -> Command {
         let mut c = match faketime {
             Some(t) => {
                 let mut c = Command::new("faketime");
@@ -67,15 +68,14 @@ impl Mount {
                 c.env_remove(k);
             }
         }
-        let out = c
-            .arg("mount")
-            .arg(&self.vault)
-            .arg(&self.mnt)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .env("VAULT_KEY", KEY)
-            .env("TZ", "UTC")
-            .stdin(Stdio::null())
+        c.arg("mount").arg(&self.vault).arg(&self.mnt).arg("--cache-dir").arg(&self.cache);
+        c.env("VAULT_KEY", key).env("TZ", "UTC").stdin(Stdio::null());
+        c
+    }
+
+    fn mount_at(&mut self, faketime: Option<&str>) {
+        let out = self
+            .mount_cmd(faketime, KEY)
             .output()
             .expect("running vaultfs (is faketime installed for the dated tests?)");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -114,15 +114,7 @@ impl Mount {
         // The daemon commits and checkpoints before it exits: a debug build on a busy machine
         // may take a while for tens of MiB.
         if let Some(pid) = self.pid.take() {
-            let gone = (0..2400).any(|_| {
-                let gone = !Path::new(&format!("/proc/{pid}")).exists()
-                    || fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true);
-                if !gone {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                gone
-            });
-            assert!(gone, "the daemon did not exit within 120 s of the unmount\n{}", self.log());
+            assert!(exited_within_120_s(pid), "the daemon did not exit within 120 s of the unmount\n{}", self.log());
         }
     }
 
@@ -167,6 +159,18 @@ impl Mount {
     fn check(&self) -> vault::commands::check::CheckReport {
         vault::commands::check::check(&self.open(), true).unwrap()
     }
+}
+
+/// Waits up to 120 s for process `pid` to be gone (or a zombie); whether it is.
+fn exited_within_120_s(pid: u32) -> bool {
+    (0..2400).any(|_| {
+        let gone = !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true);
+        if !gone {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gone
+    })
 }
 
 impl Drop for Mount {
@@ -406,32 +410,14 @@ fn kill_9_mid_write_keeps_closed_files_and_never_shows_a_short_file() {
 #[test]
 fn a_wrong_key_or_a_clock_behind_the_vault_exits_like_vaultctl_and_mounts_nothing() {
     let mut m = Mount::new();
-    let (vault, mnt, cache) = (m.vault.clone(), m.mnt.clone(), m.cache.clone());
-    let run = |key: &str, faketime: Option<&str>| {
-        let mut c = match faketime {
-            Some(t) => {
-                let mut c = Command::new("faketime");
-                c.arg("-f").arg(t).arg(vaultfs_bin());
-                c
-            }
-            None => Command::new(vaultfs_bin()),
-        };
-        for (k, _) in std::env::vars() {
-            if k.starts_with("VAULT_") {
-                c.env_remove(k);
-            }
-        }
-        c.arg("mount").arg(&vault).arg(&mnt).arg("--cache-dir").arg(&cache);
-        c.env("VAULT_KEY", key).env("TZ", "UTC").stdin(Stdio::null()).output().unwrap()
-    };
-    let o = run(&"11".repeat(32), None);
+    let o = m.mount_cmd(None, &"11".repeat(32)).output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("wrong"), "{o:?}");
     // A write in a later period than the clock of the next mount says.
     m.mount_at(Some("@2026-11-20 10:00:00"));
     fs::write(m.p("today"), b"x").unwrap();
     m.unmount();
-    let o = run(KEY, Some("@2026-11-18 10:00:00"));
+    let o = m.mount_cmd(Some("@2026-11-18 10:00:00"), KEY).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to write into the past"), "{o:?}");
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
@@ -448,15 +434,7 @@ fn sigterm_and_sigint_commit_everything_and_unmount() {
         fs::write(m.p("today"), &data).unwrap();
         let pid = m.pid.take().expect("daemon pid");
         Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
-        let gone = (0..2400).any(|_| {
-            let gone = !Path::new(&format!("/proc/{pid}")).exists()
-                || fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true);
-            if !gone {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            gone
-        });
-        assert!(gone, "SIG{sig}: the daemon did not exit\n{}", m.log());
+        assert!(exited_within_120_s(pid), "SIG{sig}: the daemon did not exit\n{}", m.log());
         let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
         assert!(
             !mounts.lines().any(|l| l.split(' ').nth(1) == Some(m.mnt.to_str().unwrap())),
