@@ -728,3 +728,51 @@ fn two_syncs_of_one_remote_never_run_at_once() {
     let store = r.store(&r.url);
     assert!(store.list(ObjKind::Lock).unwrap().is_empty(), "both syncs removed their lock objects");
 }
+
+#[test]
+fn a_repaired_locked_copy_reads_past_the_index_files_a_prune_left_retained() {
+    // A prune repacks; the copy keeps the old index files and packs while they are retained.
+    // An attacker then deletes every pack and replaces the manifest; the next sync repairs what
+    // the vault uses. The old index files, still there, name packs that are gone: a reader of
+    // the copy must take the current ones.
+    let d = tempfile::tempdir().unwrap();
+    let server = Server::moto(d.path());
+    create_locked_bucket(server.port, "locked-bucket");
+    let r = Remote {
+        url: "s3://locked-bucket/v".into(),
+        scratch_url: String::new(),
+        vars: s3_vars(&server.endpoint()),
+        _server: None,
+    };
+    let e = Env::new();
+    let init = ["init", "--chunk-avg", "4KiB", "--pack-size", "1MiB", "--time-zone", "UTC"];
+    ok(cmd(&e, &r, Some(&day(20)), &init).output().unwrap(), &init);
+    // Day 20 holds a and b in one file (their chunks share packs), day 21 only a.
+    let a = data(3_000_000, 61);
+    let ab = [a.clone(), data(3_000_000, 62)].concat();
+    let (fa, fab) = (e.path("a"), e.path("ab"));
+    std::fs::write(&fa, &a).unwrap();
+    std::fs::write(&fab, &ab).unwrap();
+    for (at, name, f) in [(20, "a", &fab), (21, "a", &fa)] {
+        let args = ["put", name, f.to_str().unwrap()];
+        ok(cmd(&e, &r, Some(&day(at)), &args).output().unwrap(), &args);
+    }
+    run_ok(&e, &r, &["remote", "add", "lk", &r.url, "--object-lock", "3"]);
+    run_ok(&e, &r, &["sync", "lk"]);
+    let args = ["prune", "--keep-last", "1"];
+    let out = ok(cmd(&e, &r, Some(&day(22)), &args).output().unwrap(), &args);
+    assert!(number_after(&out, "deleted, ", " repacked").unwrap() > 0, "the test needs a repack: {out}");
+    run_ok(&e, &r, &["sync", "lk"]);
+
+    let s3 = S3Store::with_vars(&r.url, r.vars.clone()).unwrap();
+    for (n, _) in s3.list(ObjKind::Pack).unwrap() {
+        s3.delete(ObjKind::Pack, &n).unwrap();
+    }
+    s3.put(ObjKind::Config, "manifest", b"replaced by the attacker").unwrap();
+    run_ok(&e, &r, &["sync", "lk"]);
+    let fresh = reader(&e, &r);
+    let o = cmd(&fresh, &r, None, &["cat", "2026-11-21/a"]).output().unwrap();
+    assert!(o.status.success() && o.stdout == a, "cat after the repair: {}", String::from_utf8_lossy(&o.stderr));
+    let out = ok(cmd(&fresh, &r, None, &["check", "--read-data"]).output().unwrap(), &["check after repair"]);
+    assert!(out.contains("no errors"), "{out}");
+}

@@ -90,8 +90,19 @@ pub fn check_all(
     let mut entries: HashMap<[u8; 33], IndexEntry> = HashMap::new();
     let mut pack_sizes: HashMap<PackId, u64> = HashMap::new();
     let mut pack_entries: HashMap<PackId, Vec<BlobRef>> = HashMap::new();
-    let index_ids: Vec<IndexId> =
+    let mut index_ids: Vec<IndexId> =
         v.store().list(ObjKind::Index)?.into_iter().filter_map(|(n, _)| IndexId::from_hex(&n).ok()).collect();
+    // On an object-locked copy, index files kept only while retained are not the copy's vault.
+    if let Some(current) = v.current_on_copy(ObjKind::Index)? {
+        let before = index_ids.len();
+        index_ids.retain(|id| current.contains(&id.to_hex()));
+        if index_ids.len() < before {
+            r.warnings.push(format!(
+                "{} index files on the copy are not in its manifest (kept while retained): not checked",
+                before - index_ids.len()
+            ));
+        }
+    }
     let files: Vec<_> = index_ids.par_iter().map(|id| (*id, v.read_index_file(id))).collect();
     for (id, f) in files {
         match f {

@@ -269,8 +269,17 @@ impl Vault {
     /// index file themselves and refuse or report it.
     pub fn sync_index(&self) -> Result<()> {
         let _one = self.index_sync.lock().unwrap_or_else(|e| e.into_inner());
-        let listed: std::collections::HashSet<IndexId> =
-            self.store.list(ObjKind::Index)?.into_iter().filter_map(|(n, _)| IndexId::from_hex(&n).ok()).collect();
+        // On an object-locked copy, index files the vault no longer uses stay while they are
+        // retained, and may name packs deleted since (by an attacker, or at the end of their
+        // retention): only the ones its manifest names as current count.
+        let current = self.current_on_copy(ObjKind::Index)?;
+        let listed: std::collections::HashSet<IndexId> = self
+            .store
+            .list(ObjKind::Index)?
+            .into_iter()
+            .filter(|(n, _)| current.as_ref().is_none_or(|c| c.contains(n)))
+            .filter_map(|(n, _)| IndexId::from_hex(&n).ok())
+            .collect();
         let mut known = self.index.known_files()?;
         if !known.is_subset(&listed) {
             self.index.clear()?;
@@ -295,6 +304,27 @@ impl Vault {
         Ok(())
     }
 
+    /// On an offsite copy (a store with a sync manifest), the names of `kind` that its manifest
+    /// names as part of the vault: not objects kept only while retained (docs/DESIGN.md §12a)
+    /// nor ones it does not name. `None` for a vault, or a copy whose manifest cannot be read
+    /// (every object then counts).
+    pub(crate) fn current_on_copy(&self, kind: ObjKind) -> Result<Option<std::collections::HashSet<String>>> {
+        if !self.is_offsite_copy()? {
+            return Ok(None);
+        }
+        let Ok(list) = crate::commands::sync::read_manifest(&*self.store) else { return Ok(None) };
+        if list.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(list.into_iter().filter(|e| !e.held && e.kind == kind).map(|e| e.name).collect()))
+    }
+
+    /// Whether the store is an offsite copy: it has a sync manifest (`manifest`, or the
+    /// manifests of an append-only copy).
+    fn is_offsite_copy(&self) -> Result<bool> {
+        Ok(self.store.size(ObjKind::Config, "manifest").is_ok() || !self.store.list(ObjKind::Manifest)?.is_empty())
+    }
+
     /// Index files the last [`Vault::sync_index`] could not read, with the reason.
     pub fn damaged_index_files(&self) -> Vec<(IndexId, Error)> {
         let d = self.damaged_index.lock().unwrap_or_else(|e| e.into_inner());
@@ -313,9 +343,7 @@ impl Vault {
     /// writes one, from the vault it copies, or the copy would disagree with its manifest
     /// (docs/DESIGN.md §12). Every writer passes here through `begin_write`.
     pub(crate) fn refuse_if_offsite_copy(&self) -> Result<()> {
-        let copy =
-            self.store.size(ObjKind::Config, "manifest").is_ok() || !self.store.list(ObjKind::Manifest)?.is_empty();
-        if copy {
+        if self.is_offsite_copy()? {
             return Err(Error::read_only(format!(
                 "{} is an offsite copy (it has a sync manifest): it is written only by `vaultctl sync` from the \
                  vault it copies, or it would disagree with its manifest. To make it a vault of its own (disaster \

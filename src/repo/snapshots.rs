@@ -42,7 +42,12 @@ impl Vault {
     /// revision before it current here). Reads of the rest go on.
     #[allow(clippy::type_complexity)]
     pub fn readable_snapshots(&self) -> Result<(Vec<SnapshotInfo>, Vec<(SnapshotId, Error)>)> {
-        let names = self.store.list(ObjKind::Snapshot)?;
+        let mut names = self.store.list(ObjKind::Snapshot)?;
+        // On an object-locked copy, revisions the vault no longer has stay while retained:
+        // not part of the copy's vault (their data may be gone).
+        if let Some(current) = self.current_on_copy(ObjKind::Snapshot)? {
+            names.retain(|(n, _)| current.contains(n));
+        }
         let read: Vec<(SnapshotId, Result<Snapshot>)> = names
             .par_iter()
             .filter_map(|(n, _)| SnapshotId::from_hex(n).ok())
