@@ -83,6 +83,10 @@ fn verify_finds_damage_and_the_next_sync_repairs_it() {
     assert_eq!(std::fs::read(remote.join("manifest")).unwrap(), manifest);
     let err = fails(keyless(&["sync", &url]), &["sync", &url], 1);
     assert!(err.contains("only for --verify"), "{err}");
+    // Nothing there, or no manifest: not a copy that checks out.
+    let nowhere = format!("file://{}", e.path("nothing-here").display());
+    let err = fails(keyless(&["sync", &nowhere, "--verify"]), &["sync", "--verify", "nothing"], 4);
+    assert!(err.contains("no manifest"), "{err}");
     let o = e.run(&["sync", "nas", "--verify"]);
     assert_eq!(o.status.code(), Some(4));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -90,6 +94,11 @@ fn verify_finds_damage_and_the_next_sync_repairs_it() {
     let out = e.ok(&["sync", "nas"]);
     assert!(out.contains("uploaded 1 objects"), "{out}");
     assert!(e.ok(&["sync", "nas", "--verify"]).contains("all match"));
+    let manifest = std::fs::read(remote.join("manifest")).unwrap();
+    std::fs::remove_file(remote.join("manifest")).unwrap();
+    let err = e.fails(&["sync", "nas", "--verify"], 4);
+    assert!(err.contains("no manifest") && err.contains("the next sync sends"), "{err}");
+    std::fs::write(remote.join("manifest"), manifest).unwrap();
     let r = remote_env(&e, &remote);
     assert!(r.ok(&["check", "--read-data"]).contains("no errors"));
 }

@@ -740,6 +740,14 @@ pub struct VerifyReport {
 /// without it (a check by URL, without the key) nothing on the copy is changed.
 pub fn verify(v: Option<&Vault>, remote: &Remote, dst: &Arc<dyn Store>, o: &SyncOptions) -> Result<VerifyReport> {
     let list = read_manifest(&**dst)?;
+    if list.is_empty() {
+        // Nothing to check against is not a copy that checks out.
+        return Err(Error::corrupt(format!(
+            "{}: no manifest: not a complete offsite copy (never synced to the end, emptied, or a wrong URL){}",
+            dst.describe(),
+            if v.is_some() { "; the next sync sends everything it lacks" } else { "" }
+        )));
+    }
     let results: Vec<(Entry, Option<String>, u64)> = o.pool()?.install(|| {
         list.clone()
             .into_par_iter()
