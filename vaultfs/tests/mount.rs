@@ -1336,3 +1336,20 @@ fn zip_files_written_with_seeks_by_python_and_info_zip_are_stored_expanded_and_e
     m.unmount();
     assert!(m.check().ok());
 }
+
+#[test]
+fn a_file_put_by_vaultctl_is_found_by_its_name_without_a_listing_first() {
+    let mut m = Mount::new();
+    m.mount();
+    let input = m._dir.path().join("input");
+    fs::write(&input, b"stored by vaultctl put").unwrap();
+    m.vaultctl(None, &["put", "today.dump", input.to_str().unwrap()]);
+    // Straight to the name, as `mongorestore --archive=/mnt/vault/today` does after a put.
+    assert_eq!(fs::read(m.p("today.dump")).unwrap(), b"stored by vaultctl put");
+    std::thread::sleep(Duration::from_millis(1100));
+    fs::write(&input, b"and another one").unwrap();
+    m.vaultctl(None, &["put", "second.dump", input.to_str().unwrap()]);
+    let period = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(fs::read(m.p(&format!("{period}/second.dump"))).unwrap(), b"and another one");
+    m.unmount();
+}

@@ -108,6 +108,8 @@ pub struct VaultFs {
     stopped: AtomicBool,
     /// The last failed background commit (a full disk): retried after a pause, logged once.
     failure: Mutex<Option<(std::time::Instant, String)>>,
+    /// When a lookup that found nothing last looked for what other writers committed.
+    miss_refreshed: Mutex<Option<std::time::Instant>>,
     uid: u32,
     gid: u32,
 }
@@ -164,6 +166,7 @@ impl VaultFs {
             cur: RwLock::new(cur.clone()),
             stopped: AtomicBool::new(false),
             failure: Mutex::new(None),
+            miss_refreshed: Mutex::new(None),
             uid,
             gid,
         };
@@ -693,8 +696,32 @@ impl VaultFs {
         if name.len() > NAME_MAX {
             return Err(Error::new(ErrorKind::NameTooLong, "file name too long"));
         }
-        let ino = self.child(parent, name)?;
+        let ino = match self.child(parent, name) {
+            // A name not found at the root or in a period's directory may have just been
+            // stored by another writer (`vaultctl put today` before `mongorestore
+            // --archive=/mnt/vault/today`): look for what was committed, at most once a second.
+            Err(e) if e.kind() == ErrorKind::NotFound && self.period_level(parent) && self.miss_may_refresh() => {
+                self.refresh()?;
+                self.child(parent, name)?
+            }
+            r => r?,
+        };
         self.getattr(ino)
+    }
+
+    /// Whether `dir` is the root or a period's directory.
+    fn period_level(&self, dir: Ino) -> bool {
+        dir == ROOT || matches!(lock(&self.snaps).nodes.get(&dir), Some(SNode::Period(_)))
+    }
+
+    /// True at most once a second (a lookup that finds nothing may then refresh).
+    fn miss_may_refresh(&self) -> bool {
+        let mut last = lock(&self.miss_refreshed);
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
     }
 
     fn child(&self, parent: Ino, name: &[u8]) -> Result<Ino> {
