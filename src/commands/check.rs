@@ -86,6 +86,23 @@ pub fn check_all(
         r.errors.push(e.to_string());
     }
 
+    // The snapshots first, then the index files: a writer committing meanwhile writes its
+    // index file before its snapshot revision, so every revision listed here has its index
+    // file listed below. A revision that does not decrypt is an error; the others are checked
+    // all the same.
+    let snaps = match v.readable_snapshots() {
+        Ok((s, damaged)) => {
+            for (id, e) in damaged {
+                r.errors.push(format!("snapshot revision {} (snapshots/{}): {e}", id.short(), id.to_hex()));
+            }
+            s
+        }
+        Err(e) => {
+            r.errors.push(format!("snapshots: {e}"));
+            Vec::new()
+        }
+    };
+
     // Index files, read afresh from the vault (not from the local cache).
     let mut entries: HashMap<[u8; 33], IndexEntry> = HashMap::new();
     let mut pack_sizes: HashMap<PackId, u64> = HashMap::new();
@@ -140,7 +157,8 @@ pub fn check_all(
     for pack in listed.keys() {
         if !pack_sizes.contains_key(pack) {
             r.warnings.push(format!(
-                "pack {} is not in any index file (left by an interrupted write; reclaimable)",
+                "pack {} is not in any index file (being written by a running writer, or left by an interrupted \
+                 one: reclaimable)",
                 pack.short()
             ));
         }
@@ -164,22 +182,7 @@ pub fn check_all(
         }
     }
 
-    // Snapshots and their trees.
-    let revisions = v.store().list(ObjKind::Snapshot)?;
-    // A revision that does not decrypt is an error; the others are checked all the same.
-    let _ = revisions;
-    let snaps = match v.readable_snapshots() {
-        Ok((s, damaged)) => {
-            for (id, e) in damaged {
-                r.errors.push(format!("snapshot revision {} (snapshots/{}): {e}", id.short(), id.to_hex()));
-            }
-            s
-        }
-        Err(e) => {
-            r.errors.push(format!("snapshots: {e}"));
-            Vec::new()
-        }
-    };
+    // Snapshots and their trees (listed at the start).
     r.snapshots = snaps.len();
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
     let mut seen_pages = HashMap::new();
