@@ -153,7 +153,9 @@ pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = Some(e);
     while let Some(c) = cur {
         let s = c.to_string();
-        if !out.contains(&s) {
+        // "No space left on device (os error 28)" is named by "…: no space left on device".
+        let bare = s.split(" (os error").next().unwrap_or(&s).to_lowercase();
+        if !out.to_lowercase().contains(&bare) {
             if !out.is_empty() {
                 out.push_str(": ");
             }
@@ -176,5 +178,7 @@ mod chain_tests {
             chain_text(&*e),
             "opening the vault: reading secret file /x: No such file or directory (os error 2)"
         );
+        let full = Error::io("writing pack 1234", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(chain_text(&full), "writing pack 1234: no space left on device");
     }
 }

@@ -38,6 +38,10 @@ fn round_trip_of_every_read_command() {
     let err = e.fails(&["restore", &format!("{period}/today"), dest.to_str().unwrap()], 1);
     assert!(err.contains("exists"), "{err}");
     e.ok(&["restore", "--overwrite", &format!("{period}/today"), dest.to_str().unwrap()]);
+    // A destination whose directory does not exist is named as such.
+    let nowhere = e.path("no/such/dir/today");
+    let err = e.fails(&["restore", &format!("{period}/today"), nowhere.to_str().unwrap()], 1);
+    assert!(err.contains("no/such/dir: no such directory") && !err.contains(".vr-"), "{err}");
 
     let stats = e.ok(&["stats"]);
     assert!(stats.contains("dedup ratio") && stats.contains("packs:"), "{stats}");

@@ -217,11 +217,17 @@ fn work(
 fn restore_file(v: &Vault, job: &FileJob, root: bool, progress: &dyn crate::progress::Progress) -> Result<u64> {
     let tmp = partial_name(&job.target);
     let res = (|| -> Result<u64> {
-        let mut f = fs::File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+        let mut f = fs::File::create(&tmp).map_err(|e| match job.target.parent() {
+            // Name what the user gave, not the temporary name beside it.
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
+                Error::not_found(format!("{}: no such directory", dir.display()))
+            }
+            _ => Error::io(job.target.display(), e),
+        })?;
         progress.item(&job.label);
         let mut w = Counting { w: std::io::BufWriter::with_capacity(1 << 20, &mut f), progress };
         let n = v.file_reader(&job.node)?.copy_to(&mut w).map_err(|e| e.context(&job.label))?;
-        w.flush().map_err(|e| Error::io(tmp.display(), e))?;
+        w.flush().map_err(|e| Error::io(job.target.display(), e))?;
         Ok(n)
     })();
     match res {
