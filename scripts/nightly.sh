@@ -39,6 +39,7 @@ status_args=(status --max-age-hours "$VAULT_MAX_AGE_HOURS")
 [ -n "${VAULT_TEXTFILE:-}" ] && status_args+=(--textfile "$VAULT_TEXTFILE")
 textfile_written=0
 failed_step=""
+step="start"
 finish() {
   local rc=$?
   trap - EXIT
@@ -48,13 +49,15 @@ finish() {
   if [ "$rc" -eq 0 ]; then
     ping "" "nightly: ok"
   else
-    ping /fail "nightly: exit $rc${failed_step:+ ($failed_step)}"
+    # A step stopped by `set -e` names itself through $step.
+    ping /fail "nightly: exit $rc (${failed_step:-$step})"
   fi
   exit "$rc"
 }
 trap finish EXIT
 ping /start ""
 
+step="mount"
 if ! mountpoint -q "$VAULT_MOUNT"; then
   say "mounting $VAULT_REPO at $VAULT_MOUNT"
   mkdir -p "$VAULT_MOUNT"
@@ -64,6 +67,7 @@ fi
 # Through `vaultctl run`: the job (command, exit status, files written) goes into the vault's
 # log, and if the dump fails, the files it wrote are marked failed (a drill of them fails,
 # `vaultctl status` alerts).
+step="dump"
 say "dump: $DUMP_CMD"
 rc=0
 "$VAULTCTL" run -- bash -c "$DUMP_CMD" || rc=$?
@@ -76,11 +80,13 @@ fi
 # Retention: when a policy is stored in the vault (`vaultctl policy set ...`), prune by it
 # (VAULT_PRUNE=no skips it). Before the sync, so that the remote follows the same night.
 if [ "${VAULT_PRUNE:-auto}" != no ] && "$VAULTCTL" policy show | grep -q '^policy: --'; then
+  step="prune"
   say "prune by the stored policy"
   "$VAULTCTL" prune
 fi
 
 if [ -n "${VAULT_REMOTE:-}" ]; then
+  step="sync to $VAULT_REMOTE"
   say "sync to $VAULT_REMOTE"
   "$VAULTCTL" sync "$VAULT_REMOTE"
 fi
@@ -98,6 +104,7 @@ if [ "$(date +%d)" = "$VAULT_DRILL_DAY" ]; then
     drill+=(--restore-db "${VAULT_DRILL_DB:-vault_drill_restore}")
     restoring=", restored into ${VAULT_DRILL_DB:-vault_drill_restore}"
   fi
+  step="drill"
   say "restore drill of the newest sealed snapshot${VAULT_DRILL_REPO:+ from $VAULT_DRILL_REPO}$restoring"
   "${drill[@]}"
 fi

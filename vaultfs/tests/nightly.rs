@@ -202,4 +202,19 @@ fn the_nightly_job_dumps_syncs_drills_and_reports() {
     assert_eq!(sample(&text, "vault_last_job_success{"), 0.0, "{text}");
     assert_eq!(sample(&text, "vault_last_job_exit_code{"), 3.0, "{text}");
     assert_eq!(sample(&text, "vault_last_job_files{"), 1.0, "{text}");
+
+    // A later step that fails (a remote that does not exist): the switch hears which.
+    write_env(&format!("cp {} \"$VAULT_MOUNT/today\"", fixture.display()));
+    let mut e = std::fs::read_to_string(&env).unwrap();
+    e.push_str("VAULT_REMOTE=nowhere\n");
+    std::fs::write(&env, e).unwrap();
+    let out = run_nightly(&env, &mnt);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        pings.take(),
+        [
+            ("POST".into(), "/ping/start".into(), body("")),
+            ("POST".into(), "/ping/fail".into(), body("nightly: exit 1 (sync to nowhere)"))
+        ]
+    );
 }
