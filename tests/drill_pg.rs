@@ -215,6 +215,15 @@ fn restore_drills_count_every_table_in_scratch_databases_and_follow_the_rules() 
     assert_eq!(pg.databases(), before);
     assert!(!j.to_string().contains(&pg.password), "the password leaked into the report");
 
+    // A role that may only create databases (what docs/OPERATIONS.md asks for): the source's
+    // ownership and grants are left out, of the plain dumps too.
+    pg.sql("postgres", "CREATE ROLE drill LOGIN CREATEDB PASSWORD 'drill-pass'");
+    let role_uri = format!("postgresql://drill:drill-pass@127.0.0.1:{}/postgres", pg.port);
+    let j = drill_json(&e, &["--pg-uri", &role_uri, "--restore-db", "drill_role"], 0);
+    assert_eq!(j["result"], "ok", "{j}");
+    assert_eq!(j["pg_restore"]["rows"], 4 * TABLES.iter().map(|t| t.1).sum::<u64>(), "{j}");
+    assert_eq!(pg.databases(), before);
+
     // --keep keeps them; a second drill then refuses the existing one before reading anything.
     let logs = std::fs::read_dir(e.repo.join("logs")).unwrap().count();
     let o =

@@ -70,6 +70,73 @@ pub struct DumpRestore {
     pub errors: Vec<String>,
 }
 
+/// What `pg_restore --no-owner --no-privileges` leaves out, for a plain SQL dump on its way
+/// to psql: the lines `ALTER ... OWNER TO ...;`, `GRANT ...;`, `REVOKE ...;` and `SET SESSION
+/// AUTHORIZATION ...;` that pg_dump writes one per line outside `COPY` data. Without it a
+/// role that may only create databases cannot restore a dump whose objects belong to another
+/// role, and the drill would fail on ownership rather than on the data.
+#[derive(Default)]
+pub struct NoOwner {
+    /// The start of a line not yet complete.
+    partial: Vec<u8>,
+    /// Inside the rows of a `COPY ... FROM stdin;` (up to the line `\.`).
+    in_copy: bool,
+}
+
+impl NoOwner {
+    /// The bytes of `data` to send on (complete lines, the ones to leave out dropped).
+    pub fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() + self.partial.len());
+        let mut rest = data;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let (line, after) = rest.split_at(nl + 1);
+            rest = after;
+            if self.partial.is_empty() {
+                self.line(line, &mut out);
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.line(&whole, &mut out);
+            }
+        }
+        self.partial.extend_from_slice(rest);
+        out
+    }
+
+    /// The last line when the dump does not end with a newline.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let last = std::mem::take(&mut self.partial);
+        let mut out = Vec::new();
+        if !last.is_empty() {
+            self.line(&last, &mut out);
+        }
+        out
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if self.in_copy {
+            self.in_copy = text != b"\\.";
+        } else if text.starts_with(b"COPY ") && text.ends_with(b"FROM stdin;") {
+            self.in_copy = true;
+        } else if Self::left_out(text) {
+            return;
+        }
+        out.extend_from_slice(line);
+    }
+
+    fn left_out(text: &[u8]) -> bool {
+        let statement = text.ends_with(b";");
+        let owner = text.starts_with(b"ALTER ") && memchr::memmem::find(text, b" OWNER TO ").is_some();
+        statement
+            && (owner
+                || text.starts_with(b"GRANT ")
+                || text.starts_with(b"REVOKE ")
+                || text.starts_with(b"SET SESSION AUTHORIZATION "))
+    }
+}
+
 /// A dump being fed to `pg_restore` or `psql`.
 pub struct Load {
     child: Option<Child>,
@@ -81,6 +148,8 @@ pub struct Load {
     waited: Duration,
     /// The tool stopped reading (it exited); the rest is not sent.
     broken: bool,
+    /// For a plain SQL dump: drops its ownership and privilege statements on the way.
+    filter: Option<NoOwner>,
 }
 
 impl Load {
@@ -89,12 +158,33 @@ impl Load {
         if self.broken {
             return;
         }
+        let filtered;
+        let data = match self.filter.as_mut() {
+            Some(f) => {
+                filtered = f.feed(data);
+                &filtered[..]
+            }
+            None => data,
+        };
+        self.send(data);
+    }
+
+    fn send(&mut self, data: &[u8]) {
         let Some(w) = self.stdin.as_mut() else { return };
         let t = Instant::now();
         if w.write_all(data).is_err() {
             self.broken = true;
         }
         self.waited += t.elapsed();
+    }
+
+    /// What the filter still holds (a last line without its newline).
+    fn finish_input(&mut self) {
+        if let Some(rest) = self.filter.as_mut().map(NoOwner::finish) {
+            if !self.broken {
+                self.send(&rest);
+            }
+        }
     }
 
     pub fn database(&self) -> &str {
@@ -352,6 +442,7 @@ impl PgRestorer {
             tool: tool_name,
             waited: Duration::ZERO,
             broken: false,
+            filter: matches!(format, DumpFormat::Plain).then(NoOwner::default),
         })
     }
 
@@ -360,6 +451,9 @@ impl PgRestorer {
     /// dump was refused or unreadable).
     pub fn end(&mut self, mut load: Load, rep: &DumpReport, abort: Option<&str>) -> DumpRestore {
         let mut out = DumpRestore { database: load.database.clone(), ..Default::default() };
+        if abort.is_none() {
+            load.finish_input();
+        }
         load.stdin.take();
         let t = Instant::now();
         let status = match (load.child.take(), abort) {
@@ -474,5 +568,42 @@ mod tests {
         }
         check_db_name("drill_scratch-1", "postgres").unwrap();
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}
+
+#[cfg(test)]
+mod no_owner_tests {
+    use super::NoOwner;
+
+    #[test]
+    fn ownership_and_privileges_go_and_copy_rows_stay_whatever_the_pieces() {
+        let dump = "SET client_encoding = 'UTF8';\n\
+                    CREATE TABLE public.t (a text);\n\
+                    ALTER TABLE public.t OWNER TO postgres;\n\
+                    COPY public.t (a) FROM stdin;\n\
+                    ALTER TABLE x OWNER TO y;\n\
+                    GRANT ALL;\n\
+                    \\.\n\
+                    GRANT SELECT ON TABLE public.t TO app;\n\
+                    REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
+                    SET SESSION AUTHORIZATION 'alice';\n\
+                    ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (a);\n\
+                    ALTER SCHEMA s OWNER TO bob;";
+        let want = "SET client_encoding = 'UTF8';\n\
+                    CREATE TABLE public.t (a text);\n\
+                    COPY public.t (a) FROM stdin;\n\
+                    ALTER TABLE x OWNER TO y;\n\
+                    GRANT ALL;\n\
+                    \\.\n\
+                    ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (a);\n";
+        for piece in [1, 2, 7, 64, dump.len()] {
+            let mut f = NoOwner::default();
+            let mut out = Vec::new();
+            for part in dump.as_bytes().chunks(piece) {
+                out.extend(f.feed(part));
+            }
+            out.extend(f.finish());
+            assert_eq!(String::from_utf8(out).unwrap(), want, "pieces of {piece}");
+        }
     }
 }
