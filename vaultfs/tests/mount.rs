@@ -798,6 +798,16 @@ fn write_closed(path: &Path, data: &[u8]) -> std::io::Result<()> {
     close(f)
 }
 
+/// [`write_closed`] the way `dd of=` and a shell redirection write: the descriptor is moved
+/// (dup) and the first one closed before the first byte, which commits the file empty.
+fn write_moved_closed(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let first = File::create(path)?;
+    let mut f = first.try_clone()?;
+    close(first)?;
+    f.write_all(data)?;
+    close(f)
+}
+
 /// Closes `f`, returning the error of `close()` that dropping a `File` ignores.
 fn close(f: File) -> std::io::Result<()> {
     use std::os::unix::io::IntoRawFd;
@@ -1049,7 +1059,7 @@ fn disk_full_during_a_tree_copy_keeps_earlier_files_and_the_mount_usable() {
         let mut d = vec![0u8; 1 << 20];
         g.fill(&mut d);
         let name = format!("tree/f{i:03}");
-        match write_closed(&m.p(&name), &d) {
+        match write_moved_closed(&m.p(&name), &d) {
             Ok(()) => ok.push((name, d)),
             Err(e) => {
                 err = Some((name, e));

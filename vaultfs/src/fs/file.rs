@@ -44,6 +44,10 @@ const ZERO_BLOCK: usize = 1 << 20;
 
 #[derive(Debug, Default)]
 pub struct FileData {
+    /// Created by this mount and never closed with any content: a failed write drops it
+    /// whole, even when a close before its first byte (`dd`, a shell redirection: the file
+    /// descriptor moved, the first one closed) journaled it empty.
+    pub fresh: bool,
     /// Committed content not expanded into `chunks` (files nobody is writing): only the page
     /// references stay in memory.
     lazy: Option<Content>,
@@ -123,6 +127,11 @@ pub struct Committed {
 impl FileData {
     pub fn new() -> Self {
         FileData { starts: vec![0], ..Default::default() }
+    }
+
+    /// A file created through the mount (see `fresh`).
+    pub fn created() -> Self {
+        FileData { fresh: true, ..Self::new() }
     }
 
     /// A file loaded from a snapshot: only its page references are kept until it is written.

@@ -1075,7 +1075,7 @@ impl VaultFs {
         let _g = self.begin()?;
         self.tick()?;
         let now = Time::now();
-        let f = FileNode::new(FileData::new(), Times::all(now));
+        let f = FileNode::new(FileData::created(), Times::all(now));
         let ino = {
             let mut t = lock(&self.tree);
             let d = self.add_name_checks(&t, parent, name, false)?;
@@ -1318,6 +1318,10 @@ impl VaultFs {
         let mut res = Ok(());
         if last && !failed {
             res = gate.and_then(|_g| self.commit_file(h.ino, f, FileState::Complete, true));
+            if res.is_ok() {
+                // Closed by its last writer: from now on its committed content is what it keeps.
+                f.data().fresh = false;
+            }
         } else {
             drop(gate);
         }
@@ -1338,11 +1342,14 @@ impl VaultFs {
 
     /// Forgets the staged content of a file whose write or commit failed.
     fn drop_failed(&self, ino: Ino, f: &FileNode) {
-        let never_committed = {
+        let (never_committed, journaled) = {
             let mut d = f.data();
+            let fresh = d.fresh;
             d.reset_to_journaled();
+            let journaled = d.committed.is_some();
+            let empty = d.size() == 0;
             f.size.store(d.size(), Ordering::SeqCst);
-            d.committed.is_none()
+            (!journaled || (fresh && empty), journaled)
         };
         if never_committed {
             let mut t = lock(&self.tree);
@@ -1351,9 +1358,28 @@ impl VaultFs {
                 if let Ok(c) = t.children_mut(parent) {
                     if c.get(&name) == Some(&ino) {
                         c.remove(&name);
+                        if journaled {
+                            // Journaled empty by an earlier close: out of the journal too.
+                            self.journal_removal(&mut t, parent, &name);
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Journals that `name` left directory `parent` (a failure is logged: a replay would then
+    /// show the file as it was journaled).
+    fn journal_removal(&self, t: &mut Tree, parent: Ino, name: &[u8]) {
+        let (Some(mut path), Some(period), Some(live)) =
+            (t.dir_path(parent), t.nodes.get(&parent).map(|n| n.period.clone()), self.live.as_ref())
+        else {
+            return;
+        };
+        path.push(name.to_vec());
+        let ops = t.with_dirs(&[parent], vec![Op::Remove { path }]);
+        if let Err(e) = live.log(&period, ops) {
+            crate::log(&format!("dropping a file whose write failed: journaling it failed: {e}"));
         }
     }
 
