@@ -371,6 +371,17 @@ fn server_date(port: u16) -> Option<i64> {
     chrono::DateTime::parse_from_rfc2822(date.trim()).ok().map(|d| d.timestamp())
 }
 
+/// A bucket with Object Lock enabled on `server`, as the remote `s3://locked-bucket/v`.
+fn locked_bucket(server: &Server) -> Remote {
+    create_locked_bucket(server.port, "locked-bucket");
+    Remote {
+        url: "s3://locked-bucket/v".into(),
+        scratch_url: String::new(),
+        vars: s3_vars(&server.endpoint()),
+        _server: None,
+    }
+}
+
 fn moto_with_clock(dir: &Path) -> (Server, ServerClock) {
     require_tool("faketime");
     let lib =
@@ -441,13 +452,7 @@ fn s3_object_lock_survives_an_attack_and_follows_the_vault() {
     let d = tempfile::tempdir().unwrap();
     let (server, clock) = moto_with_clock(d.path());
     create_bucket(server.port, "plain-bucket");
-    create_locked_bucket(server.port, "locked-bucket");
-    let r = Remote {
-        url: "s3://locked-bucket/v".into(),
-        scratch_url: String::new(),
-        vars: s3_vars(&server.endpoint()),
-        _server: None,
-    };
+    let r = locked_bucket(&server);
     let e = Env::new();
     ok(
         cmd(&e, &r, None, &["init", "--chunk-avg", "4KiB", "--pack-size", "1MiB", "--time-zone", "UTC"])
@@ -737,13 +742,7 @@ fn a_repaired_locked_copy_reads_past_the_index_files_a_prune_left_retained() {
     // the copy must take the current ones.
     let d = tempfile::tempdir().unwrap();
     let server = Server::moto(d.path());
-    create_locked_bucket(server.port, "locked-bucket");
-    let r = Remote {
-        url: "s3://locked-bucket/v".into(),
-        scratch_url: String::new(),
-        vars: s3_vars(&server.endpoint()),
-        _server: None,
-    };
+    let r = locked_bucket(&server);
     let e = Env::new();
     let init = ["init", "--chunk-avg", "4KiB", "--pack-size", "1MiB", "--time-zone", "UTC"];
     ok(cmd(&e, &r, Some(&day(20)), &init).output().unwrap(), &init);
