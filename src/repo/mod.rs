@@ -103,6 +103,9 @@ pub struct Vault {
         std::sync::Mutex<std::collections::HashMap<crate::id::SnapshotId, crate::format::snapshot::Snapshot>>,
     /// Index files that could not be read at the last [`Vault::sync_index`], with the reason.
     damaged_index: std::sync::Mutex<Vec<(IndexId, Error)>>,
+    /// An offsite copy's manifest as last read, and when (see [`Vault::current_on_copy`]).
+    #[allow(clippy::type_complexity)]
+    copy_manifest: std::sync::Mutex<Option<(std::time::Instant, Option<Arc<Vec<crate::format::manifest::Entry>>>)>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -232,6 +235,7 @@ impl Vault {
             read_buffers: Default::default(),
             snap_cache: Default::default(),
             damaged_index: Default::default(),
+            copy_manifest: Default::default(),
         };
         v.sync_index()?;
         Ok(v)
@@ -309,14 +313,27 @@ impl Vault {
     /// nor ones it does not name. `None` for a vault, or a copy whose manifest cannot be read
     /// (every object then counts).
     pub(crate) fn current_on_copy(&self, kind: ObjKind) -> Result<Option<std::collections::HashSet<String>>> {
-        if !self.is_offsite_copy()? {
-            return Ok(None);
+        let Some(list) = self.copy_manifest()? else { return Ok(None) };
+        Ok(Some(list.iter().filter(|e| !e.held && e.kind == kind).map(|e| e.name.clone()).collect()))
+    }
+
+    /// The copy's manifest (`None`: not a copy, or no readable manifest), read once for the
+    /// listings of one command: again only when the last read is older than a few seconds (a
+    /// mount of a copy follows the syncs to it).
+    fn copy_manifest(&self) -> Result<Option<Arc<Vec<crate::format::manifest::Entry>>>> {
+        let mut cached = self.copy_manifest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, m)) = cached.as_ref() {
+            if at.elapsed() < std::time::Duration::from_secs(5) {
+                return Ok(m.clone());
+            }
         }
-        let Ok(list) = crate::commands::sync::read_manifest(&*self.store) else { return Ok(None) };
-        if list.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(list.into_iter().filter(|e| !e.held && e.kind == kind).map(|e| e.name).collect()))
+        let m = if self.is_offsite_copy()? {
+            crate::commands::sync::read_manifest(&*self.store).ok().filter(|l| !l.is_empty()).map(Arc::new)
+        } else {
+            None
+        };
+        *cached = Some((std::time::Instant::now(), m.clone()));
+        Ok(m)
     }
 
     /// Whether the store is an offsite copy: it has a sync manifest (`manifest`, or the
