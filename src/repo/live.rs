@@ -180,6 +180,7 @@ impl Live {
             let mut s = self.v.begin_write(&self.holder, wait)?;
             // A daemon keeps its memory low rather than pack buffers for reuse.
             s.packer_mut().reuse_buffers(false);
+            s.packer_mut().keep_journal_records(true);
             if let Some(r) = s.replayed() {
                 self.notice(format!(
                     "applied {} journaled change(s) from {} journal file(s) left by a mount that stopped without unmounting{}",

@@ -253,8 +253,10 @@ pub struct Packer {
     spare_limit: usize,
     /// Packs written (durable) and not yet covered by an index file.
     written: Vec<IndexPack>,
-    /// Packs written since the journal last took them.
+    /// Packs written since the journal last took them and not named by an index file since
+    /// (kept only for a session with a journal: [`Packer::keep_journal_records`]).
     unjournaled_packs: Vec<IndexPack>,
+    journal_packs: bool,
     stored_bytes: u64,
 }
 
@@ -277,6 +279,7 @@ impl Packer {
             spare_limit: SPARE_BUFFERS,
             written: Vec::new(),
             unjournaled_packs: Vec::new(),
+            journal_packs: false,
             stored_bytes: 0,
         }
     }
@@ -332,8 +335,7 @@ impl Packer {
                 Done::Written(seq, b, p) => {
                     self.inflight.remove(&seq);
                     self.note_written(&b, &p);
-                    self.unjournaled_packs.push(p.clone());
-                    self.written.push(p);
+                    self.record_written(p);
                     self.recycle(b);
                 }
                 Done::Failed(seq, mut b, e) => {
@@ -415,8 +417,7 @@ impl Packer {
             match write_pack(&*self.store, &self.sealer, &mut b) {
                 Ok(p) => {
                     self.note_written(&b, &p);
-                    self.unjournaled_packs.push(p.clone());
-                    self.written.push(p);
+                    self.record_written(p);
                 }
                 Err(e) => {
                     self.last_error = Some((e.kind(), e.to_string()));
@@ -456,8 +457,7 @@ impl Packer {
             match write_pack(&*self.store, &self.sealer, &mut b) {
                 Ok(p) => {
                     self.note_written(&b, &p);
-                    self.unjournaled_packs.push(p.clone());
-                    self.written.push(p);
+                    self.record_written(p);
                 }
                 Err(e) => {
                     self.last_error = Some((e.kind(), e.to_string()));
@@ -550,9 +550,37 @@ impl Packer {
         self.pending.map_mut().retain(|_, l| !matches!(l, Loc::Pack { pack, .. } if ids.contains(pack)));
     }
 
+    /// A written pack: for the next index file, and for the journal when there is one.
+    fn record_written(&mut self, p: IndexPack) {
+        if self.journal_packs {
+            self.unjournaled_packs.push(p.clone());
+        }
+        self.written.push(p);
+    }
+
+    /// Keeps records of written packs for [`Packer::take_unjournaled`] (a session with a
+    /// journal). Without one nothing takes them, and they would add up for the whole session.
+    pub fn keep_journal_records(&mut self, on: bool) {
+        self.journal_packs = on;
+        if !on {
+            self.unjournaled_packs = Vec::new();
+        }
+    }
+
+    /// A durable index file names `packs`: the journal no longer needs records of them
+    /// (replay skips packs an index file names), so they are not kept until the next close.
+    pub fn named_by_index(&mut self, packs: &[IndexPack]) {
+        if self.unjournaled_packs.is_empty() {
+            return;
+        }
+        let ids: HashSet<PackId> = packs.iter().map(|p| p.pack).collect();
+        self.unjournaled_packs.retain(|p| !ids.contains(&p.pack));
+    }
+
     /// Called once an index file names every pack of [`Packer::written`].
     pub fn indexed(&mut self) {
-        self.written.clear();
+        let written = std::mem::take(&mut self.written);
+        self.named_by_index(&written);
         if self.failed.is_empty()
             && self.inflight.is_empty()
             && self.data.iter().chain(self.bulk.iter()).all(|b| b.entries.is_empty())

@@ -421,9 +421,20 @@ fn a_long_write_names_its_packs_while_the_index_cache_fills_behind_it() {
         let v = Vault::open(m.clone(), &secret(), &o).unwrap();
         assert!(v.index.is_persistent());
         let mut w = v.begin_write("test", Duration::ZERO).unwrap();
+        // As the daemon's session: written packs are kept for its journal until a close
+        // takes them, or until an index file names them.
+        w.packer_mut().keep_journal_records(true);
         let first = w.store_stream(&mut &d[..]).unwrap();
         assert!(first.new_chunks > 65_536, "only {} chunks", first.new_chunks);
         assert!(!m.list(ObjKind::Index).unwrap().is_empty(), "no index file during the write");
+        let (_, records) = w.packer_mut().take_unjournaled();
+        let unnamed: std::collections::HashSet<_> = w.packer_mut().written().iter().map(|p| p.pack).collect();
+        assert!(
+            records.iter().all(|p| unnamed.contains(&p.pack)),
+            "{} pack records kept for the journal, {} packs not named by an index file",
+            records.len(),
+            unnamed.len()
+        );
         // The same bytes again in the same session: every chunk is found, pending or indexed.
         let again = w.store_stream(&mut &d[..]).unwrap();
         assert_eq!(again.new_chunks, 0);
@@ -438,6 +449,17 @@ fn a_long_write_names_its_packs_while_the_index_cache_fills_behind_it() {
     assert_cache_holds_every_index_file(&m, &v);
     assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
     assert!(check::check(&v, true).unwrap().ok());
+}
+
+#[test]
+fn a_session_without_a_journal_keeps_no_records_of_its_packs() {
+    let (_m, v) = new_vault();
+    let mut w = v.begin_write("test", Duration::ZERO).unwrap();
+    w.store_stream(&mut &data(5_000_000, 81)[..]).unwrap();
+    w.flush().unwrap();
+    // Nothing takes them in a session without a journal: kept, they added up for its whole
+    // length (a 4 GB `put` held about 90 MB of them).
+    assert!(w.packer_mut().take_unjournaled().1.is_empty());
 }
 
 /// Gives `ok` bytes of `data`, then fails every read.

@@ -388,6 +388,7 @@ impl<'v> WriteSession<'v> {
                 return Err(e);
             }
         };
+        self.packer.named_by_index(&written);
         self.indexing = Some((self.v.index.add_file_in_background(id, written.clone()), written));
         Ok(())
     }
