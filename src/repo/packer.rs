@@ -18,7 +18,7 @@ use crate::crypto::{Domain, Sealer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::codec::Writer;
 use crate::format::index::IndexPack;
-use crate::format::pack::{encode_header, frames, PackEntry, PREAMBLE};
+use crate::format::pack::{encode_header, frames, Member, PackEntry, PREAMBLE};
 use crate::id::{BlobKind, BlobRef, IdMap, PackId};
 use crate::store::{ObjKind, Store};
 use rand::Rng;
@@ -43,13 +43,73 @@ fn write_lock(b: &Buf) -> std::sync::RwLockWriteGuard<'_, Vec<u8>> {
     b.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Where a pending blob is: in a pack buffer (open, on its way to the store, or waiting after a
+/// failed write; `bulk`: one of the packs that streams of large files fill, never copied to a
+/// journal), or in a pack file that no index file names yet.
 #[derive(Clone)]
-enum Loc {
-    /// In a pack buffer (open, on its way to the store, or waiting after a failed write);
-    /// `bulk`: one of the packs that streams of large files fill (never copied to a journal).
-    Buf { buf: Buf, e: PackEntry, bulk: bool },
-    /// In a pack file that no index file names yet.
-    Pack { pack: PackId, e: PackEntry },
+enum At {
+    Buf { buf: Buf, bulk: bool },
+    Pack(Arc<PackId>),
+}
+
+/// A pending blob's place: its [`PackEntry`] without the blob's id (the map's key holds it),
+/// the pack and the frame's id shared with the other blobs there. 48 bytes, where a whole entry
+/// and a pack id took 128: a long write holds up to twice [`super::writer`]'s pending limit
+/// of them.
+#[derive(Clone)]
+struct Loc {
+    at: At,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+    /// The frame's id, and the member's start and length in it.
+    member: Option<(Arc<[u8; 32]>, u32, u32)>,
+}
+
+const _: () = assert!(std::mem::size_of::<Loc>() <= 48);
+
+impl Loc {
+    fn new(at: At, e: &PackEntry, frame: Option<Arc<[u8; 32]>>) -> Self {
+        Loc {
+            at,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+            member: e.member.zip(frame).map(|(m, f)| (f, m.start, m.len)),
+        }
+    }
+
+    fn entry(&self, key: &[u8; 33]) -> Result<PackEntry> {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&key[1..]);
+        Ok(PackEntry {
+            blob: BlobRef { kind: BlobKind::from_u8(key[0])?, id },
+            offset: self.offset,
+            length: self.length,
+            raw_length: self.raw_length,
+            member: self.member.as_ref().map(|(f, start, len)| Member { frame: **f, start: *start, len: *len }),
+        })
+    }
+}
+
+/// One shared copy of each frame's id for the pending entries of its members (`entries` in
+/// pack order: the members of a frame are adjacent).
+fn frame_ids(entries: &[PackEntry]) -> Vec<Option<Arc<[u8; 32]>>> {
+    let mut last: Option<Arc<[u8; 32]>> = None;
+    entries
+        .iter()
+        .map(|e| {
+            let m = e.member?;
+            match &last {
+                Some(f) if **f == m.frame => Some(f.clone()),
+                _ => {
+                    let f = Arc::new(m.frame);
+                    last = Some(f.clone());
+                    Some(f)
+                }
+            }
+        })
+        .collect()
 }
 
 /// Blobs of a write session that no index file names yet, readable by the session's process.
@@ -87,9 +147,14 @@ impl Pending {
     /// The sealed frame holding a pending blob and the blob's entry in it, `None` when it is
     /// not pending.
     pub fn sealed(&self, store: &dyn Store, blob: &BlobRef) -> Option<Result<(Vec<u8>, PackEntry)>> {
-        let loc = self.map().get(&blob.key()).cloned()?;
-        Some(match loc {
-            Loc::Buf { buf, e, .. } => {
+        let key = blob.key();
+        let loc = self.map().get(&key).cloned()?;
+        let e = match loc.entry(&key) {
+            Ok(e) => e,
+            Err(err) => return Some(Err(err)),
+        };
+        Some(match loc.at {
+            At::Buf { buf, .. } => {
                 let b = read_lock(&buf);
                 let (s, end) = (e.offset as usize, e.offset as usize + e.length as usize);
                 match b.get(s..end) {
@@ -97,7 +162,7 @@ impl Pending {
                     None => Err(Error::corrupt(format!("{} lies outside its open pack", blob.describe()))),
                 }
             }
-            Loc::Pack { pack, e } => store
+            At::Pack(pack) => store
                 .get_range(ObjKind::Pack, &pack.to_hex(), e.offset as u64, e.length)
                 .map(|b| (b, e))
                 .map_err(|err| err.context(format!("{} in pack {} (not yet indexed)", blob.describe(), pack.short()))),
@@ -150,10 +215,12 @@ impl Builder {
             buf.extend_from_slice(&f.bytes);
             o
         };
+        let frame = f.id.map(Arc::new);
         let mut map = pending.map_mut();
         for e in f.entries(offset) {
             // A blob another frame of this session holds already keeps that place.
-            map.entry(e.blob.key()).or_insert(Loc::Buf { buf: self.buf.clone(), e, bulk: self.bulk });
+            map.entry(e.blob.key())
+                .or_insert_with(|| Loc::new(At::Buf { buf: self.buf.clone(), bulk: self.bulk }, &e, frame.clone()));
             self.entries.push(e);
         }
     }
@@ -293,11 +360,12 @@ impl Packer {
     }
 
     fn note_written(&mut self, b: &Builder, p: &IndexPack) {
+        let pack = Arc::new(p.pack);
         let mut map = self.pending.map_mut();
         for e in &b.entries {
-            if let Some(Loc::Buf { buf, .. }) = map.get(&e.blob.key()) {
-                if Arc::ptr_eq(buf, &b.buf) {
-                    map.insert(e.blob.key(), Loc::Pack { pack: p.pack, e: *e });
+            if let Some(l) = map.get_mut(&e.blob.key()) {
+                if matches!(&l.at, At::Buf { buf, .. } if Arc::ptr_eq(buf, &b.buf)) {
+                    l.at = At::Pack(pack.clone());
                 }
             }
         }
@@ -496,9 +564,10 @@ impl Packer {
         let mut map = self.pending.map_mut();
         for mut e in b.entries {
             e.offset += base;
-            if let Some(Loc::Buf { buf, .. }) = map.get(&e.blob.key()) {
-                if Arc::ptr_eq(buf, &b.buf) {
-                    map.insert(e.blob.key(), Loc::Buf { buf: a.buf.clone(), e, bulk: a.bulk });
+            if let Some(l) = map.get_mut(&e.blob.key()) {
+                if matches!(&l.at, At::Buf { buf, .. } if Arc::ptr_eq(buf, &b.buf)) {
+                    l.at = At::Buf { buf: a.buf.clone(), bulk: a.bulk };
+                    l.offset = e.offset;
                 }
             }
             a.entries.push(e);
@@ -547,7 +616,7 @@ impl Packer {
     /// their blobs leave the pending set.
     pub fn forget_indexed(&mut self, packs: &[IndexPack]) {
         let ids: HashSet<PackId> = packs.iter().map(|p| p.pack).collect();
-        self.pending.map_mut().retain(|_, l| !matches!(l, Loc::Pack { pack, .. } if ids.contains(pack)));
+        self.pending.map_mut().retain(|_, l| !matches!(&l.at, At::Pack(pack) if ids.contains(&**pack)));
     }
 
     /// A written pack: for the next index file, and for the journal when there is one.
@@ -590,16 +659,17 @@ impl Packer {
         } else {
             // Only what the index file covers leaves the pending set.
             let mut map = self.pending.map_mut();
-            map.retain(|_, l| matches!(l, Loc::Buf { .. }));
+            map.retain(|_, l| matches!(l.at, At::Buf { .. }));
         }
     }
 
     /// Adds packs written by someone else (journal replay) to the next index file.
     pub fn add_written(&mut self, p: IndexPack) {
         {
+            let pack = Arc::new(p.pack);
             let mut map = self.pending.map_mut();
-            for e in &p.entries {
-                map.entry(e.blob.key()).or_insert(Loc::Pack { pack: p.pack, e: *e });
+            for (e, frame) in p.entries.iter().zip(frame_ids(&p.entries)) {
+                map.entry(e.blob.key()).or_insert_with(|| Loc::new(At::Pack(pack.clone()), e, frame));
             }
         }
         self.written.push(p);
@@ -632,7 +702,9 @@ impl Packer {
             blobs
                 .iter()
                 .filter_map(|b| match map.get(&b.key()) {
-                    Some(Loc::Buf { buf, e, bulk: true }) => Some((Arc::as_ptr(buf) as usize, e.offset)),
+                    Some(Loc { at: At::Buf { buf, bulk: true }, offset, .. }) => {
+                        Some((Arc::as_ptr(buf) as usize, *offset))
+                    }
                     _ => None,
                 })
                 .collect()
