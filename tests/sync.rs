@@ -254,7 +254,7 @@ fn an_append_only_remote_only_ever_gets_new_objects() {
     assert!(e.ok(&["remote", "list"]).contains("append-only"));
     let open = || {
         let secret = vault::crypto::Secret::passphrase(e.secret.1.clone()).unwrap();
-        let o = vault::repo::OpenOptions { cache_dir: Some(e.cache.clone()) };
+        let o = vault::repo::OpenOptions { cache_dir: Some(e.cache.clone()), ..Default::default() };
         vault::repo::Vault::open(Arc::new(LocalStore::new(&e.repo)), &secret, &o).unwrap()
     };
     let dst: Arc<dyn Store> = Arc::new(AddOnly(LocalStore::new(&copy)));

@@ -179,7 +179,7 @@ impl Live {
             }
             let mut s = self.v.begin_write(&self.holder, wait)?;
             // A daemon keeps its memory low rather than pack buffers for reuse.
-            s.packer_mut().reuse_buffers(false);
+            s.keep_memory_low();
             s.packer_mut().keep_journal_records(true);
             if let Some(r) = s.replayed() {
                 self.notice(format!(

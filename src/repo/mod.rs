@@ -76,6 +76,9 @@ impl Default for InitOptions {
 pub struct OpenOptions {
     /// Base cache directory; the index lives in `<cache>/<vault id>/index`. `None`: in memory.
     pub cache_dir: Option<PathBuf>,
+    /// A long-lived process (the daemon): a smaller page cache for the index
+    /// ([`crate::index::CACHE_BYTES_LOW_MEMORY`]).
+    pub low_memory: bool,
 }
 
 pub struct Vault {
@@ -202,7 +205,8 @@ impl Vault {
         // it (reading its page table, replaying its log) takes about as long as Argon2id.
         let cache_dir = o.cache_dir.as_ref().map(|d| d.join(hex::encode(cfg.vault_id)).join("index"));
         let (unlocked, index) = std::thread::scope(|sc| {
-            let index = cache_dir.as_deref().map(|d| sc.spawn(move || Index::open_cache(d)));
+            let bytes = if o.low_memory { crate::index::CACHE_BYTES_LOW_MEMORY } else { crate::index::CACHE_BYTES };
+            let index = cache_dir.as_deref().map(|d| sc.spawn(move || Index::open_cache_sized(d, bytes)));
             let unlocked = unlock(&*store, &cfg.vault_id, secret);
             (unlocked, index.map(|h| h.join()))
         });

@@ -28,6 +28,9 @@ use std::sync::{Arc, RwLock};
 
 /// How many data packs are filled at once.
 pub const OPEN_DATA_PACKS: usize = 4;
+/// How many packs the streams of large files fill at once in a process that keeps its memory
+/// low ([`Packer::set_bulk_lanes`]): two full packs less in memory at the moment they fill.
+pub const BULK_PACKS_LOW_MEMORY: usize = 2;
 /// Buffers of written packs kept for reuse by default: enough for every bulk pack and the two
 /// on their way to the store. A reused buffer is resident whole from its first frame on, so a
 /// process that keeps its memory low turns this off ([`Packer::reuse_buffers`]).
@@ -581,6 +584,22 @@ impl Packer {
 
     /// Whether the buffers of written packs are kept for the next packs (the default): saves
     /// faulting their pages in again, at the cost of holding them whole.
+    /// Fills `n` packs at once with the streams of large files (frames spread over them at
+    /// random) instead of [`OPEN_DATA_PACKS`]. Open bulk packs beyond `n` are sent to be
+    /// written when they fill, as any other.
+    pub fn set_bulk_lanes(&mut self, n: usize) {
+        let n = n.max(1);
+        while self.bulk.len() > n {
+            let b = self.bulk.pop().expect("more than one lane");
+            if !b.entries.is_empty() {
+                self.send(b);
+            }
+        }
+        while self.bulk.len() < n {
+            self.bulk.push(Builder::new(true));
+        }
+    }
+
     pub fn reuse_buffers(&mut self, on: bool) {
         self.spare_limit = if on { SPARE_BUFFERS } else { 0 };
         if !on {

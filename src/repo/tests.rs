@@ -61,7 +61,7 @@ fn new_cached_vault() -> (Arc<MemoryStore>, tempfile::TempDir, OpenOptions) {
     let m = Arc::new(MemoryStore::new());
     Vault::init(m.clone(), &secret(), &small()).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()) };
+    let o = OpenOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() };
     (m, cache, o)
 }
 
@@ -460,6 +460,26 @@ fn a_session_without_a_journal_keeps_no_records_of_its_packs() {
     // Nothing takes them in a session without a journal: kept, they added up for its whole
     // length (a 4 GB `put` held about 90 MB of them).
     assert!(w.packer_mut().take_unjournaled().1.is_empty());
+}
+
+#[test]
+fn a_session_that_keeps_its_memory_low_fills_fewer_packs_and_loses_nothing() {
+    let (m, v) = new_vault();
+    let d = data(30_000_000, 83);
+    let mut w = v.begin_write("test", Duration::ZERO).unwrap();
+    let st = w.store_stream(&mut &d[..]).unwrap();
+    let open_before = w.packer_mut().buffered();
+    assert!(open_before > 0, "the stream left nothing in open packs");
+    // Fewer lanes while the stream's packs are open: those beyond are sent to be written.
+    w.keep_memory_low();
+    assert!(w.packer_mut().buffered() < open_before);
+    let again = w.store_stream(&mut &data(30_000_000, 84)[..]).unwrap();
+    commit_as_f(&mut w, &st);
+    drop(w);
+    assert_eq!(read(&v, "2026-11-20", "f").unwrap(), d);
+    assert!(again.new_chunks > 0);
+    assert!(check::check(&v, true).unwrap().ok());
+    assert!(!m.list(ObjKind::Pack).unwrap().is_empty());
 }
 
 /// Gives `ok` bytes of `data`, then fails every read.

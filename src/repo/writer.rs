@@ -34,8 +34,12 @@ use std::time::Duration;
 /// Bytes of chunks handed to the parallel hash/compress/seal stage at once.
 const BATCH_BYTES: usize = 8 << 20;
 /// Blobs packed but not yet in an index file before the session flushes on its own
-/// (about 256 MiB of new data at the default chunk size).
+/// (about 256 MiB of new data at the default chunk size). Up to about twice as many are
+/// pending at once (those of the index file going into the cache, and the next).
 const MAX_PENDING: usize = 1 << 16;
+/// The same for a session that keeps its memory low ([`WriteSession::keep_memory_low`]): twice
+/// as many index files for a long write, the pending map at half the size (about 20 MiB less).
+const MAX_PENDING_LOW_MEMORY: usize = 1 << 15;
 /// Entries of written packs from which a flush names them in an index file of their own
 /// before it writes the open packs (the cache is filled meanwhile).
 const EARLY_INDEX: usize = 1 << 13;
@@ -56,6 +60,8 @@ pub struct WriteSession<'v> {
     /// The entries of the last index file going into the index cache, and its packs (their
     /// blobs stay pending until then).
     indexing: Option<(Indexing, Vec<IndexPack>)>,
+    /// [`MAX_PENDING`], or [`MAX_PENDING_LOW_MEMORY`].
+    max_pending: usize,
 }
 
 impl Drop for WriteSession<'_> {
@@ -144,6 +150,7 @@ impl Vault {
             uncommitted_bytes: 0,
             replayed: None,
             indexing: None,
+            max_pending: MAX_PENDING,
         };
         s.replayed = super::journal::replay(&mut s)?;
         Ok(s)
@@ -151,6 +158,15 @@ impl Vault {
 }
 
 impl<'v> WriteSession<'v> {
+    /// For a long-lived process (the daemon): no pack buffers kept for reuse, the streams of
+    /// large files spread over fewer open packs, and index files written twice as often. Writes
+    /// of new data through a mount measured no slower (docs/PERFORMANCE.md).
+    pub fn keep_memory_low(&mut self) {
+        self.packer.reuse_buffers(false);
+        self.packer.set_bulk_lanes(super::packer::BULK_PACKS_LOW_MEMORY);
+        self.max_pending = MAX_PENDING_LOW_MEMORY;
+    }
+
     pub fn vault(&self) -> &'v Vault {
         self.v
     }
@@ -267,7 +283,7 @@ impl<'v> WriteSession<'v> {
             n += fresh;
         }
         let in_cache = self.indexing.as_ref().map_or(0, |(_, packs)| packs.iter().map(|p| p.entries.len()).sum());
-        if self.pending.len().saturating_sub(in_cache) >= MAX_PENDING {
+        if self.pending.len().saturating_sub(in_cache) >= self.max_pending {
             // Bound the memory of a long write: name the packs written so far in an index file
             // (the index cache is filled while the write goes on).
             self.index_written()?;

@@ -158,7 +158,7 @@ fn mount(mut a: MountArgs) -> anyhow::Result<()> {
     if vdir.is_some() && a.as_of.is_some() {
         bail!("--as-of reads the object versions of an s3:// copy; {} is a directory", a.vault);
     }
-    let open = OpenOptions { cache_dir: cache.clone() };
+    let open = OpenOptions { cache_dir: cache.clone(), low_memory: true };
 
     if !a.foreground && !daemon_child {
         // Check the secret (and that the vault opens) before starting anything.

@@ -59,7 +59,7 @@ impl Ctx {
         let v = Vault::open(
             remote::open_store(&home)?,
             &read_secret("VAULT_", false)?,
-            &OpenOptions { cache_dir: self.cache_dir() },
+            &OpenOptions { cache_dir: self.cache_dir(), ..Default::default() },
         )
         .with_context(|| {
             format!("--repo {repo}: opening the vault {home} (VAULT_REPO) to look up its remote {repo:?}")
@@ -98,7 +98,7 @@ impl Ctx {
     pub fn open(&self) -> anyhow::Result<Vault> {
         let store = self.open_store()?;
         let secret = read_secret("VAULT_", false)?;
-        let v = Vault::open(store, &secret, &OpenOptions { cache_dir: self.cache_dir() })?;
+        let v = Vault::open(store, &secret, &OpenOptions { cache_dir: self.cache_dir(), ..Default::default() })?;
         warn_of_damage(&v);
         Ok(v)
     }
@@ -113,7 +113,11 @@ impl Ctx {
     /// (Damage is named by [`Ctx::open`] of the vault the command works on.)
     pub fn open_url(&self, url: &str) -> anyhow::Result<Vault> {
         let s = remote::open_store(url)?;
-        Ok(Vault::open(s, &read_secret("VAULT_", false)?, &OpenOptions { cache_dir: self.cache_dir() })?)
+        Ok(Vault::open(
+            s,
+            &read_secret("VAULT_", false)?,
+            &OpenOptions { cache_dir: self.cache_dir(), ..Default::default() },
+        )?)
     }
 }
 
