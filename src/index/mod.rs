@@ -6,13 +6,17 @@
 //! reloads it from the vault. Backed by sled under the user's cache directory; when that is
 //! unavailable (another process holds it, unwritable cache dir) an in-memory map is used.
 
+mod filter;
+
 use crate::error::{Error, Result};
 use crate::format::index::IndexPack;
 use crate::format::pack::{Member, PackEntry};
 use crate::id::{BlobRef, IndexId, PackId};
+use filter::Filter;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::RwLock;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Where a blob is: its pack and its frame there (docs/DESIGN.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +71,7 @@ impl IndexEntry {
 }
 
 enum Backend {
-    Sled { db: sled::Db, blobs: sled::Tree, files: sled::Tree, frames: sled::Tree },
+    Sled { db: sled::Db, blobs: sled::Tree, files: sled::Tree, frames: sled::Tree, filter: Arc<FilterCell> },
     Memory { blobs: RwLock<HashMap<[u8; 33], IndexEntry>>, files: RwLock<HashSet<IndexId>> },
 }
 
@@ -104,12 +108,93 @@ impl Indexing {
     }
 }
 
+/// The Bloom filter of a sled cache ([`filter`]): loaded or built when a writer first asks
+/// ([`Index::may_contain_many`]); readers never do. `None` until then, and after the cache is
+/// cleared or the filter filled up (the next writer's lookup builds a larger one).
+struct FilterCell {
+    path: PathBuf,
+    state: RwLock<Option<Filter>>,
+    /// Keys were inserted since it was loaded or saved.
+    dirty: AtomicBool,
+    /// Building it failed (the cache could not be read): lookups go to sled.
+    failed: AtomicBool,
+}
+
+impl FilterCell {
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, Option<Filter>> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, Option<Filter>> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The digest of the index files `files` records as loaded (what a saved filter must name).
+fn files_digest(files: &sled::Tree) -> Result<[u8; 32]> {
+    let mut ids = Vec::new();
+    for kv in files.iter() {
+        let (k, _) = kv.map_err(sled_err)?;
+        if k.len() == 32 {
+            let mut b = [0u8; 32];
+            b.copy_from_slice(&k);
+            ids.push(b);
+        }
+    }
+    Ok(filter::files_digest(ids))
+}
+
+/// The filter saved at `cell.path` when it names exactly the index files of the cache;
+/// otherwise one built from every key of `blobs` (a cache written by a build without filters,
+/// or changed by a process that had not loaded it: a reader that loaded new index files, a
+/// writer that was killed).
+fn load_filter(cell: &FilterCell, blobs: &sled::Tree, files: &sled::Tree) -> Result<Filter> {
+    let digest = files_digest(files)?;
+    if let Some(f) = std::fs::read(&cell.path).ok().and_then(|b| Filter::decode(&b, &digest)) {
+        return Ok(f);
+    }
+    let mut n = 0u64;
+    for k in blobs.iter().keys() {
+        k.map_err(sled_err)?;
+        n += 1;
+    }
+    let f = Filter::with_capacity(n.saturating_mul(2));
+    for k in blobs.iter().keys() {
+        let k = k.map_err(sled_err)?;
+        if let Ok(key) = <[u8; 33]>::try_from(&k[..]) {
+            f.insert(&key);
+        }
+    }
+    cell.dirty.store(true, Ordering::Relaxed);
+    Ok(f)
+}
+
+/// Writes the filter next to the cache, for the index files the cache holds now (whole or not
+/// at all: a new file renamed over the old one).
+fn save_filter(cell: &FilterCell, files: &sled::Tree) -> Result<()> {
+    if !cell.dirty.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let bytes = {
+        let g = cell.state();
+        let Some(f) = g.as_ref() else { return Ok(()) };
+        // Cleared first: keys inserted from here on make it dirty again.
+        cell.dirty.store(false, Ordering::Relaxed);
+        f.encode(&files_digest(files)?)
+    };
+    let tmp = cell.path.with_extension("tmp");
+    std::fs::write(&tmp, &bytes)
+        .and_then(|_| std::fs::rename(&tmp, &cell.path))
+        .map_err(|e| Error::io(cell.path.display(), e))
+}
+
 /// Inserts the entries of `packs` and the member lists of their frames (each in key order, one
-/// at a time), then records `id` as loaded.
+/// at a time), then records `id` as loaded. Each key goes into the filter (when one is loaded)
+/// before it goes into sled.
 fn sled_add(
     blobs: &sled::Tree,
     files: &sled::Tree,
     frames: &sled::Tree,
+    filter: &FilterCell,
     id: IndexId,
     packs: &[IndexPack],
 ) -> Result<()> {
@@ -123,7 +208,25 @@ fn sled_add(
         packs.iter().flat_map(|p| p.entries.iter().map(|e| (e.blob.key(), IndexEntry::new(p.pack, e)))).collect();
     all.sort_unstable_by_key(|a| a.0);
     for (k, e) in &all {
+        // Held across both inserts: a filter built meanwhile (under the write lock) finds the
+        // key in sled, or the key in it.
+        let mut g = filter.state();
+        if g.as_ref().is_some_and(Filter::needs_layer) {
+            drop(g);
+            if let Some(f) = filter.state_mut().as_mut() {
+                if f.needs_layer() {
+                    f.add_layer();
+                }
+            }
+            g = filter.state();
+        }
+        if let Some(f) = g.as_ref() {
+            f.insert(k);
+        }
         blobs.insert(&k[..], e.encode()).map_err(sled_err)?;
+    }
+    if !all.is_empty() {
+        filter.dirty.store(true, Ordering::Relaxed);
     }
     let mut recs: Vec<([u8; 32], Vec<u8>)> = Vec::new();
     for p in packs {
@@ -278,7 +381,13 @@ impl Index {
             // Empty, or written before frame records: filled again from the index files.
             sled_reset(&blobs, &files, &frames)?;
         }
-        Ok(Index { backend: Backend::Sled { db, blobs, files, frames } })
+        let filter = Arc::new(FilterCell {
+            path: dir.with_file_name("index-filter"),
+            state: RwLock::new(None),
+            dirty: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        });
+        Ok(Index { backend: Backend::Sled { db, blobs, files, frames, filter } })
     }
 
     pub fn is_persistent(&self) -> bool {
@@ -295,6 +404,34 @@ impl Index {
                 Ok(blobs.read().unwrap_or_else(|e| e.into_inner()).get(&blob.key()).copied())
             }
         }
+    }
+
+    /// For each of `blobs`, whether the cache may hold it: `false` is certain (the sled cache's
+    /// filter, loaded or built at the first call), `true` needs a lookup. For a writer's
+    /// lookups of new chunks, which are mostly absent.
+    pub fn may_contain_many(&self, blobs: &[BlobRef]) -> Vec<bool> {
+        let Backend::Sled { blobs: tree, files, filter, .. } = &self.backend else {
+            return vec![true; blobs.len()];
+        };
+        for _ in 0..2 {
+            {
+                let g = filter.state();
+                if let Some(f) = g.as_ref() {
+                    return blobs.iter().map(|b| f.may_contain(&b.key())).collect();
+                }
+            }
+            if filter.failed.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut g = filter.state_mut();
+            if g.is_none() {
+                match load_filter(filter, tree, files) {
+                    Ok(f) => *g = Some(f),
+                    Err(_) => filter.failed.store(true, Ordering::Relaxed),
+                }
+            }
+        }
+        vec![true; blobs.len()]
     }
 
     /// Entries of many blobs at once, in order: one lock for the in-memory index; in the sled
@@ -359,7 +496,7 @@ impl Index {
     /// its entries, so a crash in between makes the next open load it again.
     pub fn add_file(&self, id: IndexId, packs: &[IndexPack]) -> Result<()> {
         match &self.backend {
-            Backend::Sled { blobs, files, frames, .. } => sled_add(blobs, files, frames, id, packs)?,
+            Backend::Sled { blobs, files, frames, filter, .. } => sled_add(blobs, files, frames, filter, id, packs)?,
             Backend::Memory { blobs, files } => {
                 let mut m = blobs.write().unwrap_or_else(|e| e.into_inner());
                 for p in packs {
@@ -378,10 +515,11 @@ impl Index {
     /// the entries: the caller keeps them where its own reads find them.
     pub fn add_file_in_background(&self, id: IndexId, packs: Vec<IndexPack>) -> Indexing {
         match &self.backend {
-            Backend::Sled { db, blobs, files, frames } => {
-                let (db, blobs, files, frames) = (db.clone(), blobs.clone(), files.clone(), frames.clone());
+            Backend::Sled { db, blobs, files, frames, filter } => {
+                let (db, blobs, files, frames, filter) =
+                    (db.clone(), blobs.clone(), files.clone(), frames.clone(), filter.clone());
                 let spawned = std::thread::Builder::new().name("index".into()).spawn(move || {
-                    sled_add(&blobs, &files, &frames, id, &packs)?;
+                    sled_add(&blobs, &files, &frames, &filter, id, &packs)?;
                     db.flush().map_err(sled_err)?;
                     Ok(())
                 });
@@ -396,7 +534,12 @@ impl Index {
 
     pub fn clear(&self) -> Result<()> {
         match &self.backend {
-            Backend::Sled { blobs, files, frames, .. } => sled_reset(blobs, files, frames)?,
+            Backend::Sled { blobs, files, frames, filter, .. } => {
+                sled_reset(blobs, files, frames)?;
+                *filter.state_mut() = None;
+                filter.dirty.store(false, Ordering::Relaxed);
+                let _ = std::fs::remove_file(&filter.path);
+            }
             Backend::Memory { blobs, files } => {
                 files.write().unwrap_or_else(|e| e.into_inner()).clear();
                 blobs.write().unwrap_or_else(|e| e.into_inner()).clear();
@@ -406,8 +549,9 @@ impl Index {
     }
 
     pub fn flush(&self) -> Result<()> {
-        if let Backend::Sled { db, .. } = &self.backend {
+        if let Backend::Sled { db, files, filter, .. } = &self.backend {
             db.flush().map_err(sled_err)?;
+            save_filter(filter, files)?;
         }
         Ok(())
     }
@@ -421,6 +565,15 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Drop for Index {
+    /// Saves the filter for the next writer (a cache is still valid without it).
+    fn drop(&mut self) {
+        if let Backend::Sled { files, filter, .. } = &self.backend {
+            let _ = save_filter(filter, files);
+        }
     }
 }
 
@@ -576,6 +729,70 @@ mod tests {
 
     /// The sled cache at `p` opened again once the previous handle let go of it (sled releases
     /// its lock asynchronously after a drop).
+    /// One pack of `n` lone blobs with random ids.
+    fn random_file(n: usize, seed: u64) -> (Vec<IndexPack>, Vec<BlobRef>) {
+        use rand::{Rng, SeedableRng};
+        let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+        let blobs: Vec<BlobRef> = (0..n).map(|_| BlobRef { kind: BlobKind::Data, id: r.gen() }).collect();
+        let entries = blobs.iter().enumerate().map(|(k, b)| PackEntry::single(*b, 8 + 40 * k as u32, 40, 90)).collect();
+        (vec![IndexPack { pack: PackId(r.gen()), size: 100, entries }], blobs)
+    }
+
+    #[test]
+    fn the_filter_never_hides_a_blob_of_the_cache_across_reopens_and_changes() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("idx");
+        let (f1, b1) = random_file(30_000, 1);
+        let (f2, b2) = random_file(30_000, 2);
+        let (f3, b3) = random_file(5_000, 3);
+        let (_, others) = random_file(20_000, 4);
+        let absent = |i: &Index| i.may_contain_many(&others).iter().filter(|m| !**m).count();
+        {
+            let i = reopen(&p);
+            // Built at the first question (the cache is empty), then kept up to date: past its
+            // first layer of 16,384 keys it grows.
+            assert!(i.may_contain_many(&b1).iter().all(|m| !*m));
+            i.add_file(IndexId([1; 32]), &f1).unwrap();
+            i.add_file_in_background(IndexId([2; 32]), f2.clone()).wait().unwrap();
+            assert!(i.may_contain_many(&b1).iter().chain(i.may_contain_many(&b2).iter()).all(|m| *m));
+            assert!(absent(&i) > 19_000, "{} of 20,000 absent ids said absent", absent(&i));
+            i.flush().unwrap();
+        }
+        assert!(p.with_file_name("index-filter").exists(), "the filter is saved next to the cache");
+        {
+            // Read back: the same answers.
+            let i = reopen(&p);
+            assert!(i.may_contain_many(&b1).iter().chain(i.may_contain_many(&b2).iter()).all(|m| *m));
+            assert!(absent(&i) > 19_000);
+            // A process that never asks (a reader) loads another index file: the saved filter
+            // no longer names the cache's index files.
+        }
+        {
+            let i = reopen(&p);
+            i.add_file(IndexId([3; 32]), &f3).unwrap();
+        }
+        {
+            let i = reopen(&p);
+            assert!(i.may_contain_many(&b3).iter().all(|m| *m), "a filter saved before the reader's file was used");
+            assert!(i.may_contain_many(&b1).iter().all(|m| *m));
+            // Cleared with the cache (a prune removed index files it held): rebuilt from it.
+            i.clear().unwrap();
+            assert!(!p.with_file_name("index-filter").exists());
+            assert!(i.may_contain_many(&b1).iter().all(|m| !*m));
+            i.add_file(IndexId([3; 32]), &f3).unwrap();
+            assert!(i.may_contain_many(&b3).iter().all(|m| *m));
+        }
+        // A damaged filter file is rebuilt from the cache.
+        let f = p.with_file_name("index-filter");
+        let mut bytes = std::fs::read(&f).unwrap();
+        bytes[100] ^= 0xff;
+        std::fs::write(&f, bytes).unwrap();
+        let i = reopen(&p);
+        assert!(i.may_contain_many(&b3).iter().all(|m| *m));
+        // The in-memory index answers "maybe" for everything: its lookups are cheap.
+        assert!(Index::memory().may_contain_many(&others).iter().all(|m| *m));
+    }
+
     fn reopen(p: &Path) -> Index {
         let mut i = Index::open_cache(p);
         for _ in 0..100 {

@@ -272,11 +272,11 @@ struct Uploader {
 }
 
 impl Uploader {
-    fn start(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
+    fn start(store: Arc<dyn Store>, sealer: Arc<Sealer>, writers: usize) -> Self {
         let (tx, jobs) = std::sync::mpsc::sync_channel::<Job>(0);
         let jobs = Arc::new(std::sync::Mutex::new(jobs));
         let (done_tx, rx) = std::sync::mpsc::channel::<Done>();
-        for _ in 0..PACK_WRITERS {
+        for _ in 0..writers {
             let (store, sealer, jobs, done_tx) = (store.clone(), sealer.clone(), jobs.clone(), done_tx.clone());
             std::thread::spawn(move || loop {
                 let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
@@ -327,6 +327,8 @@ pub struct Packer {
     /// (kept only for a session with a journal: [`Packer::keep_journal_records`]).
     unjournaled_packs: Vec<IndexPack>,
     journal_packs: bool,
+    /// Threads writing full packs ([`PACK_WRITERS`]).
+    writers: usize,
     stored_bytes: u64,
 }
 
@@ -350,6 +352,7 @@ impl Packer {
             written: Vec::new(),
             unjournaled_packs: Vec::new(),
             journal_packs: false,
+            writers: PACK_WRITERS,
             stored_bytes: 0,
         }
     }
@@ -470,7 +473,8 @@ impl Packer {
         let seq = self.next_job;
         self.next_job += 1;
         self.inflight.insert(seq, (full.buf.clone(), full.entries.clone(), full.journaled, full.bulk));
-        let up = self.uploader.get_or_insert_with(|| Uploader::start(self.store.clone(), self.sealer.clone()));
+        let writers = self.writers;
+        let up = self.uploader.get_or_insert_with(|| Uploader::start(self.store.clone(), self.sealer.clone(), writers));
         if let Err(std::sync::mpsc::SendError(job)) = up.tx.send(Job { seq, builder: full }) {
             self.inflight.remove(&seq);
             self.uploader = None;
@@ -598,6 +602,12 @@ impl Packer {
         while self.bulk.len() < n {
             self.bulk.push(Builder::new(true));
         }
+    }
+
+    /// Writes full packs on `n` threads instead of [`PACK_WRITERS`] (before the first pack is
+    /// sent): with one, a full pack less in memory while the disk is busy.
+    pub fn set_pack_writers(&mut self, n: usize) {
+        self.writers = n.max(1);
     }
 
     pub fn reuse_buffers(&mut self, on: bool) {

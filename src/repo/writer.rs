@@ -159,10 +159,12 @@ impl Vault {
 
 impl<'v> WriteSession<'v> {
     /// For a long-lived process (the daemon): no pack buffers kept for reuse, the streams of
-    /// large files spread over fewer open packs, and index files written twice as often. Writes
-    /// of new data through a mount measured no slower (docs/PERFORMANCE.md).
+    /// large files spread over fewer open packs and written by one thread, and index files
+    /// written twice as often. Writes of new data through a mount measured no slower
+    /// (docs/PERFORMANCE.md).
     pub fn keep_memory_low(&mut self) {
         self.packer.reuse_buffers(false);
+        self.packer.set_pack_writers(1);
         self.packer.set_bulk_lanes(super::packer::BULK_PACKS_LOW_MEMORY);
         self.max_pending = MAX_PENDING_LOW_MEMORY;
     }
@@ -673,15 +675,20 @@ impl Vault {
     pub fn unknown_chunks(&self, ids: &[crate::id::ChunkId], pending: &Pending) -> Result<Vec<usize>> {
         let blobs: Vec<BlobRef> = ids.iter().map(|id| BlobRef::data(*id)).collect();
         let in_pending = pending.contains_many(&blobs);
-        let known: Vec<bool> = blobs
+        // Only what the cache's filter may hold is looked up (all of a new chunk's lookups
+        // would walk sled's tree to a leaf to find nothing).
+        let maybe = self.index.may_contain_many(&blobs);
+        let ask: Vec<usize> = (0..blobs.len()).filter(|&i| maybe[i] && !in_pending[i]).collect();
+        let asked: Vec<BlobRef> = ask.iter().map(|&i| blobs[i]).collect();
+        let found: Vec<bool> = asked
             .par_chunks(256)
-            .zip(in_pending.par_chunks(256))
-            .map(|(b, p)| {
-                let idx = self.index.get_many(b)?;
-                Ok(idx.iter().zip(p).map(|(x, p)| *p || x.is_some()).collect::<Vec<bool>>())
-            })
+            .map(|b| Ok(self.index.get_many(b)?.iter().map(Option::is_some).collect::<Vec<bool>>()))
             .collect::<Result<Vec<Vec<bool>>>>()?
             .concat();
+        let mut known = in_pending;
+        for (&i, f) in ask.iter().zip(found) {
+            known[i] = f;
+        }
         let mut seen = IdSet::default();
         Ok((0..ids.len()).filter(|&i| !known[i] && seen.insert(ids[i])).collect())
     }

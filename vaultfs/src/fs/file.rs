@@ -723,7 +723,9 @@ impl FileData {
             }
             self.take_in(w, false)?;
             let Some(flow) = self.flow.as_mut() else { return Err(Error::invalid("no storing thread")) };
-            let next = flow.spare(TAIL_ROOM);
+            // Room for the bytes of the tail before that follow its last chunk boundary, which
+            // the storing thread puts in front (fewer than two maximal chunks).
+            let next = flow.spare(TAIL_ROOM + (1 << 20));
             let full = std::mem::replace(&mut self.tail, next);
             if let Err(e) = flow.hand_over(full) {
                 self.lose_staged();

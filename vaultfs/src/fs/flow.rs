@@ -6,9 +6,9 @@
 //! file's next call; anything that needs the chunk table as it is (a read, a write behind the
 //! tail, a truncate, a commit) first waits for all of it ([`Flow::finish`]). A failure in the
 //! thread is reported by that next call, which marks the file failed like a failed write
-//! (docs/SEMANTICS.md). Memory: the tail being filled, one tail being stored and the thread's
-//! work buffer; the handover waits while the thread is busy, so a writer never gets further
-//! ahead than one tail.
+//! (docs/SEMANTICS.md). Memory: the tail being filled and the one being stored (chunked in
+//! place); the handover waits while the thread is busy, so a writer never gets further ahead
+//! than one tail.
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
@@ -136,30 +136,35 @@ impl Drop for Flow {
     }
 }
 
+/// Chunks and stores each tail handed over in place (the bytes after the last boundary of the
+/// tail before moved to its front), then gives the buffer back: two tails' buffers per large
+/// file, the one being filled and the one being stored.
 fn run(live: &Live, params: ChunkerParams, jobs: Receiver<Vec<u8>>, done: Sender<Done>) {
-    let mut work: Vec<u8> = Vec::new();
+    let mut rest: Vec<u8> = Vec::new();
     let mut failed = false;
     for mut buf in jobs {
-        if !failed {
-            work.extend_from_slice(&buf);
-            buf.clear();
-            let _ = done.send(Done::Spare(buf));
-            let (batch, rest) = cut_owned(params, std::mem::take(&mut work), false);
-            match live.add_chunks(&batch, true) {
-                Ok(refs) => {
-                    let _ = done.send(Done::Chunks(refs));
-                }
-                Err(e) => {
-                    failed = true;
-                    let _ = done.send(Done::Failed(e));
-                }
-            }
-            work = batch.data;
-            work.clear();
-            work.extend_from_slice(&rest);
+        if failed {
+            continue;
         }
+        if !rest.is_empty() {
+            buf.splice(0..0, rest.drain(..));
+        }
+        let (batch, after) = cut_owned(params, buf, false);
+        rest = after;
+        match live.add_chunks(&batch, true) {
+            Ok(refs) => {
+                let _ = done.send(Done::Chunks(refs));
+            }
+            Err(e) => {
+                failed = true;
+                let _ = done.send(Done::Failed(e));
+            }
+        }
+        let mut spare = batch.data;
+        spare.clear();
+        let _ = done.send(Done::Spare(spare));
     }
     if !failed {
-        let _ = done.send(Done::Rest(work));
+        let _ = done.send(Done::Rest(rest));
     }
 }
