@@ -152,15 +152,14 @@ fn load_filter(cell: &FilterCell, blobs: &sled::Tree, files: &sled::Tree) -> Res
     if let Some(f) = std::fs::read(&cell.path).ok().and_then(|b| Filter::decode(&b, &digest)) {
         return Ok(f);
     }
-    let mut n = 0u64;
-    for k in blobs.iter().keys() {
-        k.map_err(sled_err)?;
-        n += 1;
-    }
-    let f = Filter::with_capacity(n.saturating_mul(2));
+    // One pass over the keys, the filter growing as it goes (its size is not known before).
+    let mut f = Filter::with_capacity(0);
     for k in blobs.iter().keys() {
         let k = k.map_err(sled_err)?;
         if let Ok(key) = <[u8; 33]>::try_from(&k[..]) {
+            if f.needs_layer() {
+                f.add_layer();
+            }
             f.insert(&key);
         }
     }
