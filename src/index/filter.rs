@@ -99,6 +99,14 @@ impl Filter {
         self.layers.push(Layer::with_capacity(cap));
     }
 
+    /// Inserts `key`, adding a layer first when the newest is full (a filter not shared yet).
+    pub fn insert_growing(&mut self, key: &[u8; 33]) {
+        if self.needs_layer() {
+            self.add_layer();
+        }
+        self.insert(key);
+    }
+
     /// False only for a key never inserted.
     pub fn may_contain(&self, key: &[u8; 33]) -> bool {
         self.layers.iter().rev().any(|l| l.may_contain(key))
@@ -194,16 +202,19 @@ mod tests {
             .collect()
     }
 
+    /// A filter whose first layer holds `capacity` keys, with `n` random keys inserted.
+    fn filled(capacity: u64, n: usize, seed: u64) -> (Filter, Vec<[u8; 33]>) {
+        let mut f = Filter::with_capacity(capacity);
+        let ins = keys(n, seed);
+        for k in &ins {
+            f.insert_growing(k);
+        }
+        (f, ins)
+    }
+
     #[test]
     fn every_key_inserted_is_found_and_few_others_are_as_it_grows() {
-        let mut f = Filter::with_capacity(0);
-        let ins = keys(400_000, 1);
-        for k in &ins {
-            if f.needs_layer() {
-                f.add_layer();
-            }
-            f.insert(k);
-        }
+        let (f, ins) = filled(0, 400_000, 1);
         // 16,384 + 65,536 + 262,144 + 1,048,576 keys of room.
         assert_eq!(f.layers(), 4);
         assert_eq!(f.count(), 400_000);
@@ -215,14 +226,7 @@ mod tests {
 
     #[test]
     fn a_saved_filter_reads_back_only_whole_and_for_the_same_index_files() {
-        let mut f = Filter::with_capacity(1_000);
-        let ins = keys(40_000, 4);
-        for k in &ins {
-            if f.needs_layer() {
-                f.add_layer();
-            }
-            f.insert(k);
-        }
+        let (f, ins) = filled(1_000, 40_000, 4);
         assert_eq!(f.layers(), 2);
         let d = files_digest([[1u8; 32], [2u8; 32]]);
         assert_eq!(d, files_digest([[2u8; 32], [1u8; 32]]), "the order of the ids does not matter");

@@ -129,18 +129,21 @@ impl FilterCell {
     }
 }
 
-/// The digest of the index files `files` records as loaded (what a saved filter must name).
-fn files_digest(files: &sled::Tree) -> Result<[u8; 32]> {
+/// The ids of the index files the `files` tree records as loaded.
+fn sled_file_ids(files: &sled::Tree) -> Result<Vec<[u8; 32]>> {
     let mut ids = Vec::new();
     for kv in files.iter() {
         let (k, _) = kv.map_err(sled_err)?;
-        if k.len() == 32 {
-            let mut b = [0u8; 32];
-            b.copy_from_slice(&k);
+        if let Ok(b) = <[u8; 32]>::try_from(&k[..]) {
             ids.push(b);
         }
     }
-    Ok(filter::files_digest(ids))
+    Ok(ids)
+}
+
+/// The digest of the index files `files` records as loaded (what a saved filter must name).
+fn files_digest(files: &sled::Tree) -> Result<[u8; 32]> {
+    Ok(filter::files_digest(sled_file_ids(files)?))
 }
 
 /// The filter saved at `cell.path` when it names exactly the index files of the cache;
@@ -157,10 +160,7 @@ fn load_filter(cell: &FilterCell, blobs: &sled::Tree, files: &sled::Tree) -> Res
     for k in blobs.iter().keys() {
         let k = k.map_err(sled_err)?;
         if let Ok(key) = <[u8; 33]>::try_from(&k[..]) {
-            if f.needs_layer() {
-                f.add_layer();
-            }
-            f.insert(&key);
+            f.insert_growing(&key);
         }
     }
     cell.dirty.store(true, Ordering::Relaxed);
@@ -475,18 +475,7 @@ impl Index {
 
     pub fn known_files(&self) -> Result<HashSet<IndexId>> {
         match &self.backend {
-            Backend::Sled { files, .. } => {
-                let mut out = HashSet::new();
-                for kv in files.iter() {
-                    let (k, _) = kv.map_err(sled_err)?;
-                    if k.len() == 32 {
-                        let mut b = [0u8; 32];
-                        b.copy_from_slice(&k);
-                        out.insert(IndexId(b));
-                    }
-                }
-                Ok(out)
-            }
+            Backend::Sled { files, .. } => Ok(sled_file_ids(files)?.into_iter().map(IndexId).collect()),
             Backend::Memory { files, .. } => Ok(files.read().unwrap_or_else(|e| e.into_inner()).clone()),
         }
     }
