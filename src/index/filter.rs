@@ -22,6 +22,14 @@ const PROBES: u64 = 8;
 pub const MIN_CAPACITY: u64 = 16_384;
 /// Each layer added when the last one is full holds this many times more keys.
 const GROWTH: u64 = 4;
+/// Keys of the largest layer (6 GiB: a cache of 16 TB of 4 KiB chunks); past it, layers of this
+/// size are added.
+const MAX_CAPACITY: u64 = 1 << 32;
+
+/// 64-bit words of a layer of `capacity` keys.
+fn words_for(capacity: u64) -> Option<u64> {
+    Some(capacity.checked_mul(BITS_PER_KEY)?.div_ceil(64))
+}
 
 /// One Bloom filter of fixed size.
 struct Layer {
@@ -44,7 +52,8 @@ fn probes(key: &[u8; 33], nbits: u64) -> impl Iterator<Item = u64> {
 
 impl Layer {
     fn with_capacity(capacity: u64) -> Self {
-        let words = (capacity * BITS_PER_KEY).div_ceil(64);
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
+        let words = words_for(capacity).unwrap_or(1);
         Layer {
             bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
             nbits: words * 64,
@@ -95,7 +104,7 @@ impl Filter {
     }
 
     pub fn add_layer(&mut self) {
-        let cap = self.layers.last().map_or(MIN_CAPACITY, |l| l.capacity.saturating_mul(GROWTH));
+        let cap = self.layers.last().map_or(MIN_CAPACITY, |l| l.capacity.saturating_mul(GROWTH).min(MAX_CAPACITY));
         self.layers.push(Layer::with_capacity(cap));
     }
 
@@ -161,7 +170,14 @@ impl Filter {
         for _ in 0..n {
             let (capacity, count, nbits) = (word(at)?, word(at + 8)?, word(at + 16)?);
             at += 24;
-            if nbits == 0 || nbits % 64 != 0 || capacity == 0 {
+            // The sizes a layer of `capacity` keys has (a forged file must not make the next
+            // layer's allocation arbitrary: it is bounded by the file's own size).
+            if capacity == 0
+                || capacity > MAX_CAPACITY
+                || count > capacity + capacity / 16
+                || Some(nbits / 64) != words_for(capacity)
+                || nbits % 64 != 0
+            {
                 return None;
             }
             let words = usize::try_from(nbits / 64).ok()?;
@@ -242,5 +258,28 @@ mod tests {
         }
         assert!(Filter::decode(&b[..b.len() - 8], &d).is_none());
         assert!(Filter::decode(&[], &d).is_none());
+    }
+
+    #[test]
+    fn a_forged_filter_whose_sizes_disagree_is_refused() {
+        let d = files_digest([[1u8; 32]]);
+        // Well-formed and checksummed, but a layer of 2^30 keys in 64 bits, full: its next layer
+        // would have been 4 x 2^30 keys (6 GiB).
+        let forged = |capacity: u64, count: u64, nbits: u64| {
+            let mut b = MAGIC.to_vec();
+            b.extend_from_slice(&d);
+            b.extend_from_slice(&1u32.to_le_bytes());
+            for x in [capacity, count, nbits] {
+                b.extend_from_slice(&x.to_le_bytes());
+            }
+            b.extend(std::iter::repeat_n(0u8, (nbits / 8) as usize));
+            let sum = blake3::hash(&b);
+            b.extend_from_slice(sum.as_bytes());
+            b
+        };
+        assert!(Filter::decode(&forged(1 << 30, 1 << 30, 64), &d).is_none());
+        assert!(Filter::decode(&forged(u64::MAX, 0, 64), &d).is_none());
+        assert!(Filter::decode(&forged(16_384, 1 << 20, 16_384 * 12), &d).is_none(), "more keys than room");
+        assert!(Filter::decode(&forged(16_384, 100, 16_384 * 12), &d).is_some(), "a consistent one reads");
     }
 }

@@ -118,6 +118,10 @@ struct FilterCell {
     dirty: AtomicBool,
     /// Building it failed (the cache could not be read): lookups go to sled.
     failed: AtomicBool,
+    /// Index files this process is adding now (their loading marks are theirs).
+    adding: std::sync::Mutex<HashSet<[u8; 32]>>,
+    /// One save at a time.
+    saving: std::sync::Mutex<()>,
 }
 
 impl FilterCell {
@@ -146,14 +150,39 @@ fn files_digest(files: &sled::Tree) -> Result<[u8; 32]> {
     Ok(filter::files_digest(sled_file_ids(files)?))
 }
 
-/// The filter saved at `cell.path` when it names exactly the index files of the cache;
-/// otherwise one built from every key of `blobs` (a cache written by a build without filters,
-/// or changed by a process that had not loaded it: a reader that loaded new index files, a
-/// writer that was killed).
+/// Prefix of the key in the `files` tree that marks an index file whose entries are being
+/// inserted (written before its first entry, removed after the file is recorded): while one
+/// exists, the cache may hold keys that no saved filter has, whatever its digest says.
+const LOADING: &[u8] = b"loading-";
+
+/// The loading marks in `files` (ids of index files whose entries were being inserted).
+fn loading_marks(files: &sled::Tree) -> Result<Vec<[u8; 32]>> {
+    let mut out = Vec::new();
+    for kv in files.scan_prefix(LOADING) {
+        let (k, _) = kv.map_err(sled_err)?;
+        if let Ok(id) = <[u8; 32]>::try_from(&k[LOADING.len()..]) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+fn loading_key(id: &IndexId) -> Vec<u8> {
+    [LOADING, id.as_bytes()].concat()
+}
+
+/// The filter saved at `cell.path` when it names exactly the index files of the cache and no
+/// index file was being loaded (by this process now, or by one that stopped midway: its keys
+/// may be in sled, written after the filter was saved); otherwise one built from every key of
+/// `blobs` (a cache written by a build without filters, or changed by a process that had not
+/// loaded it: a reader that loaded new index files, a writer that was killed).
 fn load_filter(cell: &FilterCell, blobs: &sled::Tree, files: &sled::Tree) -> Result<Filter> {
-    let digest = files_digest(files)?;
-    if let Some(f) = std::fs::read(&cell.path).ok().and_then(|b| Filter::decode(&b, &digest)) {
-        return Ok(f);
+    let marks = loading_marks(files)?;
+    if marks.is_empty() {
+        let digest = files_digest(files)?;
+        if let Some(f) = std::fs::read(&cell.path).ok().and_then(|b| Filter::decode(&b, &digest)) {
+            return Ok(f);
+        }
     }
     // One pass over the keys, the filter growing as it goes (its size is not known before).
     let mut f = Filter::with_capacity(0);
@@ -163,27 +192,39 @@ fn load_filter(cell: &FilterCell, blobs: &sled::Tree, files: &sled::Tree) -> Res
             f.insert_growing(&key);
         }
     }
+    // Marks left by a process that stopped midway: the keys they stand for are in the filter
+    // now (the marks of this process's own adds stay until those adds end).
+    let active = cell.adding.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for id in marks.iter().filter(|id| !active.contains(*id)) {
+        files.remove([LOADING, &id[..]].concat()).map_err(sled_err)?;
+    }
     cell.dirty.store(true, Ordering::Relaxed);
     Ok(f)
 }
 
 /// Writes the filter next to the cache, for the index files the cache holds now (whole or not
-/// at all: a new file renamed over the old one).
-fn save_filter(cell: &FilterCell, files: &sled::Tree) -> Result<()> {
-    if !cell.dirty.load(Ordering::Relaxed) {
-        return Ok(());
+/// at all: a new file renamed over the old one). A filter that cannot be saved is only work
+/// for the next writer (it rebuilds one), so failures are not reported.
+fn save_filter(cell: &FilterCell, files: &sled::Tree) {
+    let _one = cell.saving.lock().unwrap_or_else(|e| e.into_inner());
+    // Cleared first: keys inserted from here on make it dirty again.
+    if !cell.dirty.swap(false, Ordering::Relaxed) {
+        return;
     }
     let bytes = {
         let g = cell.state();
-        let Some(f) = g.as_ref() else { return Ok(()) };
-        // Cleared first: keys inserted from here on make it dirty again.
-        cell.dirty.store(false, Ordering::Relaxed);
-        f.encode(&files_digest(files)?)
+        let Some(f) = g.as_ref() else { return };
+        // The digest before the bits: every index file it names has all its keys in them.
+        match files_digest(files) {
+            Ok(d) => f.encode(&d),
+            Err(_) => return,
+        }
     };
     let tmp = cell.path.with_extension("tmp");
-    std::fs::write(&tmp, &bytes)
-        .and_then(|_| std::fs::rename(&tmp, &cell.path))
-        .map_err(|e| Error::io(cell.path.display(), e))
+    if std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, &cell.path)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        cell.dirty.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Inserts the entries of `packs` and the member lists of their frames (each in key order, one
@@ -203,6 +244,23 @@ fn sled_add(
     // (786,432 entries in batches of 1,024 left a process at 1.3 GiB, inserted one by one at
     // 108 MiB, and faster; docs/PERFORMANCE.md). Nothing needs the file's entries to appear at
     // once: the file is recorded as loaded after the last of them.
+    filter.adding.lock().unwrap_or_else(|e| e.into_inner()).insert(*id.as_bytes());
+    let r = sled_add_marked(blobs, files, frames, filter, id, packs);
+    filter.adding.lock().unwrap_or_else(|e| e.into_inner()).remove(id.as_bytes());
+    r
+}
+
+fn sled_add_marked(
+    blobs: &sled::Tree,
+    files: &sled::Tree,
+    frames: &sled::Tree,
+    filter: &FilterCell,
+    id: IndexId,
+    packs: &[IndexPack],
+) -> Result<()> {
+    // Before any of its keys (sled recovers its writes in order: a key of it in the cache
+    // means the mark is there too), so that no saved filter is trusted while they go in.
+    files.insert(loading_key(&id), &[][..]).map_err(sled_err)?;
     let mut all: Vec<([u8; 33], IndexEntry)> =
         packs.iter().flat_map(|p| p.entries.iter().map(|e| (e.blob.key(), IndexEntry::new(p.pack, e)))).collect();
     all.sort_unstable_by_key(|a| a.0);
@@ -245,6 +303,9 @@ fn sled_add(
         frames.insert(&k[..], v).map_err(sled_err)?;
     }
     files.insert(id.as_bytes(), &[][..]).map_err(sled_err)?;
+    files.remove(loading_key(&id)).map_err(sled_err)?;
+    // Again after the file is recorded: a save in between named the file set without it.
+    filter.dirty.store(true, Ordering::Relaxed);
     Ok(())
 }
 
@@ -385,6 +446,8 @@ impl Index {
             state: RwLock::new(None),
             dirty: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            adding: std::sync::Mutex::new(HashSet::new()),
+            saving: std::sync::Mutex::new(()),
         });
         Ok(Index { backend: Backend::Sled { db, blobs, files, frames, filter } })
     }
@@ -539,7 +602,7 @@ impl Index {
     pub fn flush(&self) -> Result<()> {
         if let Backend::Sled { db, files, filter, .. } = &self.backend {
             db.flush().map_err(sled_err)?;
-            save_filter(filter, files)?;
+            save_filter(filter, files);
         }
         Ok(())
     }
@@ -560,7 +623,7 @@ impl Drop for Index {
     /// Saves the filter for the next writer (a cache is still valid without it).
     fn drop(&mut self) {
         if let Backend::Sled { files, filter, .. } = &self.backend {
-            let _ = save_filter(filter, files);
+            save_filter(filter, files);
         }
     }
 }
@@ -779,6 +842,38 @@ mod tests {
         assert!(i.may_contain_many(&b3).iter().all(|m| *m));
         // The in-memory index answers "maybe" for everything: its lookups are cheap.
         assert!(Index::memory().may_contain_many(&others).iter().all(|m| *m));
+    }
+
+    #[test]
+    fn keys_a_killed_process_left_without_their_file_mark_are_never_hidden_by_a_saved_filter() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("idx");
+        let (f1, b1) = random_file(2_000, 11);
+        let (f2, b2) = random_file(2_000, 12);
+        {
+            let i = reopen(&p);
+            assert!(i.may_contain_many(&b1).iter().all(|m| !*m));
+            i.add_file(IndexId([1; 32]), &f1).unwrap();
+            i.flush().unwrap();
+        }
+        {
+            // A process killed while it loaded index file 2: the mark written before its keys
+            // and half of its keys reached the disk, its file mark did not (the file itself is
+            // then gone: a prune, or damage), so nothing loads it again.
+            let i = reopen(&p);
+            let Backend::Sled { blobs, files, .. } = &i.backend else { panic!("not the sled cache") };
+            files.insert(loading_key(&IndexId([2; 32])), &[][..]).unwrap();
+            for e in &f2[0].entries[..1_000] {
+                blobs.insert(&e.blob.key()[..], IndexEntry::new(f2[0].pack, e).encode()).unwrap();
+            }
+            i.flush().unwrap();
+        }
+        let i = reopen(&p);
+        assert!(i.may_contain_many(&b2[..1_000]).iter().all(|m| *m), "the saved filter hid keys of the cache");
+        assert!(i.may_contain_many(&b1).iter().all(|m| *m));
+        // The stale mark went with the rebuild: the next process reads the saved filter again.
+        let Backend::Sled { files, .. } = &i.backend else { panic!("not the sled cache") };
+        assert!(loading_marks(files).unwrap().is_empty());
     }
 
     fn reopen(p: &Path) -> Index {
