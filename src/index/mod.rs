@@ -227,6 +227,23 @@ fn save_filter(cell: &FilterCell, files: &sled::Tree) {
     }
 }
 
+/// An index file this process is adding to the cache, for as long as it lives (its loading
+/// mark is not a stale one to remove).
+struct Adding<'a>(&'a FilterCell, [u8; 32]);
+
+impl<'a> Adding<'a> {
+    fn new(cell: &'a FilterCell, id: &IndexId) -> Self {
+        cell.adding.lock().unwrap_or_else(|e| e.into_inner()).insert(*id.as_bytes());
+        Adding(cell, *id.as_bytes())
+    }
+}
+
+impl Drop for Adding<'_> {
+    fn drop(&mut self) {
+        self.0.adding.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+    }
+}
+
 /// Inserts the entries of `packs` and the member lists of their frames (each in key order, one
 /// at a time), then records `id` as loaded. Each key goes into the filter (when one is loaded)
 /// before it goes into sled.
@@ -238,29 +255,16 @@ fn sled_add(
     id: IndexId,
     packs: &[IndexPack],
 ) -> Result<()> {
+    let _adding = Adding::new(filter, &id);
+    // Before any of its keys (sled recovers its writes in order: a key of it in the cache
+    // means the mark is there too), so that no saved filter is trusted while they go in.
+    files.insert(loading_key(&id), &[][..]).map_err(sled_err)?;
     // In key order, so that consecutive inserts land in the same leaves of the tree (ids are
     // random: in file order, every insert would fetch another leaf once the tree outgrows
     // sled's cache); one insert at a time: sled keeps memory for every page a batch touched
     // (786,432 entries in batches of 1,024 left a process at 1.3 GiB, inserted one by one at
     // 108 MiB, and faster; docs/PERFORMANCE.md). Nothing needs the file's entries to appear at
     // once: the file is recorded as loaded after the last of them.
-    filter.adding.lock().unwrap_or_else(|e| e.into_inner()).insert(*id.as_bytes());
-    let r = sled_add_marked(blobs, files, frames, filter, id, packs);
-    filter.adding.lock().unwrap_or_else(|e| e.into_inner()).remove(id.as_bytes());
-    r
-}
-
-fn sled_add_marked(
-    blobs: &sled::Tree,
-    files: &sled::Tree,
-    frames: &sled::Tree,
-    filter: &FilterCell,
-    id: IndexId,
-    packs: &[IndexPack],
-) -> Result<()> {
-    // Before any of its keys (sled recovers its writes in order: a key of it in the cache
-    // means the mark is there too), so that no saved filter is trusted while they go in.
-    files.insert(loading_key(&id), &[][..]).map_err(sled_err)?;
     let mut all: Vec<([u8; 33], IndexEntry)> =
         packs.iter().flat_map(|p| p.entries.iter().map(|e| (e.blob.key(), IndexEntry::new(p.pack, e)))).collect();
     all.sort_unstable_by_key(|a| a.0);
